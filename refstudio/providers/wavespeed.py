@@ -1,0 +1,610 @@
+"""WaveSpeedAI provider for Runway Gen-4 Image, over one shared async httpx client.
+
+Protocol: ``/work/shared/protocol/wavespeed.md``. The part that matters most is *paying safely*: a
+submit is paid work, so :meth:`WaveSpeedProvider.submit` never retries and sorts every failure
+into exactly one of
+
+* :class:`~refstudio.errors.NotAcceptedError` — the server certainly did not take the task
+  (connection never established, 429, 503, 408): the engine may resend;
+* :class:`~refstudio.errors.AmbiguousSubmitError` — the body left and no clear answer came back
+  (500/502/504, read timeout, dropped connection): the task may exist and be billed, so nobody
+  resends without the user's say-so;
+* :class:`~refstudio.errors.AuthenticationError` / :class:`~refstudio.errors.RequestRejectedError`
+  — the server refused the request (fix the key or the request);
+* :class:`~refstudio.errors.ProtocolError` — a success status whose body we cannot read (no task
+  id): treat it like ambiguous, the task may exist.
+
+Polls, uploads and downloads are free and raise :class:`~refstudio.errors.TransientError` for
+anything worth retrying; the engine owns all retry loops and backoff.
+
+Secrets: the API key is held in a :class:`_Secret` whose ``repr``/``str`` are masked, is sent only
+to the API host (never to the CDN hosts outputs live on), and every message we build is scrubbed
+of it before it goes into an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from refstudio import gen4
+from refstudio.errors import (
+    AmbiguousSubmitError,
+    AuthenticationError,
+    ConfigError,
+    NotAcceptedError,
+    ProtocolError,
+    ProviderError,
+    RequestRejectedError,
+    TransientError,
+)
+from refstudio.providers.base import (
+    BoundImage,
+    GenParams,
+    Provider,
+    SubmittedTask,
+    TaskStateName,
+    TaskStatus,
+    UploadedImage,
+)
+
+DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+ENV_API_KEY = "WAVESPEED_API_KEY"
+ENV_BASE_URL = "WAVESPEED_BASE_URL"
+
+SUBMIT_PATH = f"/api/v3/{gen4.MODEL_ID}"
+RESULT_PATH = "/api/v3/predictions/{task_id}/result"
+UPLOAD_PATH = "/api/v3/media/upload/binary"
+
+#: Default client timeouts. Connect is short (a refused/unreachable host should fail fast and is
+#: safe to retry); read 30 s suits polls; the pool wait is generous because waiting for a free
+#: connection happens before anything is sent.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=60.0)
+#: Submits get a longer read: every read timeout on a submit is an *ambiguous* (maybe paid) task,
+#: so waiting a little longer for the answer is much cheaper than giving up early.
+SUBMIT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
+#: Uploads send up to several MB of image; give the write side room on slow uplinks.
+UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=180.0, pool=60.0)
+#: Downloads: each read waits at most this long for the next chunk, not for the whole file.
+DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=60.0)
+
+DOWNLOAD_CHUNK = 64 * 1024
+#: Longest server text we quote in an error message (bodies can be whole HTML error pages).
+MAX_MESSAGE_CHARS = 300
+
+_FAILED_STATES = frozenset({"failed", "cancelled", "canceled", "timeout", "deleted", "error"})
+_CREATED_STATES = frozenset({"created", "pending", "queued", "waiting"})
+_PROCESSING_STATES = frozenset({"processing", "running", "starting", "in_progress"})
+
+
+class _Secret:
+    """A string that does not show itself: ``repr``/``str`` are masked, ``reveal()`` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'****'"
+
+    __str__ = __repr__
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent
+    or unreadable. Never negative (a date in the past means "now")."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:  # pragma: no cover - older Pythons returned None instead of raising
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with default ports filled in, for same-origin checks."""
+    port = url.port
+    if port is None:
+        port = {"http": 80, "https": 443}.get(url.scheme)
+    return (url.scheme, url.host.lower(), port)
+
+
+class WaveSpeedProvider(Provider):
+    """WaveSpeedAI's ``runwayml/gen4-image`` over HTTP.
+
+    One instance holds one connection pool; use it inside one event loop and close it with
+    :meth:`aclose` (or ``async with``). Construction fails with
+    :class:`~refstudio.errors.AuthenticationError` when no key is given or set in the environment.
+    """
+
+    name: ClassVar[str] = "wavespeed"
+    model: ClassVar[str] = gen4.MODEL_ID
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: httpx.Timeout | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        key = (api_key if api_key is not None else os.environ.get(ENV_API_KEY, "")).strip()
+        if not key:
+            raise AuthenticationError(
+                "no WaveSpeed API key",
+                hint=f"set the {ENV_API_KEY} environment variable "
+                f"(export {ENV_API_KEY}=...) or pass api_key= to WaveSpeedProvider",
+            )
+        if any(c in key for c in "\r\n\0") or not key.isascii():
+            # A key like that could never be a valid header value; say so without echoing it.
+            raise AuthenticationError(
+                "the WaveSpeed API key contains characters a key cannot have",
+                hint=f"check the value of {ENV_API_KEY}",
+            )
+        self._key = _Secret(key)
+
+        raw_base = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+        try:
+            base = httpx.URL(raw_base.rstrip("/"))
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"invalid WaveSpeed base URL {raw_base!r}: {exc}") from None
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ConfigError(
+                f"invalid WaveSpeed base URL {raw_base!r}: expected http(s)://host[:port]",
+                hint=f"check {ENV_BASE_URL}",
+            )
+        self._base_url = base
+        # Explicit timeouts win everywhere; otherwise each operation picks its own defaults.
+        self._timeout_override = timeout
+        self._client = httpx.AsyncClient(
+            base_url=base,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(max_connections, 20),
+            ),
+            http1=True,
+            http2=False,
+            # Never follow redirects on API calls: a redirected POST could be re-sent elsewhere.
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "refstudio"},
+        )
+        self._closed = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL in use (no trailing slash)."""
+        return str(self._base_url).rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key='****')"
+
+    async def __aenter__(self) -> WaveSpeedProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()
+
+    def _auth(self) -> dict[str, str]:
+        """Per-request auth header. Not a client default, so it never rides along to CDN hosts."""
+        return {"Authorization": f"Bearer {self._key.reveal()}"}
+
+    def _timeout(self, default: httpx.Timeout) -> httpx.Timeout:
+        return self._timeout_override or default
+
+    def _scrub(self, text: str) -> str:
+        """Remove the key from text that may end up in an exception (servers sometimes echo it)."""
+        key = self._key.reveal()
+        return text.replace(key, "****") if key else text
+
+    def _same_origin(self, url: httpx.URL) -> bool:
+        return _origin(url) == _origin(self._base_url)
+
+    def _describe(self, exc: BaseException) -> str:
+        """A short scrubbed text for a transport exception (type plus its own words)."""
+        words = str(exc).strip()
+        text = f"{type(exc).__name__}: {words}" if words else type(exc).__name__
+        return self._scrub(text)[:MAX_MESSAGE_CHARS]
+
+    def _server_message(self, response: httpx.Response, payload: Any = None) -> str:
+        """The server's own words: the envelope's ``message`` (or ``data.error``), else its text."""
+        if isinstance(payload, Mapping):
+            for candidate in (
+                payload.get("message"),
+                (payload.get("data") or {}).get("error")
+                if isinstance(payload.get("data"), Mapping)
+                else None,
+            ):
+                if isinstance(candidate, str) and candidate.strip():
+                    return self._scrub(candidate.strip())[:MAX_MESSAGE_CHARS]
+        try:
+            text = response.text.strip()
+        except (httpx.ResponseNotRead, UnicodeDecodeError):  # pragma: no cover - defensive
+            text = ""
+        return self._scrub(text)[:MAX_MESSAGE_CHARS] or response.reason_phrase or "no message"
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        """Parsed JSON body, or None when it is not JSON."""
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _envelope_code(payload: Any) -> int | None:
+        """The envelope's ``code`` when it is an int other than 200 (an error in disguise)."""
+        if isinstance(payload, Mapping):
+            code = payload.get("code")
+            if isinstance(code, int) and not isinstance(code, bool) and code != 200:
+                return code
+        return None
+
+    # ------------------------------------------------------------------ body
+
+    def build_body(
+        self, prompt: str, images: list[BoundImage], params: GenParams
+    ) -> dict[str, Any]:
+        """The exact JSON WaveSpeed receives; shaped by :func:`refstudio.providers.payloads`."""
+        # Imported here so this module stays importable (and testable) on its own, and so the one
+        # shared shaping function is the single source of truth for the body.
+        from refstudio.providers.payloads import wavespeed_body
+
+        return wavespeed_body(prompt, images, params)
+
+    # ------------------------------------------------------------------ submit
+
+    def _submit_error(self, code: int, message: str, retry_after: float | None) -> ProviderError:
+        """Map a submit's failing status (HTTP or envelope) to the one right error."""
+        where = f"WaveSpeed submit answered {code}: {message}"
+        if code == 429:
+            return NotAcceptedError(
+                where,
+                hint="rate limited; the task was not created",
+                status_code=code,
+                retry_after=retry_after,
+            )
+        if code in (503, 408):
+            # 503: the front door turned us away; 408: the server gave up before reading the
+            # whole request. Either way no task exists.
+            return NotAcceptedError(where, status_code=code, retry_after=retry_after)
+        if code in (401, 403):
+            return AuthenticationError(
+                where,
+                hint=f"check the key in {ENV_API_KEY}",
+                status_code=code,
+            )
+        if 400 <= code < 500:
+            return RequestRejectedError(where, status_code=code, retry_after=retry_after)
+        # 500/502/504 and anything else: the body reached the server, which may have created (and
+        # will bill) the task before failing to answer.
+        return AmbiguousSubmitError(
+            where,
+            hint="the task may have been created and billed; check before resending",
+            status_code=code,
+            retry_after=retry_after,
+        )
+
+    async def submit(self, body: dict[str, Any]) -> SubmittedTask:
+        """POST one generation request. Sent at most once: this method never retries."""
+        try:
+            response = await self._client.post(
+                SUBMIT_PATH,
+                json=body,
+                headers=self._auth(),
+                timeout=self._timeout(SUBMIT_TIMEOUT),
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # No connection was ever established (refused, DNS, TLS handshake, unreachable, or no
+            # free pool slot): the body never left this machine.
+            raise NotAcceptedError(
+                f"could not reach WaveSpeed at {self.base_url}: {self._describe(exc)}",
+                hint=f"check the network and {ENV_BASE_URL}",
+            ) from None
+        except (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            # Fails before or while forming the request; the server never saw a complete one.
+            raise NotAcceptedError(
+                f"could not send the request to WaveSpeed: {self._describe(exc)}"
+            ) from None
+        except httpx.HTTPError as exc:
+            # ReadTimeout, WriteTimeout, ReadError, WriteError, RemoteProtocolError (the server
+            # closed the socket without answering) ...: bytes of the body may have arrived.
+            raise AmbiguousSubmitError(
+                f"WaveSpeed submit got no usable answer: {self._describe(exc)}",
+                hint="the task may have been created and billed; check before resending",
+            ) from None
+        # `from None` above on purpose: chained httpx exceptions hold the request, headers and
+        # all, and tracebacks/loggers that walk __cause__ should not find the key there.
+
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        payload = self._json(response)
+        if not response.is_success:
+            raise self._submit_error(
+                response.status_code, self._server_message(response, payload), retry_after
+            )
+        code = self._envelope_code(payload)
+        if code is not None:
+            raise self._submit_error(code, self._server_message(response, payload), retry_after)
+
+        data = payload.get("data") if isinstance(payload, Mapping) else None
+        task_id = data.get("id") if isinstance(data, Mapping) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise ProtocolError(
+                f"WaveSpeed submit answered {response.status_code} without a task id: "
+                f"{self._server_message(response)}",
+                hint="the task may have been created and billed; check before resending",
+                status_code=response.status_code,
+            )
+        urls = data.get("urls")
+        poll_url = urls.get("get") if isinstance(urls, Mapping) else None
+        return SubmittedTask(
+            task_id=task_id,
+            poll_url=poll_url if isinstance(poll_url, str) and poll_url else None,
+        )
+
+    # ------------------------------------------------------------------ poll
+
+    def _poll_target(self, task_id: str, poll_url: str | None) -> str | httpx.URL:
+        """Where to poll: the submit's ``urls.get`` when it points at our API host, else the
+        documented result path. A poll URL on another host is ignored, not followed, because
+        following it would hand our key to that host."""
+        default = RESULT_PATH.format(task_id=quote(task_id, safe=""))
+        if not poll_url:
+            return default
+        try:
+            url = self._base_url.join(poll_url)
+        except httpx.InvalidURL:
+            return default
+        return url if self._same_origin(url) else default
+
+    def _poll_error(
+        self, code: int, message: str, retry_after: float | None, task_id: str
+    ) -> ProviderError:
+        where = f"WaveSpeed poll of task {task_id} answered {code}: {message}"
+        if code in (401, 403):
+            return AuthenticationError(
+                where, hint=f"check the key in {ENV_API_KEY}", status_code=code
+            )
+        if code == 404:
+            return RequestRejectedError(
+                f"unknown task {task_id} (WaveSpeed answered 404: {message})", status_code=code
+            )
+        if code in (408, 429) or code >= 500:
+            return TransientError(where, status_code=code, retry_after=retry_after)
+        if 400 <= code < 500:
+            return RequestRejectedError(where, status_code=code, retry_after=retry_after)
+        return ProtocolError(where, status_code=code)
+
+    async def fetch_status(self, task_id: str, poll_url: str | None = None) -> TaskStatus:
+        """GET the task's state once. Free; the engine retries on TransientError."""
+        try:
+            response = await self._client.get(
+                self._poll_target(task_id, poll_url),
+                headers=self._auth(),
+                timeout=self._timeout(DEFAULT_TIMEOUT),
+            )
+        except httpx.HTTPError as exc:
+            raise TransientError(
+                f"WaveSpeed poll of task {task_id} failed: {self._describe(exc)}"
+            ) from None
+
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        payload = self._json(response)
+        if not response.is_success:
+            raise self._poll_error(
+                response.status_code, self._server_message(response, payload), retry_after, task_id
+            )
+        code = self._envelope_code(payload)
+        if code is not None:
+            raise self._poll_error(
+                code, self._server_message(response, payload), retry_after, task_id
+            )
+        data = payload.get("data") if isinstance(payload, Mapping) else None
+        if not isinstance(data, Mapping):
+            # A 200 that is not our envelope is most likely a proxy or CDN hiccup: poll again.
+            raise TransientError(
+                f"WaveSpeed poll of task {task_id} answered {response.status_code} without data: "
+                f"{self._server_message(response)}",
+                status_code=response.status_code,
+            )
+        return self._parse_status(task_id, data)
+
+    def _parse_status(self, task_id: str, data: Mapping[str, Any]) -> TaskStatus:
+        """Turn a result ``data`` object into a :class:`TaskStatus`."""
+        raw_state = str(data.get("status") or "").strip().lower()
+        error = data.get("error")
+        error_text = self._scrub(error.strip()) if isinstance(error, str) else ""
+
+        state: TaskStateName
+        if raw_state == "completed":
+            state = "completed"
+        elif raw_state in _FAILED_STATES:
+            state = "failed"
+            if raw_state != "failed":
+                # Keep which terminal state it was: "cancelled" reads differently from a failure.
+                error_text = f"task {raw_state}" + (f": {error_text}" if error_text else "")
+            error_text = error_text or "task failed (no reason given)"
+        elif raw_state in _CREATED_STATES:
+            state = "created"
+        elif raw_state in _PROCESSING_STATES:
+            state = "processing"
+        else:
+            # An unknown state name is not a reason to give up on a paid task: keep polling and
+            # let the engine's deadline decide. The raw answer stays in `raw`.
+            state = "processing"
+
+        outputs_raw = data.get("outputs") or []
+        if not isinstance(outputs_raw, list) or not all(isinstance(o, str) for o in outputs_raw):
+            raise ProtocolError(f"WaveSpeed task {task_id}: outputs is not a list of strings")
+        outputs = tuple(o.strip() for o in outputs_raw)
+        kinds = {_is_url(o) for o in outputs}
+        if len(kinds) > 1:
+            raise ProtocolError(f"WaveSpeed task {task_id}: outputs mix URLs and base64 data")
+        # The poll cannot tell us whether the body asked for base64, so decide by content.
+        outputs_are_base64 = kinds == {False}
+
+        if state == "completed" and not outputs:
+            # Seen as a race on some servers: the state flips before outputs are attached.
+            # Polling is free, so ask again rather than store a completed-but-empty generation.
+            raise TransientError(f"WaveSpeed task {task_id} completed without outputs yet")
+
+        nsfw_raw = data.get("has_nsfw_contents")
+        nsfw = tuple(bool(x) for x in nsfw_raw) if isinstance(nsfw_raw, list) else ()
+
+        inference_ms: int | None = None
+        timings = data.get("timings")
+        if isinstance(timings, Mapping):
+            inference = timings.get("inference")
+            if isinstance(inference, (int, float)) and not isinstance(inference, bool):
+                inference_ms = round(inference)
+
+        return TaskStatus(
+            task_id=str(data.get("id") or task_id),
+            state=state,
+            outputs=outputs,
+            outputs_are_base64=outputs_are_base64,
+            nsfw=nsfw,
+            error=error_text if state == "failed" else "",
+            inference_ms=inference_ms,
+            raw=dict(data),
+        )
+
+    # ------------------------------------------------------------------ upload
+
+    async def upload(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:
+        """POST the bytes as multipart field ``file``; return the URL to put in a body."""
+        try:
+            response = await self._client.post(
+                UPLOAD_PATH,
+                files={"file": (filename, data, content_type)},
+                headers=self._auth(),
+                timeout=self._timeout(UPLOAD_TIMEOUT),
+            )
+        except httpx.HTTPError as exc:
+            # Uploads are free: whatever happened, trying again is harmless.
+            raise TransientError(f"WaveSpeed upload failed: {self._describe(exc)}") from None
+
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        payload = self._json(response)
+        code = response.status_code if not response.is_success else self._envelope_code(payload)
+        if code is not None:
+            message = f"WaveSpeed upload answered {code}: {self._server_message(response, payload)}"
+            if code in (401, 403):
+                raise AuthenticationError(
+                    message, hint=f"check the key in {ENV_API_KEY}", status_code=code
+                )
+            if code in (408, 429) or code >= 500:
+                raise TransientError(message, status_code=code, retry_after=retry_after)
+            if 400 <= code < 500:
+                raise RequestRejectedError(message, status_code=code)
+            raise ProtocolError(message, status_code=code)
+
+        body = payload.get("data") if isinstance(payload, Mapping) else None
+        url = body.get("download_url") if isinstance(body, Mapping) else None
+        if not isinstance(url, str) or not url:
+            raise ProtocolError(
+                f"WaveSpeed upload answered {response.status_code} without a download_url",
+                status_code=response.status_code,
+            )
+        return UploadedImage(url=url, expires_at=None)
+
+    # ------------------------------------------------------------------ download
+
+    async def download(self, output: str) -> AsyncIterator[bytes]:
+        """Yield an output's bytes in chunks: streamed from its URL, or decoded from base64."""
+        if not _is_url(output):
+            for chunk in _decode_base64_chunks(output):
+                yield chunk
+            return
+
+        try:
+            url = httpx.URL(output)
+        except httpx.InvalidURL as exc:
+            raise ProtocolError(f"WaveSpeed output is not a valid URL: {exc}") from None
+        # Outputs live on CDN hosts: our key goes only to the API's own origin. (On a redirect,
+        # httpx itself drops Authorization when the origin changes.)
+        headers = self._auth() if self._same_origin(url) else {}
+        where = f"download from {url.host}"
+        try:
+            async with self._client.stream(
+                "GET",
+                url,
+                headers=headers,
+                timeout=self._timeout(DOWNLOAD_TIMEOUT),
+                follow_redirects=True,  # CDNs redirect; a GET is safe to follow
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise TransientError(
+                        f"{where} answered {response.status_code}: "
+                        f"{self._server_message(response)}",
+                        status_code=response.status_code,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    )
+                async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise TransientError(f"{where} failed: {self._describe(exc)}") from None
+
+
+def _is_url(output: str) -> bool:
+    """True for an http(s) URL; anything else (including ``data:`` URIs) is inline data."""
+    head = output[:8].lower()
+    return head.startswith("http://") or head.startswith("https://")
+
+
+def _decode_base64_chunks(output: str, chunk_chars: int = 4 * DOWNLOAD_CHUNK) -> list[bytes]:
+    """Decode a base64 output (an optional ``data:...;base64,`` prefix is tolerated) in slices.
+
+    Slices are a multiple of 4 characters long so each decodes on its own; the whole payload is
+    validated as it goes, so corrupt data fails loudly instead of storing a broken image.
+    """
+    text = output.strip()
+    if text[:5].lower() == "data:":
+        _, _, text = text.partition(",")
+    text = "".join(text.split())  # line-wrapped base64 is still base64
+    if not text:
+        raise ProtocolError("WaveSpeed output is empty")
+    # Tolerate missing padding, which some encoders drop.
+    text += "=" * (-len(text) % 4)
+    step = max(4, chunk_chars - chunk_chars % 4)
+    chunks: list[bytes] = []
+    try:
+        for start in range(0, len(text), step):
+            chunks.append(base64.b64decode(text[start : start + step], validate=True))
+    except (binascii.Error, ValueError):
+        raise ProtocolError("WaveSpeed output is neither a URL nor valid base64") from None
+    return chunks
