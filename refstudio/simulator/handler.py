@@ -1,0 +1,425 @@
+"""The HTTP face of the simulator: routing, auth, fault injection, bodies in and out."""
+
+from __future__ import annotations
+
+import io
+import json
+import mimetypes
+import re
+import sys
+import time
+import warnings
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from refstudio import gen4
+from refstudio.simulator.multipart import MultipartError, parse_multipart
+from refstudio.simulator.state import SimState, sha256_name
+from refstudio.simulator.validate import ValidationError, validate_submit
+
+if TYPE_CHECKING:
+    from refstudio.simulator.server import SimHTTPServer
+
+__all__ = ["SimHandler"]
+
+#: Bodies above this are refused with 413 (the real service caps uploads at 200 MB; a local
+#: simulator needs far less, and refusing early keeps a runaway client from eating memory).
+MAX_BODY = 64 * 1024 * 1024
+
+#: Pillow format -> (file extension, Content-Type) of the image types WaveSpeed accepts.
+IMAGE_FORMATS: dict[str, tuple[str, str]] = {
+    "JPEG": ("jpg", "image/jpeg"),
+    "PNG": ("png", "image/png"),
+    "WEBP": ("webp", "image/webp"),
+    "GIF": ("gif", "image/gif"),
+    "BMP": ("bmp", "image/bmp"),
+    "TIFF": ("tiff", "image/tiff"),
+}
+_EXT_TYPES = {ext: ctype for ext, ctype in IMAGE_FORMATS.values()} | {"jpeg": "image/jpeg"}
+
+_SUBMIT_PATH = f"/api/v3/{gen4.MODEL_ID}"
+_RESULT_RE = re.compile(r"^/api/v3/predictions/([0-9A-Za-z_-]+)(/result)?$")
+_OUTPUT_RE = re.compile(r"^/_sim/outputs/([0-9A-Za-z_-]+)/(\d+)\.png$")
+_UPLOAD_RE = re.compile(r"^/_sim/uploads/([0-9A-Za-z_.-]+)$")
+_PUT_RE = re.compile(r"^/_sim/put/([0-9a-f]+)$")
+
+
+class _Drop(Exception):
+    """Raised to close the connection without answering (simulated network failure)."""
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def sniff_image(data: bytes) -> tuple[str, str] | None:
+    """(extension, content type) if ``data`` is an accepted image, else None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                fmt = im.format
+                im.verify()
+    except Exception:  # not an image, truncated, or a bomb: all mean "reject"
+        return None
+    return IMAGE_FORMATS.get(fmt or "")
+
+
+class SimHandler(BaseHTTPRequestHandler):
+    """One connection's requests. HTTP/1.1 with keep-alive; every answer has a Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "refstudio-simulator/1.0"
+    #: Idle keep-alive connections are closed after this, so threads do not pile up.
+    timeout = 30.0
+    server: SimHTTPServer
+
+    # ---- plumbing -------------------------------------------------------------------------
+    @property
+    def state(self) -> SimState:
+        return self.server.state
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.state.config.verbose:
+            sys.stderr.write(f"[sim] {self.address_string()} {format % args}\n")
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size_line = self.rfile.readline(1024)
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    # Trailers, if any, end with an empty line.
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    raise _BodyTooLarge
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise _BodyTooLarge
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(
+        self,
+        status: int,
+        data: dict[str, Any] | None = None,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer with the WaveSpeed envelope; ``code`` mirrors the HTTP status."""
+        envelope = {
+            "code": status,
+            "message": message
+            if message is not None
+            else ("success" if status == 200 else HTTPStatus(status).phrase),
+            "data": data if data is not None else {},
+        }
+        self._send(status, json.dumps(envelope).encode(), "application/json", headers)
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        expected = self.state.config.key
+        return expected is None or token == expected
+
+    def _retry_after(self, seconds: float) -> dict[str, str]:
+        # Retry-After is integer seconds by RFC 9110; keep fractions (our clients parse floats)
+        # but never send "0.0", which some clients read as "no limit".
+        value = f"{seconds:g}" if seconds > 0 else "0"
+        return {"Retry-After": value}
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            body = self._read_body() if method in ("POST", "PUT") else b""
+        except _BodyTooLarge:
+            self.close_connection = True
+            self._json(413, message="request body too large")
+            return
+        except (ValueError, OSError):
+            self.close_connection = True
+            self._json(400, message="malformed request body")
+            return
+        path = urlsplit(self.path).path
+        try:
+            self._route(method, path, body)
+        except _Drop:
+            # Say nothing and hang up: the client sees a dropped connection.
+            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # ---- routing --------------------------------------------------------------------------
+    def _route(self, method: str, path: str, body: bytes) -> None:
+        routes: list[tuple[str, re.Pattern[str] | str, Any]] = [
+            ("POST", _SUBMIT_PATH, self._submit),
+            ("GET", _RESULT_RE, self._poll),
+            ("POST", "/api/v3/media/upload/binary", self._upload_binary),
+            ("POST", "/api/v3/media/uploads", self._upload_ticket),
+            ("PUT", _PUT_RE, self._upload_put),
+            ("GET", _UPLOAD_RE, self._get_upload),
+            ("GET", _OUTPUT_RE, self._get_output),
+            ("GET", "/_sim/stats", self._stats),
+            ("POST", "/_sim/reset", self._reset),
+        ]
+        path_matched = False
+        for want_method, pattern, handler in routes:
+            if isinstance(pattern, str):
+                match: re.Match[str] | None = None
+                hit = path == pattern
+            else:
+                match = pattern.match(path)
+                hit = match is not None
+            if not hit:
+                continue
+            path_matched = True
+            if method == want_method:
+                handler(body, *(match.groups() if match else ()))
+                return
+        if path_matched:
+            self._json(405, message=f"method {method} not allowed on {path}")
+        else:
+            self._json(404, message=f"no such endpoint: {path}")
+
+    # ---- API ------------------------------------------------------------------------------
+    def _submit(self, body: bytes) -> None:
+        state, cfg = self.state, self.state.config
+        state.count("submits_received")
+        if not self._authorized():
+            state.count("submits_rejected_401")
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        wait = state.rate_limited()
+        if wait is not None:
+            state.count("submits_rejected_429")
+            self._json(
+                429,
+                message="Too many requests: rate limit of the account level reached",
+                headers=self._retry_after(max(cfg.retry_after, wait)),
+            )
+            return
+        if state.chance(cfg.rate_429):
+            state.count("submits_rejected_429")
+            self._json(429, message="Too many requests", headers=self._retry_after(cfg.retry_after))
+            return
+        # Decide the 5xx fault once; half of them strike before the task exists (a clean
+        # "not accepted"), half after (the ambiguous case a careful client must not resend).
+        fault_5xx = state.chance(cfg.rate_5xx)
+        before = fault_5xx and state.chance(0.5)
+        if before:
+            state.count("submits_5xx_not_accepted")
+            self._json(503, message="Service temporarily unavailable")
+            return
+        try:
+            params = validate_submit(json.loads(body or b"null"))
+        except json.JSONDecodeError as exc:
+            state.count("submits_rejected_400")
+            self._json(400, message=f"request body is not valid JSON: {exc.msg}")
+            return
+        except ValidationError as exc:
+            state.count("submits_rejected_400")
+            self._json(400, message=str(exc))
+            return
+        if fault_5xx:
+            state.create_task(params, outcome="5xx")
+            status = state.choice((500, 502, 504))
+            self._json(status, message="Internal error while creating the task")
+            return
+        if state.chance(cfg.drop_rate):
+            state.create_task(params, outcome="dropped")
+            raise _Drop
+        task = state.create_task(params)
+        if params["enable_sync_mode"]:
+            deadline = task.created_at + min(task.duration, cfg.sync_timeout)
+            # Sleep in slices so a stopping server does not wait out a long task.
+            while (left := deadline - time.time()) > 0 and not self.server.stopping:
+                time.sleep(min(left, 0.2))
+            data = state.task_data(task)
+            if data["status"] not in ("completed", "failed"):
+                data["status"] = "processing"
+                data["error"] = "Sync mode timed out; query the result by id"
+            self._json(200, data)
+            return
+        data = state.task_data(task, seen=False)
+        data["status"] = "created"  # the submit answer always says created, even for 0 s tasks
+        data["outputs"], data["has_nsfw_contents"], data["error"], data["timings"] = [], [], "", {}
+        self._json(200, data)
+
+    def _poll(self, body: bytes, task_id: str, _suffix: str | None = None) -> None:
+        state, cfg = self.state, self.state.config
+        state.count("polls")
+        if not self._authorized():
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        task = state.get_task(task_id)
+        if task is not None:
+            state.note_poll(task)
+        if state.chance(cfg.rate_429):
+            state.count("polls_faulted")
+            self._json(429, message="Too many requests", headers=self._retry_after(cfg.retry_after))
+            return
+        if state.chance(cfg.rate_5xx):
+            state.count("polls_faulted")
+            self._json(state.choice((500, 502, 503)), message="Internal server error")
+            return
+        if state.chance(cfg.drop_rate):
+            state.count("polls_faulted")
+            raise _Drop
+        if task is None:
+            self._json(404, message=f"task {task_id} not found")
+            return
+        self._json(200, state.task_data(task))
+
+    def _upload_binary(self, body: bytes) -> None:
+        if not self._authorized():
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        try:
+            parts = parse_multipart(self.headers.get("Content-Type", ""), body)
+        except MultipartError as exc:
+            self._json(400, message=f"bad multipart body: {exc}")
+            return
+        part = next((p for p in parts if p.name == "file"), None)
+        if part is None:
+            self._json(400, message="multipart field 'file' is missing")
+            return
+        kind = sniff_image(part.data)
+        if kind is None:
+            self._json(
+                400,
+                message="field 'file' is not a supported image (JPG, PNG, WebP, GIF, BMP, TIFF)",
+            )
+            return
+        ext, ctype = kind
+        name = sha256_name(part.data, ext)
+        self.state.store_upload(name, part.data, ctype)
+        self._json(
+            200,
+            {
+                "type": "image",
+                "download_url": f"{self.state.base_url}/_sim/uploads/{name}",
+                "filename": part.filename or name,
+                "size": len(part.data),
+            },
+        )
+
+    def _upload_ticket(self, body: bytes) -> None:
+        if not self._authorized():
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        try:
+            req = json.loads(body or b"null")
+        except json.JSONDecodeError:
+            self._json(400, message="request body is not valid JSON")
+            return
+        if not isinstance(req, dict):
+            self._json(400, message="request body must be a JSON object")
+            return
+        filename, size, ctype = req.get("filename"), req.get("size"), req.get("content_type")
+        if not isinstance(filename, str) or not filename:
+            self._json(400, message="field 'filename' is required and must be a non-empty string")
+            return
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            self._json(400, message="field 'size' must be a non-negative integer")
+            return
+        if ctype is None:  # the SDK leaves it out when it cannot guess one
+            ctype = mimetypes.guess_type(filename)[0]
+        ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+        if not isinstance(ctype, str) or not ctype.startswith("image/") or ext not in _EXT_TYPES:
+            self._json(
+                400,
+                message="field 'content_type' must name a supported image type "
+                "(JPG, PNG, WebP, GIF, BMP, TIFF) matching 'filename'",
+            )
+            return
+        token, name = self.state.open_ticket("jpg" if ext == "jpeg" else ext, ctype)
+        base = self.state.base_url
+        self._json(
+            200,
+            {
+                "upload": {
+                    "method": "PUT",
+                    "url": f"{base}/_sim/put/{token}",
+                    "headers": {"Content-Type": ctype},
+                },
+                "download_url": f"{base}/_sim/uploads/{name}",
+                "filename": filename,
+            },
+        )
+
+    def _upload_put(self, body: bytes, token: str) -> None:
+        # No Bearer check: like a presigned URL, the token in the path is the credential
+        # (the official SDK sends only the ticket's headers with the PUT).
+        ticket = self.state.close_ticket(token)
+        if ticket is None:
+            self._json(404, message="unknown or already used upload URL")
+            return
+        name, ctype = ticket
+        if sniff_image(body) is None:
+            self._json(400, message="uploaded body is not a supported image")
+            return
+        self.state.store_upload(name, body, ctype)
+        self._send(200, b"", "text/plain")
+
+    def _get_upload(self, body: bytes, name: str) -> None:
+        found = self.state.get_upload(name)
+        if found is None:
+            self._json(404, message=f"upload {name} not found")
+            return
+        self.state.count("upload_fetches")
+        self._send(200, found[0], found[1])
+
+    def _get_output(self, body: bytes, task_id: str, index: str) -> None:
+        task = self.state.get_task(task_id)
+        if task is None or int(index) != 0 or task.status_at(time.time()) != "completed":
+            self._json(404, message="output not found")
+            return
+        png = self.state.output_png(task)
+        self.state.count("downloads")
+        self._send(200, png, "image/png")
+
+    def _stats(self, body: bytes) -> None:
+        self._send(200, json.dumps(self.state.stats()).encode(), "application/json")
+
+    def _reset(self, body: bytes) -> None:
+        self.state.reset_stats()
+        self._json(200, {"reset": True})

@@ -1,0 +1,359 @@
+"""The simulator's memory: configuration, tasks, uploads, fault dice and statistics.
+
+Kept apart from the HTTP layer so the rules (what a task's status is at a given instant, what
+counts as a detection lag) read without socket code around them. All methods are thread-safe:
+the HTTP server runs one thread per connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import math
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from refstudio import gen4
+from refstudio.imagegen import encode_png, render_preview
+
+__all__ = ["SimState", "SimulatorConfig", "Task", "sha256_name"]
+
+
+@dataclass
+class SimulatorConfig:
+    """How the simulated WaveSpeed server behaves.
+
+    ``latency``/``jitter``: a task takes ``max(0, latency ± uniform(jitter))`` seconds.
+    ``fail_rate``: chance a task ends ``failed``. ``rate_429``/``rate_5xx``/``drop_rate``: chance
+    per request (submits and polls) of a 429, a 5xx, or a connection closed without an answer.
+    ``key``: the one accepted Bearer token; None accepts any non-empty token. ``seed``: seeds
+    the fault dice, task timings and random image seeds, for reproducible runs.
+    ``rate_per_minute``: submits accepted per trailing 60 s, like the account limit.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    latency: float = 3.0
+    jitter: float = 1.0
+    fail_rate: float = 0.0
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    drop_rate: float = 0.0
+    key: str | None = None
+    seed: int | None = None
+    retry_after: float = 1.0
+    rate_per_minute: int | None = None
+    #: How long a sync-mode POST is held before answering "Sync mode timed out".
+    sync_timeout: float = 60.0
+    #: Log every request to stderr (the CLI turns it on; tests keep it quiet).
+    verbose: bool = False
+
+
+@dataclass
+class Task:
+    """One accepted generation. Its status is a function of the clock, not of a worker."""
+
+    id: str
+    prompt: str
+    aspect_ratio: str
+    resolution: str
+    reference_images: list[str]
+    seed: int
+    base64_output: bool
+    created_at: float  # epoch seconds
+    duration: float  # seconds from acceptance to the terminal state
+    fails: bool
+    #: How the submit was answered: "ok", "5xx" (ambiguous error after acceptance), "dropped".
+    submit_outcome: str = "ok"
+    polls: int = 0
+    first_seen_completed_at: float | None = None
+    #: False once stats were reset: the task still answers polls but leaves the stats.
+    tracked: bool = True
+    render_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def completed_at(self) -> float:
+        return self.created_at + self.duration
+
+    def status_at(self, now: float) -> str:
+        """created → processing → completed|failed, by elapsed time."""
+        elapsed = now - self.created_at
+        if elapsed >= self.duration:
+            return "failed" if self.fails else "completed"
+        # A short "created" phase, like a queue, so clients meet all three states.
+        return "created" if elapsed < min(0.25, self.duration * 0.1) else "processing"
+
+
+class SimState:
+    """Everything the server remembers. ``base_url`` is set once the socket is bound."""
+
+    #: Rendered PNGs kept in memory; older ones are rendered again on demand (deterministic).
+    PNG_CACHE_SIZE = 64
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.base_url = ""
+        self._lock = threading.RLock()
+        self._rng = random.Random(config.seed)
+        self._tasks: dict[str, Task] = {}
+        self._uploads: dict[str, tuple[bytes, str]] = {}  # name -> (bytes, content type)
+        self._tickets: dict[str, tuple[str, str]] = {}  # token -> (upload name, content type)
+        self._pngs: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._accepted_times: collections.deque[float] = collections.deque()
+        self._counters: dict[str, int] = {}
+        self._reset_counters()
+
+    # ---- dice -----------------------------------------------------------------------------
+    def chance(self, probability: float) -> bool:
+        """Roll the seeded dice (one shared generator keeps a seeded run reproducible)."""
+        if probability <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < probability
+
+    def choice(self, options: tuple[int, ...]) -> int:
+        with self._lock:
+            return self._rng.choice(options)
+
+    # ---- counters -------------------------------------------------------------------------
+    def _reset_counters(self) -> None:
+        self._counters = dict.fromkeys(
+            (
+                "submits_received",
+                "submits_accepted",
+                "submits_rejected_429",
+                "submits_rejected_400",
+                "submits_rejected_401",
+                "submits_5xx_accepted",
+                "submits_5xx_not_accepted",
+                "submits_dropped_accepted",
+                "polls",
+                "polls_faulted",
+                "uploads",
+                "downloads",
+                "upload_fetches",
+                "external_references",
+            ),
+            0,
+        )
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[name] = self._counters.get(name, 0) + n
+
+    # ---- account rate limit ---------------------------------------------------------------
+    def rate_limited(self) -> float | None:
+        """Seconds until a submit would fit the per-minute budget, or None if it fits now."""
+        limit = self.config.rate_per_minute
+        if limit is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            while self._accepted_times and now - self._accepted_times[0] >= 60.0:
+                self._accepted_times.popleft()
+            if len(self._accepted_times) < limit:
+                return None
+            if limit <= 0:
+                return 60.0
+            return max(0.0, 60.0 - (now - self._accepted_times[0]))
+
+    # ---- tasks ----------------------------------------------------------------------------
+    def create_task(self, params: dict[str, Any], outcome: str = "ok") -> Task:
+        """Accept a validated submit: the task exists (and would be billed) from here on."""
+        cfg = self.config
+        with self._lock:
+            duration = max(0.0, cfg.latency + self._rng.uniform(-cfg.jitter, cfg.jitter))
+            fails = cfg.fail_rate > 0 and self._rng.random() < cfg.fail_rate
+            seed = params["seed"] or self._rng.randint(gen4.SEED_MIN, gen4.SEED_MAX)
+            task = Task(
+                id=uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
+                if cfg.seed is not None
+                else uuid.uuid4().hex,
+                prompt=params["prompt"],
+                aspect_ratio=params["aspect_ratio"],
+                resolution=params["resolution"],
+                reference_images=params["reference_images"],
+                seed=seed,
+                base64_output=params["enable_base64_output"],
+                created_at=time.time(),
+                duration=duration,
+                fails=fails,
+                submit_outcome=outcome,
+            )
+            self._tasks[task.id] = task
+            self._accepted_times.append(time.monotonic())
+            self._counters["submits_accepted"] += 1
+            if outcome == "5xx":
+                self._counters["submits_5xx_accepted"] += 1
+            elif outcome == "dropped":
+                self._counters["submits_dropped_accepted"] += 1
+            for url in task.reference_images:
+                if self._own_upload(url) is None:
+                    self._counters["external_references"] += 1
+        return task
+
+    def get_task(self, task_id: str) -> Task | None:
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def note_poll(self, task: Task) -> None:
+        with self._lock:
+            task.polls += 1
+
+    def task_data(
+        self, task: Task, *, now: float | None = None, seen: bool = True
+    ) -> dict[str, Any]:
+        """The ``data`` object of a result answer; ``seen`` marks the client as informed."""
+        now = time.time() if now is None else now
+        status = task.status_at(now)
+        terminal = status in ("completed", "failed")
+        if terminal and seen:
+            with self._lock:
+                if task.first_seen_completed_at is None:
+                    task.first_seen_completed_at = now
+        outputs: list[str] = []
+        if status == "completed":
+            if task.base64_output:
+                outputs = [base64.b64encode(self.output_png(task)).decode("ascii")]
+            else:
+                outputs = [f"{self.base_url}/_sim/outputs/{task.id}/0.png"]
+        data: dict[str, Any] = {
+            "id": task.id,
+            "model": gen4.MODEL_ID,
+            "status": status,
+            "outputs": outputs,
+            "has_nsfw_contents": [False] * len(outputs),
+            "error": "Simulated failure: the model could not render this request"
+            if status == "failed"
+            else "",
+            "created_at": _iso(task.created_at),
+            "urls": {"get": f"{self.base_url}/api/v3/predictions/{task.id}/result"},
+            "timings": {"inference": round(task.duration * 1000)} if terminal else {},
+        }
+        return data
+
+    def output_png(self, task: Task) -> bytes:
+        """The task's one output, rendered on first use and cached (polls stay cheap)."""
+        with self._lock:
+            png = self._pngs.get(task.id)
+            if png is not None:
+                self._pngs.move_to_end(task.id)
+                return png
+        # One render per task even when many clients ask at once; other tasks render in parallel.
+        with task.render_lock:
+            with self._lock:
+                png = self._pngs.get(task.id)
+            if png is None:
+                refs = [blob for url in task.reference_images if (blob := self._own_upload(url))]
+                width, height = gen4.output_size(task.aspect_ratio, task.resolution)
+                img = render_preview(
+                    width=width,
+                    height=height,
+                    prompt=task.prompt,
+                    references=refs,
+                    seed=task.seed,
+                    label="SIMULATED",
+                )
+                png = encode_png(img)
+            with self._lock:
+                self._pngs[task.id] = png
+                self._pngs.move_to_end(task.id)
+                while len(self._pngs) > self.PNG_CACHE_SIZE:
+                    self._pngs.popitem(last=False)
+        return png
+
+    # ---- uploads --------------------------------------------------------------------------
+    def store_upload(self, name: str, data: bytes, content_type: str) -> None:
+        with self._lock:
+            self._uploads[name] = (data, content_type)
+            self._counters["uploads"] += 1
+
+    def get_upload(self, name: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self._uploads.get(name)
+
+    def _own_upload(self, url: str) -> bytes | None:
+        """The bytes behind ``url`` if it is one of this simulator's own upload URLs."""
+        parts = urlsplit(url)
+        if not parts.path.startswith("/_sim/uploads/"):
+            return None
+        own = urlsplit(self.base_url)
+        if parts.port != own.port:
+            return None
+        found = self.get_upload(parts.path.rsplit("/", 1)[-1])
+        return found[0] if found else None
+
+    def open_ticket(self, ext: str, content_type: str) -> tuple[str, str]:
+        """Reserve an upload name for the PUT flow; return (token, name)."""
+        token = uuid.uuid4().hex
+        name = f"{token}.{ext}"
+        with self._lock:
+            self._tickets[token] = (name, content_type)
+        return token, name
+
+    def close_ticket(self, token: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._tickets.pop(token, None)
+
+    # ---- stats ----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters plus per-task timing, the numbers a client's polling is judged by."""
+        now = time.time()
+        with self._lock:
+            out: dict[str, Any] = dict(self._counters)
+            tasks: dict[str, Any] = {}
+            lags: list[float] = []
+            polls = 0
+            for task in self._tasks.values():
+                if not task.tracked:
+                    continue
+                seen = task.first_seen_completed_at
+                lag = None if seen is None else max(0.0, seen - task.completed_at)
+                if lag is not None:
+                    lags.append(lag)
+                polls += task.polls
+                tasks[task.id] = {
+                    "server_time": task.duration,
+                    "created_at": task.created_at,
+                    "completed_at": task.completed_at,
+                    "first_seen_completed_at": seen,
+                    "detection_lag": lag,
+                    "polls": task.polls,
+                    "status": task.status_at(now),
+                    "submit_outcome": task.submit_outcome,
+                    "seed": task.seed,
+                    "reference_images": list(task.reference_images),
+                }
+        out["tasks"] = tasks
+        out["mean_detection_lag"] = math.fsum(lags) / len(lags) if lags else None
+        out["max_detection_lag"] = max(lags) if lags else None
+        out["polls_per_task"] = polls / len(tasks) if tasks else None
+        return out
+
+    def reset_stats(self) -> None:
+        """Zero the counters and forget tasks for stats (they still answer polls)."""
+        with self._lock:
+            self._reset_counters()
+            for task in self._tasks.values():
+                task.tracked = False
+            self._accepted_times.clear()
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def sha256_name(data: bytes, ext: str) -> str:
+    """Content-addressed upload name: the same image uploaded twice gets the same URL."""
+    return f"{hashlib.sha256(data).hexdigest()}.{ext}"
