@@ -140,6 +140,7 @@ class WaveSpeedProvider(Provider):
     One instance holds one connection pool; use it inside one event loop and close it with
     :meth:`aclose` (or ``async with``). Construction fails with
     :class:`~refstudio.errors.AuthenticationError` when no key is given or set in the environment.
+    ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
     """
 
     name: ClassVar[str] = "wavespeed"
@@ -152,6 +153,7 @@ class WaveSpeedProvider(Provider):
         *,
         timeout: httpx.Timeout | None = None,
         max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(ENV_API_KEY, "")).strip()
         if not key:
@@ -193,6 +195,7 @@ class WaveSpeedProvider(Provider):
             # Never follow redirects on API calls: a redirected POST could be re-sent elsewhere.
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "refstudio"},
+            transport=transport,
         )
         self._closed = False
 
