@@ -561,3 +561,32 @@ def test_failed_task_reports_error() -> None:
 
         status = run(fn, server.base_url)
     assert status.state == "failed" and status.error and not status.outputs
+
+
+def test_read_timeout_on_submit_is_ambiguous() -> None:
+    """A sync-mode POST held longer than our read timeout: the task exists, we got no answer."""
+    with simulator.Simulator(sim_config(latency=2.0)) as server:
+
+        async def main() -> None:
+            timeout = httpx.Timeout(connect=2.0, read=0.3, write=2.0, pool=2.0)
+            async with WaveSpeedProvider(KEY, server.base_url, timeout=timeout) as p:
+                exc = await expect(AmbiguousSubmitError, p.submit(body(enable_sync_mode=True)))
+                assert "ReadTimeout" in str(exc)
+
+        asyncio.run(main())
+        assert server.stats()["submits_accepted"] == 1
+
+
+def test_many_tasks_share_one_pool(sim: Any) -> None:
+    async def one(p: WaveSpeedProvider, seed: int) -> bytes:
+        task = await p.submit(body(seed=seed, aspect_ratio="1:1"))
+        status = await poll_until_done(p, task.task_id, task.poll_url)
+        return await collect(p, status.outputs[0])
+
+    async def fn(p: WaveSpeedProvider) -> list[bytes]:
+        return await asyncio.gather(*(one(p, seed) for seed in range(1, 21)))
+
+    images = run(fn, sim.base_url)
+    assert len(images) == 20 and all(img.startswith(b"\x89PNG") for img in images)
+    stats = sim.stats()
+    assert stats["submits_accepted"] == 20 and stats["downloads"] == 20
