@@ -1,0 +1,3 @@
+from refstudio.cli import main
+
+main()

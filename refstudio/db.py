@@ -1,0 +1,113 @@
+"""The one module that knows the database is SQLite: engine, pragmas, transactions.
+
+Everything else reaches the database through SQLModel sessions from :func:`read_session` and
+:func:`write_session`, so the same code can later run on PostgreSQL by changing only this file.
+
+SQLite details that matter for safety:
+- WAL journal so readers never block the writer, ``synchronous=NORMAL`` (durable in WAL at
+  checkpoint granularity, safe against corruption), foreign keys on, a 30 s busy timeout.
+- Write transactions start with ``BEGIN IMMEDIATE``: they take the write lock up front, so two
+  processes never both read-then-try-to-upgrade (which SQLite answers with an instant
+  ``SQLITE_BUSY`` that the busy timeout cannot wait out).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
+from sqlmodel import Session, create_engine
+
+from .errors import NameTakenError, StorageError
+from .migrations import apply_migrations
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Database:
+    """A project's database: a read engine and a write engine over one connection pool."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engine: Engine = create_engine(
+            f"sqlite:///{path}",
+            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            poolclass=QueuePool,
+            pool_size=5,
+            max_overflow=10,
+        )
+        event.listen(self.engine, "connect", _on_connect)
+        event.listen(self.engine, "begin", _on_begin)
+        self.write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+
+    def migrate(self) -> list[str]:
+        """Bring the schema up to date; safe when several processes open the library at once."""
+        try:
+            with self.write_engine.begin() as conn:
+                return apply_migrations(conn)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot open the library at {self.path}: {_reason(exc)}") from exc
+
+    def integrity_check(self) -> str:
+        with self.engine.connect() as conn:
+            return str(conn.exec_driver_sql("PRAGMA integrity_check").scalar())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module so _on_begin decides how to BEGIN.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _on_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def read_session(db: Database) -> Iterator[Session]:
+    """A short session for queries."""
+    try:
+        with Session(db.engine, expire_on_commit=False) as session:
+            yield session
+    except SQLAlchemyError as exc:
+        raise StorageError(f"database error: {_reason(exc)}") from exc
+
+
+@contextmanager
+def write_session(db: Database) -> Iterator[Session]:
+    """A short write transaction (``BEGIN IMMEDIATE``), committed on success, rolled back on error.
+
+    A unique-constraint violation on a reference name becomes :class:`NameTakenError`; any other
+    database failure becomes :class:`StorageError`.
+    """
+    try:
+        with Session(db.write_engine, expire_on_commit=False) as session, session.begin():
+            yield session
+    except IntegrityError as exc:
+        if "reference.name_key" in str(exc.orig):
+            raise NameTakenError("that reference name is already taken") from exc
+        raise StorageError(f"database constraint failed: {_reason(exc)}") from exc
+    except OperationalError as exc:
+        raise StorageError(f"database error: {_reason(exc)}") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"database error: {_reason(exc)}") from exc
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig) if orig is not None else exc.__class__.__name__

@@ -1,0 +1,570 @@
+"""The reference library: named references, their images, and the assets behind them.
+
+All reads and writes go through short sessions from :mod:`refstudio.db`. Every method that
+takes user input validates all of it (names, files, labels) before it writes anything, so a bad
+call leaves the database and ``media/`` exactly as they were.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from .db import Database, read_session, write_session
+from .errors import (
+    ImageError,
+    ImageNotFoundError,
+    InputError,
+    NameTakenError,
+    ReferenceNotFoundError,
+)
+from .imaging import ProbedImage, open_image, probe_image
+from .models import REFERENCE_KINDS, Asset, Reference, ReferenceImage, ReferenceTag, utcnow
+from .names import clean_name, name_key, suggest
+from .store import EXTENSIONS, LocalMediaStore
+
+LABEL_MAX = 32
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image of a reference, as the API returns it."""
+
+    id: int
+    label: str | None
+    is_primary: bool
+    position: int
+    sha256: str
+    path: str  # absolute path of the stored file
+    format: str
+    width: int
+    height: int
+    bytes: int
+    source_file: str | None
+    source_output_id: int | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """A reference with its tags and images (primary first, then by position)."""
+
+    id: int
+    name: str
+    kind: str
+    description: str
+    tags: tuple[str, ...]
+    images: tuple[ImageInfo, ...]
+    created_at: datetime
+    updated_at: datetime
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def primary(self) -> ImageInfo | None:
+        fallback = self.images[0] if self.images else None
+        return next((i for i in self.images if i.is_primary), fallback)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of ``ref show --json`` / ``ref list --json``."""
+        data = asdict(self)
+        data["tags"] = list(self.tags)
+        data["images"] = [{**asdict(i), "warnings": list(i.warnings)} for i in self.images]
+        data["created_at"] = self.created_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat()
+        data.pop("warnings")
+        return data
+
+
+@dataclass(frozen=True)
+class AddedImage:
+    """What importing one file produced: the image, and quality warnings worth showing."""
+
+    image: ImageInfo
+    warnings: tuple[str, ...]
+
+
+def check_kind(kind: str) -> str:
+    if kind not in REFERENCE_KINDS:
+        raise InputError(f"unknown kind {kind!r}; choose one of: {', '.join(REFERENCE_KINDS)}")
+    return kind
+
+
+def check_label(label: str | None) -> str | None:
+    if label is None:
+        return None
+    if not label or len(label) > LABEL_MAX or not all(c.isalnum() or c in "_-" for c in label):
+        raise InputError(
+            f"invalid label {label!r}: use 1-{LABEL_MAX} letters, digits, '_' or '-'"
+        )
+    return label
+
+
+def check_tag(tag: str) -> str:
+    tag = tag.strip()
+    if not tag or len(tag) > 64 or any(c.isspace() or c == "," for c in tag):
+        raise InputError(f"invalid tag {tag!r}: tags are 1-64 characters without spaces or commas")
+    return tag
+
+
+class Library:
+    """Queries and changes on a project's references. Obtain one from :class:`refstudio.Studio`."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: LocalMediaStore,
+        *,
+        max_image_bytes: int,
+        quality_check: Any = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.max_image_bytes = max_image_bytes
+        self._quality_check = quality_check
+
+    # -- importing images -------------------------------------------------------------------
+
+    def probe_file(self, path: Path | str) -> ProbedImage:
+        """Read and fully check one image file without storing it."""
+        path = Path(path)
+        source = str(path)
+        try:
+            size = path.stat().st_size
+            if size > self.max_image_bytes:
+                raise ImageError(
+                    f"{source}: {size / 1e6:.1f} MB is over the "
+                    f"{self.max_image_bytes / 1e6:.0f} MB limit",
+                    hint="shrink the image, or raise max_image_mb in refstudio.toml",
+                )
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ImageError(f"{source}: no such file") from exc
+        except IsADirectoryError as exc:
+            raise ImageError(f"{source}: is a folder, not an image") from exc
+        except OSError as exc:
+            raise ImageError(f"{source}: cannot read ({exc.strerror})") from exc
+        return self.probe_bytes(data, source=source)
+
+    def probe_bytes(self, data: bytes, *, source: str) -> ProbedImage:
+        """Fully check image bytes (and run the quality check) without storing them."""
+        return probe_image(
+            data, source=source, max_bytes=self.max_image_bytes, inspect=self._quality_check
+        )
+
+    def _store_asset(self, session: Session, probed: ProbedImage) -> Asset:
+        blob = self.store.put_bytes(probed.data, extension=EXTENSIONS[probed.format])
+        asset = session.exec(select(Asset).where(Asset.sha256 == blob.sha256)).first()
+        if asset is None:
+            asset = Asset(
+                sha256=blob.sha256,
+                path=blob.key,
+                format=probed.format,
+                width=probed.width,
+                height=probed.height,
+                bytes=blob.size,
+                quality_json=json.dumps(_warning_texts(probed.inspection)),
+            )
+            session.add(asset)
+            session.flush()
+        return asset
+
+    def store_probed(self, probed: ProbedImage) -> int:
+        """Store checked image bytes as an asset (once) and return the asset id."""
+        with write_session(self.db) as session:
+            asset = self._store_asset(session, probed)
+            assert asset.id is not None
+            return asset.id
+
+    # -- references ---------------------------------------------------------------------------
+
+    def add_reference(
+        self,
+        name: str,
+        images: Sequence[Path | str],
+        *,
+        kind: str = "character",
+        description: str = "",
+        tags: Iterable[str] = (),
+        labels: Sequence[str | None] = (),
+    ) -> tuple[ReferenceInfo, list[AddedImage]]:
+        """Create a reference from image files; the first becomes its primary image.
+
+        ``labels`` name the images in order (fewer labels than images is fine).
+        """
+        name = clean_name(name)
+        check_kind(kind)
+        tag_list = sorted({check_tag(t) for t in tags})
+        if not images:
+            raise InputError("a reference needs at least one image")
+        if len(labels) > len(images):
+            raise InputError(f"{len(labels)} labels given for {len(images)} images")
+        label_list = [check_label(lbl) for lbl in labels] + [None] * (len(images) - len(labels))
+        _refuse_duplicate_labels(label_list)
+        if self._find(name) is not None:
+            raise NameTakenError(
+                f"a reference named {self._find(name).name!r} already exists",  # type: ignore[union-attr]
+                hint=f"add an image to it with `refstudio ref image add {name} FILE`",
+            )
+        probed = [self.probe_file(p) for p in images]
+        with write_session(self.db) as session:
+            ref = Reference(name=name, name_key=name_key(name), kind=kind, description=description)
+            session.add(ref)
+            session.flush()
+            assert ref.id is not None
+            for tag in tag_list:
+                session.add(ReferenceTag(reference_id=ref.id, tag=tag))
+            rows = zip(images, probed, label_list, strict=True)
+            for position, (path, p, label) in enumerate(rows):
+                asset = self._store_asset(session, p)
+                session.add(
+                    ReferenceImage(
+                        reference_id=ref.id,
+                        asset_id=asset.id,  # type: ignore[arg-type]
+                        label=label,
+                        is_primary=position == 0,
+                        position=position,
+                        source_file=str(Path(path).resolve()),
+                    )
+                )
+            ref_id = ref.id
+        info = self.get_by_id(ref_id)
+        return info, _added(info, probed)
+
+    def add_images(
+        self,
+        name: str,
+        images: Sequence[Path | str],
+        *,
+        labels: Sequence[str | None] = (),
+        make_primary: bool = False,
+    ) -> tuple[ReferenceInfo, list[AddedImage]]:
+        """Add image files to an existing reference (the first becomes primary if asked)."""
+        ref = self.get(name)
+        if not images:
+            raise InputError("give at least one image")
+        if len(labels) > len(images):
+            raise InputError(f"{len(labels)} labels given for {len(images)} images")
+        label_list = [check_label(lbl) for lbl in labels] + [None] * (len(images) - len(labels))
+        _refuse_duplicate_labels(label_list + [i.label for i in ref.images])
+        probed = [self.probe_file(p) for p in images]
+        with write_session(self.db) as session:
+            position = _next_position(session, ref.id)
+            new_ids = []
+            for offset, (path, p, label) in enumerate(zip(images, probed, label_list, strict=True)):
+                asset = self._store_asset(session, p)
+                row = ReferenceImage(
+                    reference_id=ref.id,
+                    asset_id=asset.id,  # type: ignore[arg-type]
+                    label=label,
+                    position=position + offset,
+                    source_file=str(Path(path).resolve()),
+                )
+                session.add(row)
+                session.flush()
+                new_ids.append(row.id)
+            if make_primary:
+                _set_primary(session, ref.id, new_ids[0])  # type: ignore[arg-type]
+            _touch(session, ref.id)
+        info = self.get_by_id(ref.id)
+        return info, _added(info, probed, new_ids)
+
+    def add_generated_image(
+        self,
+        session: Session,
+        *,
+        reference_id: int,
+        asset_id: int,
+        label: str | None,
+        make_primary: bool,
+        source_output_id: int,
+    ) -> int:
+        """Within ``session``, attach a stored output to a reference (the lineage edge)."""
+        row = ReferenceImage(
+            reference_id=reference_id,
+            asset_id=asset_id,
+            label=label,
+            position=_next_position(session, reference_id),
+            source_output_id=source_output_id,
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        if make_primary:
+            _set_primary(session, reference_id, row.id)
+        _touch(session, reference_id)
+        return row.id
+
+    def remove_image(self, name: str, selector: str) -> ReferenceInfo:
+        """Remove one image (by label or ``#id``); the next image becomes primary if needed."""
+        ref = self.get(name)
+        image = _select_image(ref, selector)
+        if len(ref.images) == 1:
+            raise InputError(
+                f"{ref.name} has only this image; a reference needs at least one",
+                hint=f"remove the whole reference with `refstudio ref rm {ref.name}`",
+            )
+        with write_session(self.db) as session:
+            row = session.get(ReferenceImage, image.id)
+            session.delete(row)
+            session.flush()
+            if image.is_primary:
+                successor = next(i for i in ref.images if i.id != image.id)
+                _set_primary(session, ref.id, successor.id)
+            _touch(session, ref.id)
+        return self.get_by_id(ref.id)
+
+    def set_primary(self, name: str, selector: str) -> ReferenceInfo:
+        """Make one image (by label or ``#id``) the one a bare ``@name`` binds."""
+        ref = self.get(name)
+        image = _select_image(ref, selector)
+        with write_session(self.db) as session:
+            _set_primary(session, ref.id, image.id)
+            _touch(session, ref.id)
+        return self.get_by_id(ref.id)
+
+    def rename(self, old: str, new: str) -> ReferenceInfo:
+        ref = self.get(old)
+        new = clean_name(new)
+        other = self._find(new)
+        if other is not None and other.id != ref.id:
+            raise NameTakenError(f"a reference named {other.name!r} already exists")
+        with write_session(self.db) as session:
+            row = session.get(Reference, ref.id)
+            assert row is not None
+            row.name, row.name_key, row.updated_at = new, name_key(new), utcnow()
+            session.add(row)
+        return self.get_by_id(ref.id)
+
+    def remove(self, name: str) -> ReferenceInfo:
+        """Delete a reference and its image rows. Stored media stay (other rows may share them)."""
+        ref = self.get(name)
+        with write_session(self.db) as session:
+            row = session.get(Reference, ref.id)
+            session.delete(row)
+        return ref
+
+    def update(
+        self, name: str, *, kind: str | None = None, description: str | None = None
+    ) -> ReferenceInfo:
+        ref = self.get(name)
+        if kind is not None:
+            check_kind(kind)
+        with write_session(self.db) as session:
+            row = session.get(Reference, ref.id)
+            assert row is not None
+            if kind is not None:
+                row.kind = kind
+            if description is not None:
+                row.description = description
+            row.updated_at = utcnow()
+            session.add(row)
+        return self.get_by_id(ref.id)
+
+    def tag(self, name: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> ReferenceInfo:
+        ref = self.get(name)
+        to_add = {check_tag(t) for t in add}
+        to_remove = {check_tag(t) for t in remove}
+        with write_session(self.db) as session:
+            for tag in to_remove:
+                row = session.get(ReferenceTag, (ref.id, tag))
+                if row is not None:
+                    session.delete(row)
+            for tag in to_add - set(ref.tags):
+                session.add(ReferenceTag(reference_id=ref.id, tag=tag))
+            _touch(session, ref.id)
+        return self.get_by_id(ref.id)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def _find(self, name: str) -> Reference | None:
+        key = name_key(name[1:] if name.startswith("@") else name)
+        with read_session(self.db) as session:
+            return session.exec(select(Reference).where(Reference.name_key == key)).first()
+
+    def get(self, name: str) -> ReferenceInfo:
+        """The reference called ``name`` (any case, ``@`` optional), or ReferenceNotFoundError."""
+        row = self._find(name)
+        if row is None:
+            raise self.not_found(name)
+        assert row.id is not None
+        return self.get_by_id(row.id)
+
+    def not_found(self, name: str) -> ReferenceNotFoundError:
+        """The error for an unknown name, with a did-you-mean from the library's names."""
+        bare = name[1:] if name.startswith("@") else name
+        close = suggest(bare, self.all_names())
+        hint = f"did you mean {', '.join('@' + c for c in close)}?" if close else (
+            "see `refstudio ref list`"
+        )
+        return ReferenceNotFoundError(f"no reference named {bare!r}", hint=hint)
+
+    def get_by_id(self, ref_id: int) -> ReferenceInfo:
+        infos = self._load(ids=[ref_id])
+        if not infos:
+            raise ReferenceNotFoundError(f"no reference with id {ref_id}")
+        return infos[0]
+
+    def list(self, *, kind: str | None = None, tag: str | None = None) -> list[ReferenceInfo]:
+        """All references, by name, optionally only one kind or one tag."""
+        if kind is not None:
+            check_kind(kind)
+        return self._load(kind=kind, tag=tag)
+
+    def all_names(self) -> list[str]:
+        with read_session(self.db) as session:
+            return list(session.exec(select(Reference.name)).all())
+
+    def count(self) -> int:
+        with read_session(self.db) as session:
+            return int(session.exec(select(func.count()).select_from(Reference)).one())
+
+    def _load(
+        self, *, ids: list[int] | None = None, kind: str | None = None, tag: str | None = None
+    ) -> list[ReferenceInfo]:
+        # Three queries whatever the library size: references, their tags, their images.
+        with read_session(self.db) as session:
+            query = select(Reference).order_by(Reference.name_key)
+            if ids is not None:
+                query = query.where(col(Reference.id).in_(ids))
+            if kind is not None:
+                query = query.where(Reference.kind == kind)
+            if tag is not None:
+                query = query.where(
+                    col(Reference.id).in_(
+                        select(ReferenceTag.reference_id).where(ReferenceTag.tag == tag)
+                    )
+                )
+            refs = session.exec(query).all()
+            if not refs:
+                return []
+            wanted = None if ids is None and kind is None and tag is None else [r.id for r in refs]
+            tag_query = select(ReferenceTag).order_by(ReferenceTag.tag)
+            image_query = (
+                select(ReferenceImage, Asset)
+                .join(Asset, col(Asset.id) == ReferenceImage.asset_id)
+                .order_by(col(ReferenceImage.is_primary).desc(), ReferenceImage.position)
+            )
+            if wanted is not None:
+                tag_query = tag_query.where(col(ReferenceTag.reference_id).in_(wanted))
+                image_query = image_query.where(col(ReferenceImage.reference_id).in_(wanted))
+            tags: dict[int, list[str]] = {}
+            for t in session.exec(tag_query).all():
+                tags.setdefault(t.reference_id, []).append(t.tag)
+            images: dict[int, list[ImageInfo]] = {}
+            for img, asset in session.exec(image_query).all():
+                images.setdefault(img.reference_id, []).append(self._image_info(img, asset))
+        return [
+            ReferenceInfo(
+                id=r.id,  # type: ignore[arg-type]
+                name=r.name,
+                kind=r.kind,
+                description=r.description,
+                tags=tuple(tags.get(r.id, ())),  # type: ignore[arg-type]
+                images=tuple(images.get(r.id, ())),  # type: ignore[arg-type]
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in refs
+        ]
+
+    def _image_info(self, img: ReferenceImage, asset: Asset) -> ImageInfo:
+        return ImageInfo(
+            id=img.id,  # type: ignore[arg-type]
+            label=img.label,
+            is_primary=img.is_primary,
+            position=img.position,
+            sha256=asset.sha256,
+            path=str(self.store.local_path(asset.path)),
+            format=asset.format,
+            width=asset.width,
+            height=asset.height,
+            bytes=asset.bytes,
+            source_file=img.source_file,
+            source_output_id=img.source_output_id,
+            warnings=tuple(json.loads(asset.quality_json or "[]")),
+        )
+
+    def check(self, name: str) -> list[tuple[ImageInfo, list[str]]]:
+        """Re-run the quality check on each image of a reference (from the stored bytes)."""
+        ref = self.get(name)
+        results = []
+        for image in ref.images:
+            warnings: list[str] = []
+            if self._quality_check is not None:
+                data = Path(image.path).read_bytes()
+                warnings = _warning_texts(self._quality_check(open_image(data)))
+            results.append((image, warnings))
+        return results
+
+
+def _warning_texts(found: Any) -> list[str]:
+    if not found:
+        return []
+    return [getattr(w, "message", str(w)) for w in found]
+
+
+def _added(
+    info: ReferenceInfo, probed: list[ProbedImage], new_ids: list[int | None] | None = None
+) -> list[AddedImage]:
+    images = info.images if new_ids is None else [i for i in info.images if i.id in new_ids]
+    by_position = sorted(images, key=lambda i: i.position)
+    return [
+        AddedImage(image, tuple(_warning_texts(p.inspection)))
+        for image, p in zip(by_position, probed, strict=True)
+    ]
+
+
+def _refuse_duplicate_labels(labels: Sequence[str | None]) -> None:
+    seen: set[str] = set()
+    for label in labels:
+        if label is None:
+            continue
+        if label in seen:
+            raise InputError(f"label {label!r} is used twice; labels name one image each")
+        seen.add(label)
+
+
+def _select_image(ref: ReferenceInfo, selector: str) -> ImageInfo:
+    """Find an image of ``ref`` by label, or by ``#id``."""
+    for image in ref.images:
+        if image.label == selector or f"#{image.id}" == selector or str(image.id) == selector:
+            return image
+    labels = [i.label or f"#{i.id}" for i in ref.images]
+    raise ImageNotFoundError(
+        f"{ref.name} has no image {selector!r}", hint=f"its images: {', '.join(labels)}"
+    )
+
+
+def _next_position(session: Session, reference_id: int) -> int:
+    last = session.exec(
+        select(func.max(ReferenceImage.position)).where(ReferenceImage.reference_id == reference_id)
+    ).one()
+    return 0 if last is None else int(last) + 1
+
+
+def _set_primary(session: Session, reference_id: int, image_id: int) -> None:
+    rows = session.exec(select(ReferenceImage).where(ReferenceImage.reference_id == reference_id))
+    for row in rows.all():
+        row.is_primary = row.id == image_id
+        session.add(row)
+
+
+def _touch(session: Session, reference_id: int) -> None:
+    row = session.get(Reference, reference_id)
+    if row is not None:
+        row.updated_at = utcnow()
+        session.add(row)
+
+
+__all__ = [
+    "AddedImage",
+    "ImageInfo",
+    "Library",
+    "ReferenceInfo",
+]

@@ -1,0 +1,176 @@
+"""Ordered, named schema migrations, each applied once and recorded in ``_migrations``.
+
+A migration is plain SQL so the schema a database has is exactly what was shipped when it was
+written. Add a new migration at the end of :data:`MIGRATIONS`; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    statements: tuple[str, ...]
+
+
+M001_LIBRARY = Migration(
+    "m001_library",
+    (
+        """CREATE TABLE asset (
+            id INTEGER PRIMARY KEY,
+            sha256 VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            quality_json VARCHAR NOT NULL DEFAULT '[]',
+            created_at DATETIME NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX ix_asset_sha256 ON asset (sha256)",
+        """CREATE TABLE reference (
+            id INTEGER PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            name_key VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL DEFAULT 'character',
+            description VARCHAR NOT NULL DEFAULT '',
+            created_at DATETIME NOT NULL,
+            updated_at DATETIME NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX ix_reference_name_key ON reference (name_key)",
+        """CREATE TABLE referencetag (
+            reference_id INTEGER NOT NULL REFERENCES reference (id) ON DELETE CASCADE,
+            tag VARCHAR NOT NULL,
+            PRIMARY KEY (reference_id, tag)
+        )""",
+        "CREATE INDEX ix_referencetag_tag ON referencetag (tag)",
+        """CREATE TABLE referenceimage (
+            id INTEGER PRIMARY KEY,
+            reference_id INTEGER NOT NULL REFERENCES reference (id) ON DELETE CASCADE,
+            asset_id INTEGER NOT NULL REFERENCES asset (id),
+            label VARCHAR,
+            is_primary BOOLEAN NOT NULL DEFAULT 0,
+            position INTEGER NOT NULL DEFAULT 0,
+            source_file VARCHAR,
+            created_at DATETIME NOT NULL
+        )""",
+        "CREATE INDEX ix_referenceimage_reference_id ON referenceimage (reference_id)",
+        "CREATE INDEX ix_referenceimage_asset_id ON referenceimage (asset_id)",
+        # A label names one image of one reference.
+        "CREATE UNIQUE INDEX ux_referenceimage_label ON referenceimage (reference_id, label)",
+    ),
+)
+
+M002_GENERATIONS = Migration(
+    "m002_generations",
+    (
+        """CREATE TABLE run (
+            id INTEGER PRIMARY KEY,
+            workflow VARCHAR NOT NULL,
+            workflow_hash VARCHAR NOT NULL,
+            status VARCHAR NOT NULL DEFAULT 'running',
+            vars_json VARCHAR NOT NULL DEFAULT '{}',
+            started_at DATETIME NOT NULL,
+            finished_at DATETIME
+        )""",
+        """CREATE TABLE generation (
+            id INTEGER PRIMARY KEY,
+            status VARCHAR NOT NULL DEFAULT 'pending',
+            provider VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            template_source VARCHAR,
+            prompt VARCHAR NOT NULL,
+            params_json VARCHAR NOT NULL,
+            payload_json VARCHAR NOT NULL DEFAULT '{}',
+            bindings_json VARCHAR NOT NULL DEFAULT '[]',
+            request_hash VARCHAR NOT NULL,
+            request_id VARCHAR,
+            poll_url VARCHAR,
+            error VARCHAR NOT NULL DEFAULT '',
+            cost_estimate FLOAT NOT NULL DEFAULT 0,
+            inference_ms INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            run_id INTEGER REFERENCES run (id),
+            step_id VARCHAR,
+            created_at DATETIME NOT NULL,
+            submitted_at DATETIME,
+            completed_at DATETIME
+        )""",
+        "CREATE INDEX ix_generation_status ON generation (status)",
+        "CREATE INDEX ix_generation_request_hash ON generation (request_hash)",
+        "CREATE INDEX ix_generation_request_id ON generation (request_id)",
+        "CREATE INDEX ix_generation_run_id ON generation (run_id)",
+        """CREATE TABLE output (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generation (id),
+            "index" INTEGER NOT NULL,
+            asset_id INTEGER NOT NULL REFERENCES asset (id),
+            nsfw BOOLEAN NOT NULL DEFAULT 0,
+            source_url VARCHAR NOT NULL DEFAULT '',
+            created_at DATETIME NOT NULL
+        )""",
+        "CREATE INDEX ix_output_generation_id ON output (generation_id)",
+        'CREATE UNIQUE INDEX ux_output_generation_index ON output (generation_id, "index")',
+        """CREATE TABLE upload (
+            id INTEGER PRIMARY KEY,
+            asset_id INTEGER NOT NULL REFERENCES asset (id),
+            provider VARCHAR NOT NULL,
+            url VARCHAR NOT NULL,
+            created_at DATETIME NOT NULL,
+            expires_at DATETIME
+        )""",
+        "CREATE INDEX ix_upload_asset_id ON upload (asset_id)",
+        "CREATE INDEX ix_upload_provider ON upload (provider)",
+        # The lineage edge: which generated output an image of a reference came from.
+        "ALTER TABLE referenceimage ADD COLUMN source_output_id INTEGER REFERENCES output (id)",
+        "CREATE INDEX ix_referenceimage_source_output_id ON referenceimage (source_output_id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (M001_LIBRARY, M002_GENERATIONS)
+
+_LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at VARCHAR)"
+
+
+def applied_migrations(conn: Connection) -> list[str]:
+    """Names of the migrations recorded in this database, in the order they were applied."""
+    conn.exec_driver_sql(_LEDGER)
+    rows = conn.exec_driver_sql("SELECT name FROM _migrations ORDER BY rowid").all()
+    return [r[0] for r in rows]
+
+
+def apply_migrations(
+    conn: Connection,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    on_apply: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Apply, inside the caller's transaction, every migration not yet recorded. Returns names."""
+    done = set(applied_migrations(conn))
+    known = {m.name for m in migrations}
+    unknown = done - known
+    if unknown:
+        from .errors import StorageError
+
+        raise StorageError(
+            f"this library was written by a newer refstudio (migrations {sorted(unknown)})",
+            hint="upgrade refstudio: pip install -U refstudio",
+        )
+    applied: list[str] = []
+    for migration in migrations:
+        if migration.name in done:
+            continue
+        for statement in migration.statements:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql(
+            "INSERT INTO _migrations (name, applied_at) VALUES (?, datetime('now'))",
+            (migration.name,),
+        )
+        applied.append(migration.name)
+        if on_apply:
+            on_apply(migration.name)
+    return applied

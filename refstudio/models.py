@@ -1,0 +1,137 @@
+"""SQLModel tables of a project's library.
+
+The schema itself is created and evolved by :mod:`refstudio.migrations` (plain, ordered SQL), so
+these classes describe the tables for queries and must stay in step with the migrations; the
+schema snapshot test checks that they do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlmodel import Field, SQLModel
+
+REFERENCE_KINDS: tuple[str, ...] = ("character", "location", "style", "object", "other")
+
+GENERATION_STATES: tuple[str, ...] = (
+    "pending",  # row written, nothing sent yet
+    "submitting",  # the request is leaving the machine
+    "submitted",  # the provider accepted it: request_id is known
+    "completed",  # every output is stored in media/
+    "failed",  # the provider (or we) gave up; see error
+    "unknown",  # the submit's fate is ambiguous: may have been accepted and billed
+)
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now; stored as ISO text by SQLAlchemy."""
+    return datetime.now(timezone.utc)
+
+
+class Asset(SQLModel, table=True):
+    """One unique image content. Images are never stored twice."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045 - SQLModel needs it
+    sha256: str = Field(unique=True, index=True)
+    path: str  # relative to the media store root
+    format: str  # PNG, JPEG, WEBP
+    width: int
+    height: int
+    bytes: int
+    quality_json: str = "[]"  # quality warnings found on import, as a JSON list
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Reference(SQLModel, table=True):
+    """A named character, location, style or object."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    name: str  # as the user wrote it
+    name_key: str = Field(unique=True, index=True)  # lower-cased: names are unique ignoring case
+    kind: str = "character"
+    description: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReferenceTag(SQLModel, table=True):
+    reference_id: int = Field(foreign_key="reference.id", primary_key=True, ondelete="CASCADE")
+    tag: str = Field(primary_key=True, index=True)
+
+
+class ReferenceImage(SQLModel, table=True):
+    """An image of a reference. ``source_output_id`` is the lineage edge to a generation."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    reference_id: int = Field(foreign_key="reference.id", index=True, ondelete="CASCADE")
+    asset_id: int = Field(foreign_key="asset.id", index=True)
+    label: Optional[str] = None  # noqa: UP045
+    is_primary: bool = False
+    position: int = 0
+    source_file: Optional[str] = None  # noqa: UP045 - the file it was imported from
+    source_output_id: Optional[int] = Field(  # noqa: UP045
+        default=None, foreign_key="output.id", index=True
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """One run of a workflow file."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    workflow: str
+    workflow_hash: str
+    status: str = "running"
+    vars_json: str = "{}"
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: Optional[datetime] = None  # noqa: UP045
+
+
+class Generation(SQLModel, table=True):
+    """One paid request, recorded before it is sent (write-ahead)."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    status: str = Field(default="pending", index=True)
+    provider: str
+    model: str
+    template_source: Optional[str] = None  # noqa: UP045
+    prompt: str  # the rendered prompt as sent
+    params_json: str  # aspect_ratio, resolution, seed
+    payload_json: str = "{}"  # the exact body the provider received
+    bindings_json: str = "[]"  # [{name, label, reference_id, image_id, asset_id, sha256}]
+    request_hash: str = Field(index=True)
+    request_id: Optional[str] = Field(default=None, index=True)  # noqa: UP045
+    poll_url: Optional[str] = None  # noqa: UP045
+    error: str = ""
+    cost_estimate: float = 0.0
+    inference_ms: Optional[int] = None  # noqa: UP045
+    attempts: int = 0
+    run_id: Optional[int] = Field(default=None, foreign_key="run.id", index=True)  # noqa: UP045
+    step_id: Optional[str] = None  # noqa: UP045
+    created_at: datetime = Field(default_factory=utcnow)
+    submitted_at: Optional[datetime] = None  # noqa: UP045
+    completed_at: Optional[datetime] = None  # noqa: UP045
+
+
+class Output(SQLModel, table=True):
+    """One image a generation produced, stored in media/."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    generation_id: int = Field(foreign_key="generation.id", index=True)
+    index: int
+    asset_id: int = Field(foreign_key="asset.id")
+    nsfw: bool = False
+    source_url: str = ""  # where it was downloaded from ("base64" for inline outputs)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Upload(SQLModel, table=True):
+    """An asset made readable by a provider: uploaded once while its URL lives."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    asset_id: int = Field(foreign_key="asset.id", index=True)
+    provider: str = Field(index=True)
+    url: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: Optional[datetime] = None  # noqa: UP045

@@ -1,0 +1,204 @@
+"""Project folders: finding one, making one, and reading its ``refstudio.toml``.
+
+A project is a folder with ``refstudio.toml``, ``library.db``, ``media/``, ``templates/`` and
+``workflows/``. The API key never lives here (see :mod:`refstudio.config`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, ProjectExistsError, ProjectNotFoundError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE = "refstudio.toml"
+DB_FILE = "library.db"
+PROJECT_DIRS = ("media", "templates", "workflows")
+ENV_PROJECT = "REFSTUDIO_PROJECT"
+
+DEFAULT_CONFIG = """\
+# refstudio project settings. The API key does not belong here: set WAVESPEED_API_KEY in the
+# environment or run `refstudio config set-key`.
+name = "{name}"
+
+# Largest image file accepted into the library, in megabytes.
+max_image_mb = 20
+
+# Refuse any command whose estimated cost would take this project's total spend over this many
+# US dollars (estimates from the price table). Remove the line for no budget.
+# budget = 10.0
+
+[defaults]
+aspect_ratio = "16:9"
+resolution = "1080p"
+# provider = "wavespeed"   # default: wavespeed when a key is set, else offline
+
+# Estimated prices in US dollars per image, by provider and resolution. Estimates only:
+# check your provider's price list.
+[prices.wavespeed]
+"720p" = 0.05
+"1080p" = 0.08
+
+[prices.offline]
+"720p" = 0.0
+"1080p" = 0.0
+"""
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Settings from ``refstudio.toml``; unknown keys are refused, naming file and key."""
+
+    name: str = "refstudio"
+    max_image_mb: float = 20.0
+    budget: float | None = None
+    aspect_ratio: str = "16:9"
+    resolution: str = "1080p"
+    provider: str | None = None
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 1_000_000)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A located project folder and its settings."""
+
+    root: Path
+    config: ProjectConfig
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_FILE
+
+    @property
+    def media_dir(self) -> Path:
+        return self.root / "media"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def workflows_dir(self) -> Path:
+        return self.root / "workflows"
+
+
+def find_project_root(explicit: Path | str | None = None, cwd: Path | None = None) -> Path:
+    """Locate the project: ``explicit`` path, then ``$REFSTUDIO_PROJECT``, then upward from cwd."""
+    if explicit is not None:
+        root = Path(explicit).expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise ProjectNotFoundError(
+                f"{root} is not a refstudio project (no {CONFIG_FILE})",
+                hint=f"create one with: refstudio init {explicit}",
+            )
+        return root
+    env = os.environ.get(ENV_PROJECT)
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise ProjectNotFoundError(
+                f"{ENV_PROJECT}={env} is not a refstudio project (no {CONFIG_FILE})",
+                hint=f"create one with: refstudio init {env}",
+            )
+        return root
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ProjectNotFoundError(
+        f"not inside a refstudio project ({here} and its parents have no {CONFIG_FILE})",
+        hint="create one with `refstudio init DIR`, or pass --project DIR / set REFSTUDIO_PROJECT",
+    )
+
+
+def write_new_project(root: Path, name: str | None = None) -> None:
+    """Create the folder layout and a commented ``refstudio.toml``; refuse an existing project."""
+    root = root.expanduser().resolve()
+    if (root / CONFIG_FILE).exists():
+        raise ProjectExistsError(f"{root} is already a refstudio project")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in PROJECT_DIRS:
+            (root / sub).mkdir(exist_ok=True)
+        project_name = (name or root.name or "refstudio").replace('"', "")
+        (root / CONFIG_FILE).write_text(DEFAULT_CONFIG.format(name=project_name), "utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot create a project at {root}: {exc.strerror}") from exc
+
+
+def load_config(root: Path) -> ProjectConfig:
+    """Read and check ``refstudio.toml``."""
+    path = root / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    return parse_config(raw, path)
+
+
+_TOP_KEYS = {"name", "max_image_mb", "budget", "defaults", "prices"}
+_DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
+    """Turn parsed TOML into :class:`ProjectConfig`, refusing unknown keys and wrong types."""
+    _refuse_unknown(raw, _TOP_KEYS, path, "")
+    defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: [defaults] must be a table")
+    _refuse_unknown(defaults, _DEFAULT_KEYS, path, "defaults.")
+    prices_raw = raw.get("prices", {})
+    prices: dict[str, dict[str, float]] = {}
+    if not isinstance(prices_raw, dict):
+        raise ConfigError(f"{path}: [prices] must be a table of providers")
+    for provider, table in prices_raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: prices.{provider} must be a table of resolution = price")
+        prices[provider] = {
+            str(k): _number(v, path, f"prices.{provider}.{k}") for k, v in table.items()
+        }
+    budget = raw.get("budget")
+    return ProjectConfig(
+        name=str(raw.get("name", "refstudio")),
+        max_image_mb=_number(raw.get("max_image_mb", 20), path, "max_image_mb"),
+        budget=None if budget is None else _number(budget, path, "budget"),
+        aspect_ratio=str(defaults.get("aspect_ratio", "16:9")),
+        resolution=str(defaults.get("resolution", "1080p")),
+        provider=defaults.get("provider") or None,
+        prices=prices,
+    )
+
+
+def _refuse_unknown(table: dict[str, Any], allowed: set[str], path: Path, prefix: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {prefix}{unknown[0]}",
+            hint=f"allowed keys: {', '.join(prefix + k for k in sorted(allowed))}",
+        )
+
+
+def _number(value: Any, path: Path, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{path}: {key} must be a non-negative number, not {value!r}")
+    return float(value)
+
+
+def open_project(explicit: Path | str | None = None) -> Project:
+    """Find and load a project (see :func:`find_project_root`)."""
+    root = find_project_root(explicit)
+    return Project(root, load_config(root))

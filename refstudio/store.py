@@ -1,0 +1,120 @@
+"""Content-addressed media storage.
+
+Blobs are named by the SHA-256 of their bytes, so the same image is stored once. Writes go to a
+temporary file in the store, are flushed to disk, then renamed into place: a crash leaves at most
+a stray ``.part`` file, never a half image under a final name that the database could point to.
+
+:class:`MediaStore` is the small interface the rest of refstudio uses; :class:`LocalMediaStore`
+implements it on a folder. An S3-compatible store can implement the same four methods later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .errors import StorageError
+
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    key: str  # path relative to the store root
+    size: int
+
+
+class MediaStore(Protocol):
+    def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob: ...
+    async def put_stream(self, chunks: AsyncIterator[bytes], *, extension: str) -> StoredBlob: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def local_path(self, key: str) -> Path: ...
+    def exists(self, key: str) -> bool: ...
+
+
+def blob_key(sha256: str, extension: str) -> str:
+    """``ab/cd/abcd….ext``: two levels of fan-out keep directories small."""
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}.{extension}"
+
+
+class LocalMediaStore:
+    """A :class:`MediaStore` on a local folder (the project's ``media/``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _tmp_dir(self) -> Path:
+        tmp = self.root / ".tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp
+
+    def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob:
+        """Store ``data`` (once) and return where it lives."""
+        sha = hashlib.sha256(data).hexdigest()
+        key = blob_key(sha, extension)
+        if not self.exists(key):
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._publish(Path(tmp_name), key)
+            except OSError as exc:
+                _unlink_quietly(Path(tmp_name))
+                raise StorageError(f"cannot write to the media folder {self.root}: {exc}") from exc
+        return StoredBlob(sha, key, len(data))
+
+    async def put_stream(self, chunks: AsyncIterator[bytes], *, extension: str) -> StoredBlob:
+        """Stream chunks to a temporary file while hashing, then publish under their hash."""
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in chunks:
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            sha = hasher.hexdigest()
+            key = blob_key(sha, extension)
+            if self.exists(key):
+                _unlink_quietly(tmp)
+            else:
+                self._publish(tmp, key)
+            return StoredBlob(sha, key, size)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def _publish(self, tmp: Path, key: str) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)  # atomic on POSIX and Windows
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"media file missing or unreadable: {key} ({exc.strerror})") from exc
+
+    def local_path(self, key: str) -> Path:
+        return self.root / key
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

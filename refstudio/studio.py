@@ -1,0 +1,137 @@
+"""The public Python API: :class:`Studio` opens a project and does everything the CLI does.
+
+>>> from refstudio import Studio
+>>> studio = Studio.init("my-project")                      # doctest: +SKIP
+>>> studio.add_reference("mara", ["mara.png"], kind="character")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .db import Database
+from .library import AddedImage, ImageInfo, Library, ReferenceInfo
+from .project import Project, load_config, open_project, write_new_project
+from .store import LocalMediaStore
+
+
+def _quality_check() -> Any:
+    from .quality import check_image
+
+    return check_image
+
+
+class Studio:
+    """A refstudio project, opened. Close it with :meth:`close` or use it as a context manager."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.db = Database(project.db_path)
+        self.db.migrate()
+        self.store = LocalMediaStore(project.media_dir)
+        self.library = Library(
+            self.db,
+            self.store,
+            max_image_bytes=project.config.max_image_bytes,
+            quality_check=_quality_check(),
+        )
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: Path | str, *, name: str | None = None) -> Studio:
+        """Create a new project folder at ``path`` and open it."""
+        root = Path(path).expanduser().resolve()
+        write_new_project(root, name)
+        return cls(Project(root, load_config(root)))
+
+    @classmethod
+    def open(cls, path: Path | str | None = None) -> Studio:
+        """Open the project at ``path``, or find it from ``$REFSTUDIO_PROJECT`` / the cwd."""
+        return cls(open_project(path))
+
+    @property
+    def root(self) -> Path:
+        return self.project.root
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Studio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Studio({str(self.root)!r})"
+
+    # -- references ---------------------------------------------------------------------------
+
+    def add_reference(
+        self,
+        name: str,
+        images: Sequence[Path | str],
+        *,
+        kind: str = "character",
+        description: str = "",
+        tags: Iterable[str] = (),
+        labels: Sequence[str | None] = (),
+    ) -> tuple[ReferenceInfo, list[AddedImage]]:
+        """Create a reference from image files. Returns it and per-image quality warnings."""
+        return self.library.add_reference(
+            name, images, kind=kind, description=description, tags=tags, labels=labels
+        )
+
+    def add_images(
+        self,
+        name: str,
+        images: Sequence[Path | str],
+        *,
+        labels: Sequence[str | None] = (),
+        make_primary: bool = False,
+    ) -> tuple[ReferenceInfo, list[AddedImage]]:
+        """Add images to a reference; ``make_primary`` makes the first new one its primary."""
+        return self.library.add_images(name, images, labels=labels, make_primary=make_primary)
+
+    def remove_image(self, name: str, selector: str) -> ReferenceInfo:
+        """Remove an image of a reference, chosen by label or ``#id``."""
+        return self.library.remove_image(name, selector)
+
+    def set_primary(self, name: str, selector: str) -> ReferenceInfo:
+        """Choose the image (label or ``#id``) that a bare ``@name`` binds."""
+        return self.library.set_primary(name, selector)
+
+    def reference(self, name: str) -> ReferenceInfo:
+        """One reference by name (case-insensitive, ``@`` optional)."""
+        return self.library.get(name)
+
+    def references(self, *, kind: str | None = None, tag: str | None = None) -> list[ReferenceInfo]:
+        """All references sorted by name, optionally filtered by kind or tag."""
+        return self.library.list(kind=kind, tag=tag)
+
+    def rename_reference(self, old: str, new: str) -> ReferenceInfo:
+        """Rename a reference (the new name must be free, ignoring case)."""
+        return self.library.rename(old, new)
+
+    def remove_reference(self, name: str) -> ReferenceInfo:
+        """Delete a reference; returns what it was."""
+        return self.library.remove(name)
+
+    def update_reference(
+        self, name: str, *, kind: str | None = None, description: str | None = None
+    ) -> ReferenceInfo:
+        """Change a reference's kind or description."""
+        return self.library.update(name, kind=kind, description=description)
+
+    def tag_reference(
+        self, name: str, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> ReferenceInfo:
+        """Add and remove tags."""
+        return self.library.tag(name, add, remove)
+
+    def check_reference(self, name: str) -> list[tuple[ImageInfo, list[str]]]:
+        """Quality hints for each image of a reference (warnings, never refusals)."""
+        return self.library.check(name)
