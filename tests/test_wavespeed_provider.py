@@ -33,7 +33,7 @@ from refstudio.errors import (
     RequestRejectedError,
     TransientError,
 )
-from refstudio.providers.base import TaskStatus
+from refstudio.providers.base import BoundImage, GenParams, TaskStatus
 from refstudio.providers.wavespeed import WaveSpeedProvider, parse_retry_after
 
 KEY = "sk-test"
@@ -437,7 +437,12 @@ def test_upload_submit_poll_download_roundtrip(sim: Any) -> None:
     async def fn(p: WaveSpeedProvider) -> bytes:
         uploaded = await p.upload(reference, filename="mara.png", content_type="image/png")
         assert uploaded.url.startswith("http") and uploaded.expires_at is None
-        task = await p.submit(body(reference_images=[uploaded.url]))
+        built = p.build_body(
+            "@mara on a cliff", [BoundImage("mara", uploaded.url)], GenParams("16:9", "720p", 7)
+        )
+        assert built["reference_images"] == [uploaded.url]
+        assert "enable_sync_mode" not in built
+        task = await p.submit(built)
         assert task.task_id
         status = await poll_until_done(p, task.task_id, task.poll_url)
         assert status.state == "completed", status
@@ -451,6 +456,7 @@ def test_upload_submit_poll_download_roundtrip(sim: Any) -> None:
         assert img.size == gen4.output_size("16:9", "720p") == (1280, 720)
     stats = sim.stats()
     assert stats["uploads"] == 1 and stats["submits_accepted"] == 1 and stats["polls"] >= 1
+    assert stats["external_references"] == 0  # the server resolved our own upload URL
 
 
 def test_poll_without_poll_url_uses_result_path(sim: Any) -> None:

@@ -56,6 +56,7 @@ from refstudio.providers.base import (
     TaskStatus,
     UploadedImage,
 )
+from refstudio.providers.payloads import wavespeed_body
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 ENV_API_KEY = "WAVESPEED_API_KEY"
@@ -281,11 +282,12 @@ class WaveSpeedProvider(Provider):
     def build_body(
         self, prompt: str, images: list[BoundImage], params: GenParams
     ) -> dict[str, Any]:
-        """The exact JSON WaveSpeed receives; shaped by :func:`refstudio.providers.payloads`."""
-        # Imported here so this module stays importable (and testable) on its own, and so the one
-        # shared shaping function is the single source of truth for the body.
-        from refstudio.providers.payloads import wavespeed_body
+        """The exact JSON WaveSpeed receives.
 
+        Shaped by the one shared :func:`refstudio.providers.payloads.wavespeed_body` (which also
+        validates and raises ParameterError / TooManyReferencesError), so the engine's request
+        hash, the stored payload and what goes on the wire cannot drift apart.
+        """
         return wavespeed_body(prompt, images, params)
 
     # ------------------------------------------------------------------ submit
