@@ -1,0 +1,125 @@
+"""Shared fixtures: a clean environment, real images drawn with Pillow, an initialised project.
+
+Keep this file small and generic; fixtures used by one test module belong in that module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from refstudio import Studio
+
+ImageMaker = Callable[..., Path]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the developer's keys, project or config: drop WAVESPEED_*/REFSTUDIO_* and
+    point HOME and XDG_CONFIG_HOME at a fresh temporary folder."""
+    for key in list(os.environ):
+        if key.startswith(("WAVESPEED_", "REFSTUDIO_")):
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+
+
+def draw_image(
+    size: tuple[int, int] = (800, 1000), seed: int = 0, mode: str = "RGB"
+) -> Image.Image:
+    """A deterministic, non-flat picture: a gradient, a few shapes and some pixel noise."""
+    rng = random.Random(seed)
+    width, height = size
+    img = Image.linear_gradient("L").resize(size).convert("RGB")
+    tint = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    img = Image.blend(img, tint, 0.5)
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x0, y0 = rng.randrange(max(1, width)), rng.randrange(max(1, height))
+        x1 = min(width, x0 + rng.randrange(max(2, width // 3)) + 1)
+        y1 = min(height, y0 + rng.randrange(max(2, height // 3)) + 1)
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        if rng.random() < 0.5:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.ellipse((x0, y0, x1, y1), fill=colour, outline=(0, 0, 0), width=3)
+    noise = Image.frombytes("L", size, rng.randbytes(width * height)).convert("RGB")
+    img = Image.blend(img, noise, 0.12)
+    return img.convert(mode) if mode != "RGB" else img
+
+
+@pytest.fixture
+def make_image() -> ImageMaker:
+    """``make_image(path, size=(800, 1000), fmt="PNG", seed=0, **save_kwargs) -> path``.
+
+    Writes a real image file (different seeds give different bytes) and returns its path.
+    """
+
+    def make(
+        path: Path | str,
+        size: tuple[int, int] = (800, 1000),
+        fmt: str = "PNG",
+        seed: int = 0,
+        **save_kwargs: object,
+    ) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = draw_image(size, seed)
+        if fmt.upper() == "GIF":
+            img = img.convert("P", palette=Image.Palette.ADAPTIVE)
+        img.save(path, fmt, **save_kwargs)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Studio]:
+    """An initialised, open Studio in ``tmp_path / "proj"``; closed after the test."""
+    studio = Studio.init(tmp_path / "proj")
+    try:
+        yield studio
+    finally:
+        studio.close()
+
+
+def run_cli(
+    *args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m refstudio ARGS`` in a subprocess (through ``main()``'s error mapping)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("COLUMNS", "200")  # keep rich tables from wrapping in assertions
+    return subprocess.run(
+        [sys.executable, "-m", "refstudio", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def snapshot_project(root: Path) -> tuple[dict[str, str], list[str]]:
+    """What a failed command must not change: sha256 of every file (and each folder) under
+    ``media/``, and a full SQL dump of ``library.db``."""
+    media = root / "media"
+    files: dict[str, str] = {}
+    for item in sorted(media.rglob("*")):
+        rel = item.relative_to(media).as_posix()
+        files[rel] = hashlib.sha256(item.read_bytes()).hexdigest() if item.is_file() else "<dir>"
+    conn = sqlite3.connect(root / "library.db")
+    try:
+        dump = list(conn.iterdump())
+    finally:
+        conn.close()
+    return files, dump
