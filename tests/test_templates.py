@@ -114,6 +114,8 @@ def test_refs_data() -> None:
 def test_refs_fields_and_defined_test() -> None:
     src = "{{ refs.mara.kind }} {{ refs.mara.labels|list }} {{ refs.nobody is defined }}"
     assert render_string(src, {}, refs=REFS) == "character ['side'] False"
+    src = "{{ 'MARA' in refs }} {{ 'nobody' in refs }} {{ refs|list }}"
+    assert render_string(src, {}, refs=REFS) == "True False ['Mara']"
 
 
 def test_refs_names_that_look_like_methods() -> None:
