@@ -76,6 +76,9 @@ class SimHandler(BaseHTTPRequestHandler):
     server_version = "refstudio-simulator/1.0"
     #: Idle keep-alive connections are closed after this, so threads do not pile up.
     timeout = 30.0
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK (~40 ms per answer on Linux). Polling clients would measure that, not us.
+    disable_nagle_algorithm = True
     server: SimHTTPServer
 
     # ---- plumbing -------------------------------------------------------------------------
