@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -489,3 +493,64 @@ def test_official_sdk_runs_against_simulator(make_sim: Any, tmp_path: Path) -> N
     assert len(sync["outputs"]) == 1
     stats = sim.stats()
     assert stats["uploads"] == 1 and stats["submits_accepted"] == 2
+
+
+# ---- configuration and lifecycle ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"fail_rate": 1.5},
+        {"rate_429": -0.1},
+        {"latency": -1.0},
+        {"key": " "},
+        {"rate_per_minute": -1},
+    ],
+)
+def test_config_rejects_nonsense(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        SimulatorConfig(**bad)
+
+
+def test_stop_is_idempotent_and_releases_port() -> None:
+    sim = Simulator(SimulatorConfig(latency=0.0, jitter=0.0)).start()
+    url = sim.base_url
+    with httpx.Client(base_url=url, headers=AUTH, timeout=5) as c:
+        assert c.get("/_sim/stats").status_code == 200
+        sim.stop()
+        sim.stop()
+        with pytest.raises(httpx.TransportError):
+            c.get("/_sim/stats")
+    with pytest.raises(RuntimeError):
+        _ = sim.base_url
+
+
+def test_run_forever_prints_url_and_stops_on_ctrl_c() -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    )
+    code = (
+        "from refstudio.simulator import run_forever, SimulatorConfig\n"
+        "run_forever(SimulatorConfig(latency=0))"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert "http://127.0.0.1:" in line
+            url = line.split()[-1]
+            with httpx.Client(timeout=5) as c:
+                assert c.get(f"{url}/_sim/stats").status_code == 200
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import mimetypes
@@ -143,6 +144,14 @@ class SimHandler(BaseHTTPRequestHandler):
             "data": data if data is not None else {},
         }
         self._send(status, json.dumps(envelope).encode(), "application/json", headers)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, unsupported method) as an envelope too."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._json(
+                code, message=message or HTTPStatus(code).phrase, headers={"Connection": "close"}
+            )
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")

@@ -55,6 +55,20 @@ class SimulatorConfig:
     #: Log every request to stderr (the CLI turns it on; tests keep it quiet).
     verbose: bool = False
 
+    def __post_init__(self) -> None:
+        # Fail at construction (e.g. a CLI flag typo), not with odd behaviour mid-run.
+        for name in ("fail_rate", "rate_429", "rate_5xx", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        for name in ("latency", "jitter", "retry_after", "sync_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.rate_per_minute is not None and self.rate_per_minute < 0:
+            raise ValueError(f"rate_per_minute must not be negative, got {self.rate_per_minute}")
+        if self.key is not None and not self.key.strip():
+            raise ValueError("key must be None (accept any) or a non-empty token")
+
 
 @dataclass
 class Task:
