@@ -97,7 +97,9 @@ M002_GENERATIONS = Migration(
             attempts INTEGER NOT NULL DEFAULT 0,
             run_id INTEGER REFERENCES run (id),
             step_id VARCHAR,
+            owner VARCHAR,
             created_at DATETIME NOT NULL,
+            updated_at DATETIME,
             submitted_at DATETIME,
             completed_at DATETIME
         )""",

@@ -109,7 +109,9 @@ class Generation(SQLModel, table=True):
     attempts: int = 0
     run_id: Optional[int] = Field(default=None, foreign_key="run.id", index=True)  # noqa: UP045
     step_id: Optional[str] = None  # noqa: UP045
+    owner: Optional[str] = None  # noqa: UP045 - "pid@host" of the process driving it
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: Optional[datetime] = None  # noqa: UP045
     submitted_at: Optional[datetime] = None  # noqa: UP045
     completed_at: Optional[datetime] = None  # noqa: UP045
 

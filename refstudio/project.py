@@ -36,6 +36,9 @@ max_image_mb = 20
 # US dollars (estimates from the price table). Remove the line for no budget.
 # budget = 10.0
 
+# Generations in flight at once. WaveSpeed's default account level runs 2 tasks at a time.
+concurrency = 2
+
 [defaults]
 aspect_ratio = "16:9"
 resolution = "1080p"
@@ -63,6 +66,7 @@ class ProjectConfig:
     aspect_ratio: str = "16:9"
     resolution: str = "1080p"
     provider: str | None = None
+    concurrency: int = 2
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -150,7 +154,7 @@ def load_config(root: Path) -> ProjectConfig:
     return parse_config(raw, path)
 
 
-_TOP_KEYS = {"name", "max_image_mb", "budget", "defaults", "prices"}
+_TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "defaults", "prices"}
 _DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
 
 
@@ -179,6 +183,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         aspect_ratio=str(defaults.get("aspect_ratio", "16:9")),
         resolution=str(defaults.get("resolution", "1080p")),
         provider=defaults.get("provider") or None,
+        concurrency=max(1, int(_number(raw.get("concurrency", 2), path, "concurrency"))),
         prices=prices,
     )
 

@@ -1,12 +1,20 @@
 """The public Python API: :class:`Studio` opens a project and does everything the CLI does.
 
+:class:`AsyncStudio` is the same API for asyncio code: the same method names, with the ones that
+talk to a provider (``generate``, ``resume``, ``retry``, ``run_workflow``) as coroutines.
+:class:`Studio` runs that async core to completion for plain scripts.
+
 >>> from refstudio import Studio
 >>> studio = Studio.init("my-project")                      # doctest: +SKIP
 >>> studio.add_reference("mara", ["mara.png"], kind="character")  # doctest: +SKIP
+>>> [gen] = studio.generate("@mara in the rain")           # doctest: +SKIP
+>>> gen.outputs[0].promote("mara_rain")                    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +22,9 @@ from typing import Any
 from .db import Database
 from .library import AddedImage, ImageInfo, Library, ReferenceInfo
 from .project import Project, load_config, open_project, write_new_project
+from .results import GenerationQueries
 from .store import LocalMediaStore
+from .studio_gen import AsyncGenerationMixin, GenerationMixin
 
 
 def _quality_check() -> Any:
@@ -23,8 +33,8 @@ def _quality_check() -> Any:
     return check_image
 
 
-class Studio:
-    """A refstudio project, opened. Close it with :meth:`close` or use it as a context manager."""
+class _StudioBase(GenerationMixin, AsyncGenerationMixin):
+    """What both faces share: the project, its library, and every local (non-network) verb."""
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -37,18 +47,22 @@ class Studio:
             max_image_bytes=project.config.max_image_bytes,
             quality_check=_quality_check(),
         )
+        self.queries = GenerationQueries(self.db, self.store, promote=self._promote_output)
+
+    def _promote_output(self, generation_id: int, name: str, **options: Any) -> ReferenceInfo:
+        return self.promote(generation_id, name, **options)
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: Path | str, *, name: str | None = None) -> Studio:
+    def init(cls, path: Path | str, *, name: str | None = None) -> Any:
         """Create a new project folder at ``path`` and open it."""
         root = Path(path).expanduser().resolve()
         write_new_project(root, name)
         return cls(Project(root, load_config(root)))
 
     @classmethod
-    def open(cls, path: Path | str | None = None) -> Studio:
+    def open(cls, path: Path | str | None = None) -> Any:
         """Open the project at ``path``, or find it from ``$REFSTUDIO_PROJECT`` / the cwd."""
         return cls(open_project(path))
 
@@ -59,14 +73,14 @@ class Studio:
     def close(self) -> None:
         self.db.dispose()
 
-    def __enter__(self) -> Studio:
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Studio({str(self.root)!r})"
+        return f"{type(self).__name__}({str(self.root)!r})"
 
     # -- references ---------------------------------------------------------------------------
 
@@ -135,3 +149,28 @@ class Studio:
     def check_reference(self, name: str) -> list[tuple[ImageInfo, list[str]]]:
         """Quality hints for each image of a reference (warnings, never refusals)."""
         return self.library.check(name)
+
+
+def _blocking(method: Any) -> Any:
+    """The sync face of an async verb: same name, signature and docs, run to completion."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(method(self, *args, **kwargs))
+
+    return run
+
+
+class Studio(_StudioBase):
+    """A refstudio project, opened, for ordinary (synchronous) code.
+
+    Close it with :meth:`close` or use it as a context manager. Network verbs block until done.
+    """
+
+    generate = _blocking(AsyncGenerationMixin.generate)
+    resume = _blocking(AsyncGenerationMixin.resume)
+    retry = _blocking(AsyncGenerationMixin.retry)
+
+
+class AsyncStudio(_StudioBase):
+    """A refstudio project for asyncio code: ``generate``, ``resume``, ``retry`` are coroutines."""

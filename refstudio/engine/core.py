@@ -1,0 +1,485 @@
+"""The generation engine: resolved requests in, stored images out, never paying twice.
+
+For each request::
+
+    create_pending ─▶ upload refs (cached) ─▶ mark_submitting ─▶ submit ─┬─▶ mark_submitted
+                                                                         ├─ not accepted: resend
+                                                                         └─ ambiguous: ``unknown``
+    poll ─▶ completed ─▶ download every output into media/ ─▶ complete
+         └▶ failed ─▶ failed (with the provider's reason)
+
+All tasks in flight share one poll loop (:class:`_PollLoop`) and one :class:`RateGate`.
+A process that dies leaves rows in ``submitting`` or ``submitted``; :meth:`Engine.resume`
+(run before new work) polls the submitted ones to completion and marks the others ``unknown``;
+it never resubmits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+import os
+import random
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ..db import Database
+from ..errors import (
+    AmbiguousSubmitError,
+    GenerationError,
+    NotAcceptedError,
+    ProtocolError,
+    ProviderError,
+    RefstudioError,
+    TransientError,
+)
+from ..models import Generation
+from ..providers.base import GenParams, Provider, TaskStatus
+from ..store import LocalMediaStore
+from . import records
+from .polling import PollPlan
+from .retry import Backoff, RateGate
+from .uploads import UploadCache
+
+OWNER = f"{os.getpid()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Knobs of the engine; defaults suit WaveSpeed's default account level."""
+
+    concurrency: int = 2  # generations in flight at once (the default account runs 2 at a time)
+    poll_deadline: float = 900.0  # seconds after submit we wait; the task stays resumable
+    target_lag: float = 0.15  # mean seconds between a task finishing and us noticing
+    default_expected: float = 20.0  # assumed task time before this library has any history
+    submit_backoff: Backoff = field(default_factory=Backoff)
+    poll_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=10.0))
+    download_attempts: int = 6
+    upload_ttl: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A progress notice for displays: generation id, its state, and a short detail."""
+
+    generation_id: int
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a generation ended in this call: ``completed``, ``failed``, ``unknown`` or ``submitted``
+    (still running at the deadline or interrupted: resumable)."""
+
+    generation_id: int
+    status: str
+    error: str = ""
+
+
+EventSink = Callable[[Event], None]
+
+
+class Engine:
+    """Drives generations for one provider over one library. Use as an async context manager."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: LocalMediaStore,
+        provider: Provider,
+        *,
+        settings: EngineSettings | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.provider = provider
+        self.settings = settings or EngineSettings()
+        self.gate = RateGate()
+        self.uploads = UploadCache(db, store, provider, ttl=self.settings.upload_ttl)
+        self._on_event = on_event
+        self._slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        self._poller = _PollLoop(self)
+        self._rng = random.Random()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._poller.stop()
+
+    def emit(self, generation_id: int, state: str, detail: str = "") -> None:
+        if self._on_event is not None:
+            self._on_event(Event(generation_id, state, detail))
+
+    # -- public entry points -------------------------------------------------------------------
+
+    def record(self, request: records.PreparedRequest, cost: float) -> int:
+        """Write-ahead: the generation row, before anything is uploaded or sent."""
+        gen_id = records.create_pending(
+            self.db, request, provider=self.provider.name, model=self.provider.model, cost=cost
+        )
+        records.update(self.db, gen_id, owner=OWNER, updated_at=records.now_utc())
+        self.emit(gen_id, "pending")
+        return gen_id
+
+    async def run(self, generation_ids: Sequence[int]) -> list[Outcome]:
+        """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
+        return list(await asyncio.gather(*(self._drive(g) for g in generation_ids)))
+
+    async def resume(self) -> list[Outcome]:
+        """Finish what dead processes left: poll submitted work; never resubmit anything."""
+        outcomes: list[Outcome] = []
+        stale = [g for g in records.in_states(self.db, ("pending", "submitting", "submitted"))
+                 if not _owner_alive(g.owner)]
+        waits = []
+        for gen in stale:
+            assert gen.id is not None
+            if gen.status == "submitted":
+                records.update(self.db, gen.id, owner=OWNER, updated_at=records.now_utc())
+                waits.append(self._follow(gen.id, gen.request_id or "", gen.poll_url,
+                                          _elapsed_since(gen), _resolution(gen)))
+            elif gen.status == "submitting":
+                message = ("the process stopped while sending this request; it may have been "
+                           f"accepted and billed. `refstudio retry {gen.id}` resends it "
+                           "(it may cost again)")
+                records.update(self.db, gen.id, status="unknown", error=message, owner=None)
+                self.emit(gen.id, "unknown", message)
+                outcomes.append(Outcome(gen.id, "unknown", message))
+            else:
+                message = "interrupted before it was sent; nothing was paid"
+                records.update(self.db, gen.id, status="failed", error=message, owner=None)
+                outcomes.append(Outcome(gen.id, "failed", message))
+        outcomes.extend(await asyncio.gather(*waits))
+        return outcomes
+
+    # -- one generation --------------------------------------------------------------------------
+
+    async def _drive(self, gen_id: int) -> Outcome:
+        async with self._slots:
+            try:
+                submitted = await self._submit(gen_id)
+            except RefstudioError as exc:
+                return self._fail(gen_id, "failed", str(exc))
+            if isinstance(submitted, Outcome):
+                return submitted
+            task_id, poll_url, resolution = submitted
+            return await self._follow(gen_id, task_id, poll_url, 0.0, resolution)
+
+    async def _submit(self, gen_id: int) -> tuple[str, str | None, str] | Outcome:
+        gen = records.load(self.db, gen_id)
+        bindings = json.loads(gen.bindings_json)
+        params = json.loads(gen.params_json)
+        self.emit(gen_id, "uploading" if bindings else "submitting")
+        urls = [await self._upload_with_retry(b["sha256"]) for b in bindings]
+        from ..providers.base import BoundImage
+
+        images = [BoundImage(tag=b["name"], url=u) for b, u in zip(bindings, urls, strict=True)]
+        body = self.provider.build_body(gen.prompt, images, GenParams(**params))
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.gate.wait()
+            records.mark_submitting(self.db, gen_id, body)
+            self.emit(gen_id, "submitting")
+            try:
+                task = await self.provider.submit(body)
+            except NotAcceptedError as exc:
+                # Certainly not taken: safe to send again after a pause everyone respects.
+                records.update(self.db, gen_id, status="pending", error=str(exc))
+                if attempt >= self.settings.submit_backoff.max_attempts:
+                    return self._fail(gen_id, "failed",
+                                      f"not accepted after {attempt} attempts: {exc}")
+                delay = self.settings.submit_backoff.delay(attempt, exc.retry_after, self._rng)
+                if exc.status_code == 429:
+                    self.gate.close_for(delay)
+                self.emit(gen_id, "waiting", f"not accepted ({exc}); retrying in {delay:.1f}s")
+                await asyncio.sleep(delay)
+                continue
+            except (AmbiguousSubmitError, ProtocolError) as exc:
+                message = (f"{exc}. The request may have been accepted and billed, so it was "
+                           f"not resent; `refstudio retry {gen_id}` resends it (may cost again)")
+                return self._fail(gen_id, "unknown", message)
+            except ProviderError as exc:
+                return self._fail(gen_id, "failed", str(exc))
+            records.mark_submitted(self.db, gen_id, task.task_id, task.poll_url)
+            self.emit(gen_id, "submitted", task.task_id)
+            return task.task_id, task.poll_url, str(params.get("resolution"))
+
+    async def _upload_with_retry(self, sha256: str) -> str:
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.gate.wait()
+            try:
+                return await self.uploads.url_for(sha256)
+            except TransientError as exc:
+                if attempt >= self.settings.download_attempts:
+                    raise
+                delay = self.settings.poll_backoff.delay(attempt, exc.retry_after, self._rng)
+                if exc.status_code == 429:
+                    self.gate.close_for(delay)
+                await asyncio.sleep(delay)
+
+    async def _follow(
+        self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, resolution: str
+    ) -> Outcome:
+        status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
+        if status is None:
+            message = (f"still running after {self.settings.poll_deadline:.0f}s; "
+                       "`refstudio resume` picks it up later")
+            records.update(self.db, gen_id, error=message, owner=None)
+            self.emit(gen_id, "submitted", message)
+            return Outcome(gen_id, "submitted", message)
+        if status.state == "failed":
+            return self._fail(gen_id, "failed", status.error or "the provider reported failure")
+        self.emit(gen_id, "downloading")
+        try:
+            stored = await self._download_all(status)
+        except RefstudioError as exc:
+            # The task is paid and done; keep it `submitted` so resume downloads it later.
+            message = f"downloading outputs failed ({exc}); `refstudio resume` tries again"
+            records.update(self.db, gen_id, error=message, owner=None)
+            self.emit(gen_id, "submitted", message)
+            return Outcome(gen_id, "submitted", message)
+        records.complete(self.db, gen_id, stored, status.inference_ms)
+        self.emit(gen_id, "completed", f"{len(stored)} output(s)")
+        return Outcome(gen_id, "completed")
+
+    def _fail(self, gen_id: int, status: str, message: str) -> Outcome:
+        records.update(self.db, gen_id, status=status, error=message, owner=None,
+                       updated_at=records.now_utc())
+        self.emit(gen_id, status, message)
+        return Outcome(gen_id, status, message)
+
+    async def _download_all(
+        self, status: TaskStatus
+    ) -> list[tuple[str, str, str, int, int, int, bool, str]]:
+        if not status.outputs:
+            raise GenerationError("the provider reported no outputs")
+        stored = []
+        for index, output in enumerate(status.outputs):
+            nsfw = status.nsfw[index] if index < len(status.nsfw) else False
+            source = "base64" if status.outputs_are_base64 else output
+            stored.append((*await self._download_one(output), nsfw, source))
+        return stored
+
+    async def _download_one(self, output: str) -> tuple[str, str, str, int, int, int]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                sniffed = _Sniffer(self.provider.download(output))
+                first = await sniffed.prime()
+                fmt, ext = _sniff_format(first)
+                blob = await self.store.put_stream(sniffed.chunks(), extension=ext)
+                width, height = _image_size(self.store.local_path(blob.key))
+                return blob.sha256, blob.key, fmt, width, height, blob.size
+            except TransientError as exc:
+                if attempt >= self.settings.download_attempts:
+                    raise
+                await asyncio.sleep(self.settings.poll_backoff.delay(attempt, exc.retry_after,
+                                                                     self._rng))
+
+
+class _PollLoop:
+    """One loop polls every task in flight, each on its own learned schedule."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._plans: dict[str, PollPlan] = {}
+        self._history: dict[str, list[float]] = {}
+        self._inflight_polls: set[asyncio.Task[None]] = set()
+
+    def _plan(self, resolution: str) -> PollPlan:
+        plan = self._plans.get(resolution)
+        if plan is None:
+            history = self._history.setdefault(
+                resolution,
+                records.past_durations(self.engine.db, self.engine.provider.name, resolution),
+            )
+            plan = PollPlan.learn(history, target_lag=self.engine.settings.target_lag,
+                                  default_expected=self.engine.settings.default_expected)
+            self._plans[resolution] = plan
+        return plan
+
+    def _learn(self, resolution: str, seconds: float) -> None:
+        self._history.setdefault(resolution, []).insert(0, seconds)
+        self._plans.pop(resolution, None)
+
+    async def wait(
+        self, task_id: str, poll_url: str | None, elapsed: float, resolution: str
+    ) -> TaskStatus | None:
+        """The task's terminal status, or None when the deadline passed first."""
+        loop = asyncio.get_running_loop()
+        watch = _Watch(task_id, poll_url, resolution, loop.time() - elapsed, loop.create_future())
+        self._schedule(watch, self._plan(resolution).next_delay(elapsed, 0))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await watch.future
+
+    def _schedule(self, watch: _Watch, delay: float) -> None:
+        due = asyncio.get_running_loop().time() + delay
+        heapq.heappush(self._heap, (due, next(self._seq), watch))
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._heap or self._inflight_polls:
+            if not self._heap:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            due = self._heap[0][0]
+            now = loop.time()
+            if due > now:
+                self._wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), due - now)
+                continue
+            _, _, watch = heapq.heappop(self._heap)
+            task = asyncio.create_task(self._poll(watch))
+            self._inflight_polls.add(task)
+            task.add_done_callback(self._inflight_polls.discard)
+
+    async def _poll(self, watch: _Watch) -> None:
+        engine = self.engine
+        loop = asyncio.get_running_loop()
+        elapsed = loop.time() - watch.started
+        if elapsed > engine.settings.poll_deadline:
+            watch.future.set_result(None)
+            return
+        await engine.gate.wait()
+        try:
+            status = await engine.provider.fetch_status(watch.task_id, watch.poll_url)
+        except TransientError as exc:
+            watch.failures += 1
+            delay = engine.settings.poll_backoff.delay(watch.failures, exc.retry_after,
+                                                       engine._rng)
+            if exc.status_code == 429:
+                engine.gate.close_for(delay)
+            self._schedule(watch, delay)
+            return
+        except RefstudioError as exc:
+            if not watch.future.done():
+                watch.future.set_result(TaskStatus(watch.task_id, "failed", error=str(exc)))
+            return
+        watch.failures = 0
+        if status.state in ("completed", "failed"):
+            seconds = (status.inference_ms / 1000) if status.inference_ms else elapsed
+            if status.state == "completed":
+                self._learn(watch.resolution, seconds)
+            if not watch.future.done():
+                watch.future.set_result(status)
+            return
+        plan = self._plan(watch.resolution)
+        if elapsed >= plan.window_end:
+            watch.straggler_polls += 1
+        self._schedule(watch, plan.next_delay(elapsed, watch.straggler_polls))
+
+    async def stop(self) -> None:
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for task in list(self._inflight_polls):
+            task.cancel()
+
+
+@dataclass
+class _Watch:
+    task_id: str
+    poll_url: str | None
+    resolution: str
+    started: float
+    future: asyncio.Future[TaskStatus | None]
+    failures: int = 0
+    straggler_polls: int = 0
+
+
+class _Sniffer:
+    """Reads the first chunk of a download to learn the format, then replays the stream."""
+
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self._source = source
+        self._first = b""
+
+    async def prime(self) -> bytes:
+        async for chunk in self._source:
+            if chunk:
+                self._first = chunk
+                break
+        if not self._first:
+            raise TransientError("the output download was empty")
+        return self._first
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._first
+        async for chunk in self._source:
+            yield chunk
+
+
+def _sniff_format(head: bytes) -> tuple[str, str]:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG", "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG", "jpg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP", "webp"
+    raise ProtocolError("an output is not a PNG, JPEG or WebP image")
+
+
+def _image_size(path: os.PathLike[str] | str) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            img.verify()  # checks structure and CRCs without a full decode
+        return size
+    except Exception as exc:  # any Pillow complaint means the bytes we got are unusable
+        raise TransientError(f"a downloaded output is not a valid image ({exc})") from exc
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the process that was driving a generation still runs (on this host)."""
+    if not owner:
+        return False
+    pid_text, _, host = owner.partition("@")
+    if owner == OWNER:
+        return False  # our own earlier engine instance in this process: safe to take over
+    if host != socket.gethostname():
+        return True  # another machine's work: leave it alone
+    try:
+        os.kill(int(pid_text), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _resolution(gen: Generation) -> str:
+    return str(json.loads(gen.params_json).get("resolution"))
+
+
+def _elapsed_since(gen: Generation) -> float:
+    if gen.submitted_at is None:
+        return 0.0
+    return max(0.0, (records.now_utc() - gen.submitted_at).total_seconds())
+
+
+__all__ = ["Engine", "EngineSettings", "Event", "Outcome"]

@@ -1,0 +1,60 @@
+"""When to ask a task whether it is done.
+
+The official SDK asks every 1.0 s from the start, forever. Here each task's polls follow what
+this library has seen before: nothing until the earliest plausible finish, dense polling through
+the window where past tasks finished (so completion is noticed within ``target_lag`` on average),
+then a gentle backoff for stragglers, and an overall deadline. One loop serves every task in
+flight (see :class:`refstudio.engine.core.Engine`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """A polling schedule derived from past task durations (seconds)."""
+
+    window_start: float  # earliest plausible finish
+    window_end: float  # by now nearly every past task had finished
+    dense_interval: float  # spacing inside the window
+    straggler_max: float = 5.0  # longest gap after the window
+
+    @classmethod
+    def learn(
+        cls,
+        durations: Sequence[float],
+        *,
+        target_lag: float = 0.15,
+        default_expected: float = 20.0,
+    ) -> PollPlan:
+        """Build a plan from past durations; with fewer than 3, assume ``default_expected``.
+
+        ``target_lag`` is the mean delay between a task finishing and us noticing; polls inside
+        the window are spaced twice that.
+        """
+        dense = max(0.05, 2 * target_lag)
+        if len(durations) < 3:
+            # No history yet: start early and poll at a moderate pace until we learn.
+            return cls(window_start=min(1.0, default_expected / 4), window_end=default_expected * 2,
+                       dense_interval=max(dense, 0.5))
+        ordered = sorted(durations)
+        q = statistics.quantiles(ordered, n=50, method="inclusive")
+        low, high = q[0], q[-1]  # 2nd and 98th percentiles
+        spread = max(ordered[-1] - ordered[0], 0.1)
+        return cls(
+            window_start=max(0.0, low - dense),
+            window_end=high + 0.1 * spread,
+            dense_interval=dense,
+        )
+
+    def next_delay(self, elapsed: float, straggler_polls: int) -> float:
+        """Seconds from now to the next poll, given time since submit and polls past the window."""
+        if elapsed < self.window_start:
+            return self.window_start - elapsed
+        if elapsed < self.window_end:
+            return self.dense_interval
+        return min(self.straggler_max, self.dense_interval * 2 ** (straggler_polls + 1))

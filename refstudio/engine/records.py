@@ -1,0 +1,218 @@
+"""Generation rows: every state change is its own short, committed transaction.
+
+These functions are the write-ahead log of paid work. Their order is the contract:
+``create_pending`` before anything is uploaded or sent, ``mark_submitting`` just before the
+request leaves, ``mark_submitted`` the moment a task id comes back, ``complete`` only after every
+output is in the media store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlmodel import col, select
+
+from ..db import Database, read_session, write_session
+from ..errors import GenerationNotFoundError
+from ..models import Asset, Generation, Output
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class BindingRecord:
+    """One reference image bound into a request, as recorded with the generation."""
+
+    name: str
+    label: str | None
+    sha256: str
+    reference_id: int | None = None
+    image_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "sha256": self.sha256,
+            "reference_id": self.reference_id,
+            "image_id": self.image_id,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A fully resolved request: what to send, and what it was made from."""
+
+    prompt: str  # the text to send
+    aspect_ratio: str
+    resolution: str
+    seed: int | None
+    bindings: tuple[BindingRecord, ...] = ()
+    template_source: str | None = None
+    run_id: int | None = None
+    step_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        return {"aspect_ratio": self.aspect_ratio, "resolution": self.resolution, "seed": self.seed}
+
+    def request_hash(self, provider: str, model: str) -> str:
+        """Identity of the request independent of upload URLs: same hash, same paid work."""
+        canonical = json.dumps(
+            {
+                "provider": provider,
+                "model": model,
+                "prompt": self.prompt,
+                "params": self.params(),
+                "images": [b.sha256 for b in self.bindings],
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def create_pending(
+    db: Database, request: PreparedRequest, *, provider: str, model: str, cost: float
+) -> int:
+    """Write the generation row before anything leaves the machine. Returns its id."""
+    with write_session(db) as session:
+        row = Generation(
+            status="pending",
+            provider=provider,
+            model=model,
+            template_source=request.template_source,
+            prompt=request.prompt,
+            params_json=json.dumps(request.params()),
+            bindings_json=json.dumps([b.to_dict() for b in request.bindings]),
+            request_hash=request.request_hash(provider, model),
+            cost_estimate=cost,
+            run_id=request.run_id,
+            step_id=request.step_id,
+            created_at=now_utc(),
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return row.id
+
+
+def load(db: Database, generation_id: int) -> Generation:
+    with read_session(db) as session:
+        row = session.get(Generation, generation_id)
+    if row is None:
+        raise GenerationNotFoundError(
+            f"no generation #{generation_id}", hint="see `refstudio history`"
+        )
+    return row
+
+
+def update(db: Database, generation_id: int, **changes: Any) -> None:
+    with write_session(db) as session:
+        row = session.get(Generation, generation_id)
+        assert row is not None
+        for key, value in changes.items():
+            setattr(row, key, value)
+        session.add(row)
+
+
+def mark_submitting(db: Database, generation_id: int, payload: dict[str, Any]) -> None:
+    """The last write before the request leaves: from here on its fate may be unknown."""
+    with write_session(db) as session:
+        row = session.get(Generation, generation_id)
+        assert row is not None
+        row.status = "submitting"
+        row.payload_json = json.dumps(payload)
+        row.attempts += 1
+        session.add(row)
+
+
+def mark_submitted(db: Database, generation_id: int, request_id: str, poll_url: str | None) -> None:
+    update(
+        db,
+        generation_id,
+        status="submitted",
+        request_id=request_id,
+        poll_url=poll_url,
+        submitted_at=now_utc(),
+        error="",
+    )
+
+
+def complete(
+    db: Database,
+    generation_id: int,
+    outputs: list[tuple[str, str, str, int, int, int, bool, str]],
+    inference_ms: int | None,
+) -> None:
+    """Record stored outputs and mark the generation completed, in one transaction.
+
+    Each output is ``(sha256, key, format, width, height, bytes, nsfw, source_url)``.
+    """
+    with write_session(db) as session:
+        for index, (sha, key, fmt, width, height, size, nsfw, url) in enumerate(outputs):
+            asset = session.exec(select(Asset).where(Asset.sha256 == sha)).first()
+            if asset is None:
+                asset = Asset(sha256=sha, path=key, format=fmt, width=width, height=height,
+                              bytes=size)
+                session.add(asset)
+                session.flush()
+            exists = session.exec(
+                select(Output).where(
+                    Output.generation_id == generation_id, Output.index == index
+                )
+            ).first()
+            if exists is None:
+                session.add(
+                    Output(
+                        generation_id=generation_id,
+                        index=index,
+                        asset_id=asset.id,  # type: ignore[arg-type]
+                        nsfw=nsfw,
+                        source_url=url,
+                    )
+                )
+        row = session.get(Generation, generation_id)
+        assert row is not None
+        row.status = "completed"
+        row.completed_at = now_utc()
+        row.inference_ms = inference_ms
+        row.error = ""
+        session.add(row)
+
+
+def in_states(db: Database, states: tuple[str, ...]) -> list[Generation]:
+    with read_session(db) as session:
+        return list(
+            session.exec(
+                select(Generation).where(col(Generation.status).in_(states)).order_by(
+                    col(Generation.id)
+                )
+            ).all()
+        )
+
+
+def past_durations(db: Database, provider: str, resolution: str, limit: int = 200) -> list[float]:
+    """Server-side task times (seconds) of recent completed generations, newest first."""
+    with read_session(db) as session:
+        rows = session.exec(
+            select(Generation.inference_ms, Generation.submitted_at, Generation.completed_at,
+                   Generation.params_json)
+            .where(Generation.status == "completed", Generation.provider == provider)
+            .order_by(col(Generation.id).desc())
+            .limit(limit)
+        ).all()
+    durations = []
+    for inference_ms, submitted, completed, params_json in rows:
+        if json.loads(params_json).get("resolution") != resolution:
+            continue
+        if inference_ms:
+            durations.append(inference_ms / 1000)
+        elif submitted and completed:
+            durations.append((completed - submitted).total_seconds())
+    return durations

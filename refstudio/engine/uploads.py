@@ -1,0 +1,87 @@
+"""Reference images become provider URLs once each while the URL lives.
+
+A URL is recorded in the ``upload`` table with when it was made; concurrent requests that need the
+same image wait on one upload instead of sending the bytes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+from sqlmodel import col, select
+
+from ..db import Database, read_session, write_session
+from ..models import Asset, Upload
+from ..providers.base import Provider
+from ..store import MediaStore
+
+CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+class UploadCache:
+    def __init__(self, db: Database, store: MediaStore, provider: Provider, *, ttl: timedelta):
+        self.db = db
+        self.store = store
+        self.provider = provider
+        self.ttl = ttl
+        self._inflight: dict[str, asyncio.Future[str]] = {}
+
+    async def url_for(self, sha256: str) -> str:
+        """The provider URL of the stored image with this hash, uploading it if needed."""
+        cached = self._lookup(sha256)
+        if cached is not None:
+            return cached
+        pending = self._inflight.get(sha256)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._inflight[sha256] = future
+        try:
+            url = await self._upload(sha256)
+            future.set_result(url)
+            return url
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[sha256]
+
+    def _lookup(self, sha256: str) -> str | None:
+        # Treat a URL as dead a margin before its expiry: a request may queue a while before the
+        # provider fetches the image.
+        fresh_after = _naive_utc() - self.ttl
+        with read_session(self.db) as session:
+            row = session.exec(
+                select(Upload)
+                .join(Asset, col(Asset.id) == Upload.asset_id)
+                .where(Asset.sha256 == sha256, Upload.provider == self.provider.name)
+                .where(col(Upload.created_at) > fresh_after)
+                .order_by(col(Upload.created_at).desc())
+            ).first()
+            return row.url if row else None
+
+    async def _upload(self, sha256: str) -> str:
+        with read_session(self.db) as session:
+            asset = session.exec(select(Asset).where(Asset.sha256 == sha256)).one()
+        data = self.store.read_bytes(asset.path)
+        ext = asset.path.rsplit(".", 1)[-1]
+        uploaded = await self.provider.upload(
+            data, filename=f"{sha256[:16]}.{ext}", content_type=CONTENT_TYPES[asset.format]
+        )
+        with write_session(self.db) as session:
+            session.add(
+                Upload(
+                    asset_id=asset.id,  # type: ignore[arg-type]
+                    provider=self.provider.name,
+                    url=uploaded.url,
+                    created_at=_naive_utc(),
+                    expires_at=uploaded.expires_at,
+                )
+            )
+        return uploaded.url
+
+
+def _naive_utc() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,45 @@
+"""Finding providers by name through the ``refstudio.providers`` entry-point group.
+
+The built-ins (wavespeed, offline) are registered in pyproject.toml exactly like a third-party
+plugin would be, so nothing here special-cases them.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Provider
+
+GROUP = "refstudio.providers"
+
+
+def available() -> dict[str, Any]:
+    """Provider name -> entry point, for every installed provider."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def provider_class(name: str) -> type[Provider]:
+    eps = available()
+    if name not in eps:
+        raise ConfigError(
+            f"unknown provider {name!r}", hint=f"installed providers: {', '.join(sorted(eps))}"
+        )
+    cls = eps[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ConfigError(f"provider {name!r} does not implement refstudio's Provider interface")
+    return cls
+
+
+def default_provider_name(configured: str | None = None) -> str:
+    """The explicit choice, else wavespeed when a key is set, else offline."""
+    if configured:
+        return configured
+    return "wavespeed" if os.environ.get("WAVESPEED_API_KEY") else "offline"
+
+
+def create(name: str, **kwargs: Any) -> Provider:
+    """Instantiate a provider by name."""
+    return provider_class(name)(**kwargs)

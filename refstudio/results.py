@@ -1,0 +1,270 @@
+"""What the API returns about generations, their outputs, and where images came from."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from .db import Database, read_session
+from .errors import GenerationNotFoundError
+from .models import Asset, Generation, Output, ReferenceImage
+from .store import LocalMediaStore
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """One stored output image. In Jupyter it displays itself."""
+
+    generation_id: int
+    index: int
+    path: Path
+    sha256: str
+    width: int
+    height: int
+    nsfw: bool
+    _promote: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ref(self) -> str:
+        """``GEN:INDEX``, the handle ``refstudio promote`` takes."""
+        return f"{self.generation_id}:{self.index}"
+
+    def image(self) -> Image.Image:
+        """The output as a loaded Pillow image."""
+        from .imaging import open_image
+
+        return open_image(self.path.read_bytes())
+
+    def promote(self, name: str, **options: Any) -> Any:
+        """Make this output a reference (or a new primary image of one); see Studio.promote."""
+        if self._promote is None:
+            raise RuntimeError("this output is not attached to an open Studio")
+        return self._promote(self.generation_id, name, index=self.index, **options)
+
+    def _repr_png_(self) -> bytes:
+        img = self.image()
+        img.thumbnail((512, 512))
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        return buf.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generation_id": self.generation_id,
+            "index": self.index,
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "nsfw": self.nsfw,
+        }
+
+
+@dataclass(frozen=True)
+class GenerationInfo:
+    """Everything recorded about one generation."""
+
+    id: int
+    status: str
+    provider: str
+    model: str
+    prompt: str
+    template_source: str | None
+    params: dict[str, Any]
+    bindings: list[dict[str, Any]]
+    payload: dict[str, Any]
+    request_id: str | None
+    error: str
+    cost_estimate: float
+    attempts: int
+    run_id: int | None
+    step_id: str | None
+    created_at: datetime
+    submitted_at: datetime | None
+    completed_at: datetime | None
+    inference_ms: int | None
+    outputs: tuple[OutputInfo, ...] = ()
+
+    @property
+    def seed(self) -> int | None:
+        return self.params.get("seed")
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        imgs = "".join(
+            f'<img src="data:image/png;base64,{base64.b64encode(o._repr_png_()).decode()}" '
+            f'style="max-width:256px;margin:2px" title="{o.ref}">'
+            for o in self.outputs
+        )
+        return (f"<div><b>generation #{self.id}</b> ({html.escape(self.status)}): "
+                f"{html.escape(self.prompt)}<br>{imgs}</div>")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt": self.prompt,
+            "template_source": self.template_source,
+            "params": self.params,
+            "seed": self.seed,
+            "bindings": self.bindings,
+            "payload": self.payload,
+            "request_id": self.request_id,
+            "error": self.error,
+            "cost_estimate": self.cost_estimate,
+            "attempts": self.attempts,
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "created_at": _iso(self.created_at),
+            "submitted_at": _iso(self.submitted_at),
+            "completed_at": _iso(self.completed_at),
+            "inference_ms": self.inference_ms,
+            "outputs": [o.to_dict() for o in self.outputs],
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class GenerationQueries:
+    """Read-only queries over generations and outputs."""
+
+    def __init__(
+        self, db: Database, store: LocalMediaStore, promote: Callable[..., Any] | None = None
+    ) -> None:
+        self.db = db
+        self.store = store
+        self._promote = promote
+
+    def get(self, generation_id: int) -> GenerationInfo:
+        infos = self._load([generation_id])
+        if not infos:
+            raise GenerationNotFoundError(
+                f"no generation #{generation_id}", hint="see `refstudio history`"
+            )
+        return infos[0]
+
+    def many(self, ids: list[int]) -> list[GenerationInfo]:
+        by_id = {g.id: g for g in self._load(ids)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def history(
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+    ) -> list[GenerationInfo]:
+        """Newest first, optionally only those that used reference ``ref`` or in one state."""
+        with read_session(self.db) as session:
+            query = select(Generation.id).order_by(col(Generation.id).desc())
+            if status:
+                query = query.where(Generation.status == status)
+            if ref:
+                # Narrow in SQL, then match names exactly (case-insensitively) in Python.
+                query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
+            ids = list(session.exec(query).all())
+        infos = self.many(ids)  # type: ignore[arg-type]
+        if ref:
+            key = ref.lstrip("@").lower()
+            infos = [g for g in infos if any(b["name"].lower() == key for b in g.bindings)]
+        return infos[:limit] if limit else infos
+
+    def _load(self, ids: list[int]) -> list[GenerationInfo]:
+        if not ids:
+            return []
+        with read_session(self.db) as session:
+            gens = session.exec(select(Generation).where(col(Generation.id).in_(ids))).all()
+            rows = session.exec(
+                select(Output, Asset)
+                .join(Asset, col(Asset.id) == Output.asset_id)
+                .where(col(Output.generation_id).in_(ids))
+                .order_by(Output.generation_id, Output.index)
+            ).all()
+        outputs: dict[int, list[OutputInfo]] = {}
+        for out, asset in rows:
+            outputs.setdefault(out.generation_id, []).append(
+                OutputInfo(
+                    generation_id=out.generation_id,
+                    index=out.index,
+                    path=self.store.local_path(asset.path),
+                    sha256=asset.sha256,
+                    width=asset.width,
+                    height=asset.height,
+                    nsfw=out.nsfw,
+                    _promote=self._promote,
+                )
+            )
+        return [
+            GenerationInfo(
+                id=g.id,  # type: ignore[arg-type]
+                status=g.status,
+                provider=g.provider,
+                model=g.model,
+                prompt=g.prompt,
+                template_source=g.template_source,
+                params=json.loads(g.params_json),
+                bindings=json.loads(g.bindings_json),
+                payload=json.loads(g.payload_json),
+                request_id=g.request_id,
+                error=g.error,
+                cost_estimate=g.cost_estimate,
+                attempts=g.attempts,
+                run_id=g.run_id,
+                step_id=g.step_id,
+                created_at=g.created_at,
+                submitted_at=g.submitted_at,
+                completed_at=g.completed_at,
+                inference_ms=g.inference_ms,
+                outputs=tuple(outputs.get(g.id, ())),  # type: ignore[arg-type]
+            )
+            for g in gens
+        ]
+
+
+def lineage_of_image(
+    db: Database, queries: GenerationQueries, image: ReferenceImage | None, sha256: str,
+    seen: set[int] | None = None,
+) -> dict[str, Any]:
+    """Where one image came from: a file, or a generation and (recursively) its inputs."""
+    seen = set() if seen is None else seen
+    if image is None or image.source_output_id is None:
+        return {"sha256": sha256, "origin": "file",
+                "source_file": image.source_file if image else None}
+    with read_session(db) as session:
+        output = session.get(Output, image.source_output_id)
+    if output is None:
+        return {"sha256": sha256, "origin": "unknown"}
+    gen = queries.get(output.generation_id)
+    node: dict[str, Any] = {
+        "sha256": sha256,
+        "origin": "generation",
+        "generation_id": gen.id,
+        "output_index": output.index,
+        "prompt": gen.prompt,
+        "seed": gen.seed,
+        "provider": gen.provider,
+        "inputs": [],
+    }
+    if gen.id in seen:
+        node["inputs"] = "(cycle)"
+        return node
+    seen = seen | {gen.id}
+    for binding in gen.bindings:
+        with read_session(db) as session:
+            image_id = binding.get("image_id")
+            src = session.get(ReferenceImage, image_id) if image_id else None
+        child = lineage_of_image(db, queries, src, binding["sha256"], seen)
+        node["inputs"].append({"name": binding["name"], "label": binding.get("label"), **child})
+    return node

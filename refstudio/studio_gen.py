@@ -1,0 +1,472 @@
+"""The generate/promote loop of :class:`refstudio.Studio`: render, generate, promote, lineage.
+
+Split from :mod:`refstudio.studio` so that module stays about opening projects and the library.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, func, select
+
+from . import gen4
+from .db import write_session
+from .errors import (
+    BudgetExceededError,
+    GenerationError,
+    InputError,
+    NameTakenError,
+    OutputNotFoundError,
+)
+from .models import Asset, Generation, Output, Reference, ReferenceImage
+from .names import clean_name, name_key
+
+if TYPE_CHECKING:
+    from .engine import Event, Outcome, PreparedRequest
+    from .library import Library, ReferenceInfo
+    from .project import Project
+    from .providers.base import Provider
+    from .results import GenerationInfo, GenerationQueries
+
+DEFAULT_PRICES: dict[str, dict[str, float]] = {
+    # Estimates from the protocol notes (Runway: 5 credits at 720p, 8 at 1080p; $0.01 a credit).
+    "wavespeed": {"720p": 0.05, "1080p": 0.08},
+    "runway": {"720p": 0.05, "1080p": 0.08},
+    "offline": {"720p": 0.0, "1080p": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class BoundReference:
+    """A reference bound into a rendered prompt, with the image chosen for it."""
+
+    name: str
+    label: str | None
+    image_id: int
+    sha256: str
+    path: str
+    width: int
+    height: int
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a prompt becomes before anything is sent: see :meth:`Studio.render`."""
+
+    source: str  # the prompt or template as written
+    text: str  # after Jinja2
+    prompt: str  # the text the provider receives
+    references: tuple[BoundReference, ...]
+    params: dict[str, Any]
+    provider: str
+    body: dict[str, Any]  # the request body, with upload placeholders for image URLs
+    cost_estimate: float
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "text": self.text,
+            "prompt": self.prompt,
+            "references": [r.__dict__ | {"warnings": list(r.warnings)} for r in self.references],
+            "params": self.params,
+            "provider": self.provider,
+            "body": self.body,
+            "cost_estimate": self.cost_estimate,
+            "warnings": list(self.warnings),
+        }
+
+
+class GenerationMixin:
+    """Local verbs of the loop (no network): render, promote, lineage, history."""
+
+    project: Project
+    library: Library
+    queries: GenerationQueries
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def render(
+        self,
+        prompt: str | None = None,
+        *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        vars_file: Path | str | None = None,
+        provider: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+    ) -> RenderResult:
+        """Turn a prompt (or a template in ``templates/``) into exactly what would be sent.
+
+        No network and no database writes. Raises PromptError subclasses (unknown ``@name``
+        with a did-you-mean, too many references, template errors with file and line) and
+        ParameterError for bad parameters.
+        """
+        from .lookup import LibraryLookup
+        from .params import validate_params
+        from .prompts import load_vars_file, render_string, render_template, resolve
+        from .providers.base import BoundImage, GenParams
+        from .providers.registry import default_provider_name, provider_class
+
+        if (prompt is None) == (template is None):
+            raise InputError("give a prompt or a template (one of them)")
+        values: dict[str, Any] = {}
+        if vars_file is not None:
+            values.update(load_vars_file(vars_file))
+        values.update(variables or {})
+        lookup = LibraryLookup(self.library)
+        templates_dir = self.project.templates_dir
+        if template is not None:
+            source = template
+            text = render_template(templates_dir, template, values, lookup)
+        else:
+            assert prompt is not None
+            source = prompt
+            text = render_string(prompt, values, lookup, templates_dir=templates_dir) if (
+                "{" in prompt
+            ) else " ".join(prompt.split())
+        resolved = resolve(text, lookup, source=template)
+        params = validate_params(
+            aspect_ratio or self.project.config.aspect_ratio,
+            resolution or self.project.config.resolution,
+            seed,
+        )
+        provider_name = default_provider_name(provider or self.project.config.provider)
+        cls = provider_class(provider_name)
+        bound = tuple(
+            BoundReference(
+                name=b.name,
+                label=b.label,
+                image_id=b.image.image_id,
+                sha256=b.image.sha256,
+                path=b.image.path,
+                width=b.image.width,
+                height=b.image.height,
+                warnings=b.image.warnings,
+            )
+            for b in resolved.bindings
+        )
+        images = [BoundImage(tag=b.name, url=f"upload://{b.sha256[:16]}") for b in bound]
+        body = cls.build_body(
+            cls.__new__(cls), resolved.text_to_send, images,
+            GenParams(params.aspect_ratio, params.resolution, params.seed),
+        )
+        warnings = tuple(f"@{b.name}: {w}" for b in bound for w in b.warnings)
+        return RenderResult(
+            source=source,
+            text=text,
+            prompt=resolved.text_to_send,
+            references=bound,
+            params={"aspect_ratio": params.aspect_ratio, "resolution": params.resolution,
+                    "seed": params.seed},
+            provider=provider_name,
+            body=body,
+            cost_estimate=self.price(provider_name, params.resolution),
+            warnings=warnings,
+        )
+
+    def price(self, provider: str, resolution: str) -> float:
+        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults."""
+        table = self.project.config.prices.get(provider) or DEFAULT_PRICES.get(provider, {})
+        return float(table.get(resolution, DEFAULT_PRICES.get(provider, {}).get(resolution, 0.0)))
+
+    def spent(self) -> float:
+        """Estimated spend so far: every generation that was or may have been paid."""
+        with write_session(self.library.db) as session:
+            total = session.exec(
+                select(func.sum(Generation.cost_estimate)).where(
+                    col(Generation.status).in_(("completed", "submitted", "submitting", "unknown"))
+                )
+            ).one()
+        return float(total or 0.0)
+
+    def check_budget(self, cost: float, max_cost: float | None) -> None:
+        """Refuse, before anything is sent, work that would break a budget."""
+        if max_cost is not None and cost > max_cost + 1e-9:
+            raise BudgetExceededError(
+                f"estimated cost ${cost:.2f} is over --max-cost ${max_cost:.2f}; nothing was sent"
+            )
+        budget = self.project.config.budget
+        if budget is not None and cost > 0:
+            spent = self.spent()
+            if spent + cost > budget + 1e-9:
+                raise BudgetExceededError(
+                    f"estimated cost ${cost:.2f} would take this project to ${spent + cost:.2f}, "
+                    f"over its budget of ${budget:.2f}; nothing was sent",
+                    hint="raise `budget` in refstudio.toml, or generate fewer images",
+                )
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def generation(self, generation_id: int) -> GenerationInfo:
+        """Everything recorded about one generation."""
+        return self.queries.get(generation_id)
+
+    def history(
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+    ) -> list[GenerationInfo]:
+        """Generations, newest first; optionally those using ``ref`` or in one ``status``."""
+        return self.queries.history(ref=ref, status=status, limit=limit)
+
+    def lineage(self, name: str) -> dict[str, Any]:
+        """A tree of where each image of a reference came from, down to imported files."""
+        from .results import lineage_of_image
+
+        info = self.library.get(name)
+        images = []
+        for image in info.images:
+            with write_session(self.library.db) as session:
+                row = session.get(ReferenceImage, image.id)
+            node = lineage_of_image(self.library.db, self.queries, row, image.sha256)
+            images.append({"image_id": image.id, "label": image.label,
+                           "is_primary": image.is_primary, **node})
+        return {"name": info.name, "kind": info.kind, "images": images}
+
+    # -- promote -----------------------------------------------------------------------------
+
+    def promote(
+        self,
+        generation_id: int,
+        name: str,
+        *,
+        index: int = 0,
+        kind: str | None = None,
+        label: str | None = None,
+        description: str | None = None,
+        keep_primary: bool = False,
+    ) -> ReferenceInfo:
+        """Make output ``index`` of a generation a reference, or a new image of one.
+
+        A new NAME becomes a reference of ``kind`` (default character). An existing NAME gets
+        the output as its new primary image, or, with ``keep_primary``, as an extra labelled
+        view. The lineage edge (which output it came from) is stored either way.
+        """
+        from .library import check_kind, check_label
+
+        name = clean_name(name)
+        label = check_label(label)
+        if kind is not None:
+            check_kind(kind)
+        gen = self.queries.get(generation_id)
+        output = next((o for o in gen.outputs if o.index == index), None)
+        if output is None:
+            have = ", ".join(o.ref for o in gen.outputs) or "none"
+            raise OutputNotFoundError(
+                f"generation #{generation_id} has no output {index} (status {gen.status}; "
+                f"outputs: {have})"
+            )
+        existing = self.library._find(name)
+        db = self.library.db
+        with write_session(db) as session:
+            out_row = session.exec(
+                select(Output).where(Output.generation_id == generation_id, Output.index == index)
+            ).one()
+            asset = session.get(Asset, out_row.asset_id)
+            assert asset is not None and out_row.id is not None
+            if existing is None:
+                ref = Reference(name=name, name_key=name_key(name), kind=kind or "character",
+                                description=description or gen.prompt[:200])
+                session.add(ref)
+                session.flush()
+                assert ref.id is not None
+                self.library.add_generated_image(
+                    session, reference_id=ref.id, asset_id=asset.id,  # type: ignore[arg-type]
+                    label=label, make_primary=True, source_output_id=out_row.id,
+                )
+                ref_id = ref.id
+            else:
+                assert existing.id is not None
+                ref_id = existing.id
+                twice = session.exec(
+                    select(ReferenceImage).where(
+                        ReferenceImage.reference_id == ref_id,
+                        ReferenceImage.asset_id == asset.id,
+                    )
+                ).first()
+                if twice is not None:
+                    raise NameTakenError(
+                        f"output {generation_id}:{index} is already an image of @{existing.name}"
+                    )
+                if keep_primary and label is None:
+                    raise InputError("--keep-primary adds a labelled view: give --label too")
+                if label is not None and session.exec(
+                    select(ReferenceImage).where(
+                        ReferenceImage.reference_id == ref_id, ReferenceImage.label == label
+                    )
+                ).first():
+                    raise NameTakenError(
+                        f"@{existing.name} already has an image labelled {label!r}"
+                    )
+                self.library.add_generated_image(
+                    session, reference_id=ref_id, asset_id=asset.id,  # type: ignore[arg-type]
+                    label=label, make_primary=not keep_primary, source_output_id=out_row.id,
+                )
+                row = session.get(Reference, ref_id)
+                assert row is not None
+                if kind is not None:
+                    row.kind = kind
+                if description is not None:
+                    row.description = description
+                session.add(row)
+        return self.library.get_by_id(ref_id)
+
+
+class AsyncGenerationMixin:
+    """Provider-facing verbs, as coroutines (the core both faces share)."""
+
+    async def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        vars_file: Path | str | None = None,
+        n: int = 1,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        provider: str | None = None,
+        max_cost: float | None = None,
+        promote: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        run_id: int | None = None,
+        step_id: str | None = None,
+    ) -> list[GenerationInfo]:
+        """Generate ``n`` variants of a prompt and store their outputs in the library.
+
+        Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds (always recorded).
+        Checks the budget before anything is sent. With ``promote``, the first output of the
+        first completed generation becomes (a new version of) that reference.
+        """
+        from .engine import BindingRecord, PreparedRequest
+
+        if not 1 <= n <= 16:
+            raise InputError(f"-n must be between 1 and 16, not {n}")
+        if promote is not None:
+            clean_name(promote)
+        rendered = self.render(  # type: ignore[attr-defined]
+            prompt, template=template, variables=variables, vars_file=vars_file,
+            provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+        )
+        self.check_budget(rendered.cost_estimate * n, max_cost)  # type: ignore[attr-defined]
+        if seed is not None and seed + n - 1 > gen4.SEED_MAX:
+            raise InputError(f"seed {seed} + {n} variants runs past {gen4.SEED_MAX}")
+        first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
+                                                                  gen4.SEED_MAX - n)
+        bindings = tuple(
+            BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id)
+            for r in rendered.references
+        )
+        requests = [
+            PreparedRequest(
+                prompt=rendered.prompt,
+                aspect_ratio=rendered.params["aspect_ratio"],
+                resolution=rendered.params["resolution"],
+                seed=first_seed + i,
+                bindings=bindings,
+                template_source=template if template else (prompt if prompt != rendered.prompt
+                                                           else None),
+                run_id=run_id,
+                step_id=step_id,
+            )
+            for i in range(n)
+        ]
+        outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
+                                     on_event)
+        infos = self.queries.many([o.generation_id for o in outcomes])  # type: ignore[attr-defined]
+        if promote is not None:
+            done = next((g for g in infos if g.status == "completed" and g.outputs), None)
+            if done is None:
+                raise GenerationError(f"nothing completed, so nothing was promoted to @{promote}")
+            self.promote(done.id, promote)  # type: ignore[attr-defined]
+        return infos
+
+    async def resume(
+        self, *, provider: str | None = None, on_event: Callable[[Event], None] | None = None
+    ) -> list[GenerationInfo]:
+        """Poll to completion what stopped processes left submitted; never resubmits."""
+        providers = {provider} if provider else self._providers_with_open_work()
+        outcomes: list[Outcome] = []
+        for name in sorted(providers):
+            async with self._engine(name, on_event) as engine:
+                outcomes.extend(await engine.resume())
+        return self.queries.many([o.generation_id for o in outcomes])  # type: ignore[attr-defined]
+
+    async def retry(
+        self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
+    ) -> GenerationInfo:
+        """Send a ``failed`` or ``unknown`` generation again. It may cost again."""
+        from .engine.records import load, update
+
+        gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
+        if gen.status not in ("failed", "unknown"):
+            raise GenerationError(
+                f"generation #{generation_id} is {gen.status}; only failed or unknown "
+                "generations can be retried"
+            )
+        self.check_budget(gen.cost_estimate, None)  # type: ignore[attr-defined]
+        update(self.library.db, generation_id, status="pending", error="")  # type: ignore[attr-defined]
+        async with self._engine(gen.provider, on_event) as engine:
+            await engine.run([generation_id])
+        return self.queries.get(generation_id)  # type: ignore[attr-defined]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _providers_with_open_work(self) -> set[str]:
+        from .engine.records import in_states
+
+        rows = in_states(self.library.db, ("pending", "submitting", "submitted"))  # type: ignore[attr-defined]
+        return {r.provider for r in rows}
+
+    def make_provider(self, name: str) -> Provider:
+        """Instantiate a provider with the user's key and endpoint settings."""
+        from . import config
+        from .providers.registry import create
+
+        if name == "wavespeed":
+            return create(name, api_key=config.api_key(), base_url=config.base_url())
+        return create(name)
+
+    def _engine(self, provider_name: str, on_event: Callable[[Event], None] | None) -> Any:
+        from .engine import Engine, EngineSettings
+
+        provider = self.make_provider(provider_name)
+        settings = EngineSettings(concurrency=self.project.config.concurrency)  # type: ignore[attr-defined]
+        return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
+                                   settings=settings, on_event=on_event), provider)
+
+    async def _drive(
+        self,
+        provider_name: str,
+        requests: list[PreparedRequest],
+        cost: float,
+        on_event: Callable[[Event], None] | None,
+    ) -> list[Outcome]:
+        async with self._engine(provider_name, on_event) as engine:
+            # Work a stopped process left behind is finished first: it was already paid for.
+            await engine.resume()
+            ids = [engine.record(r, cost) for r in requests]
+            return await engine.run(ids)
+
+
+class _EngineScope:
+    def __init__(self, engine: Any, provider: Provider) -> None:
+        self.engine = engine
+        self.provider = provider
+
+    async def __aenter__(self) -> Any:
+        return self.engine
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.engine.aclose()
+        await self.provider.aclose()
+
+
+__all__ = ["AsyncGenerationMixin", "BoundReference", "GenerationMixin", "RenderResult"]
