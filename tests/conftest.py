@@ -6,11 +6,13 @@ Keep this file small and generic; fixtures used by one test module belong in tha
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import sqlite3
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from PIL import Image, ImageDraw
 from refstudio import Studio
 
 ImageMaker = Callable[..., Path]
+
+#: Every kind of bad image file :func:`write_bad_image` can make.
+BAD_IMAGE_KINDS = ("text", "empty", "truncated", "bomb_header", "bomb_real", "ico", "pcx")
 
 
 @pytest.fixture(autouse=True)
@@ -58,11 +63,34 @@ def draw_image(
     return img.convert(mode) if mode != "RGB" else img
 
 
+_ENCODED: dict[tuple[object, ...], bytes] = {}
+
+
+def encode_image(
+    size: tuple[int, int] = (800, 1000), fmt: str = "PNG", seed: int = 0, **save_kwargs: object
+) -> bytes:
+    """The bytes of :func:`draw_image` saved as ``fmt``; memoised, since noisy PNGs are slow to
+    compress. PNGs default to ``compress_level=1`` for the same reason."""
+    fmt = fmt.upper()
+    if fmt == "PNG":
+        save_kwargs.setdefault("compress_level", 1)
+    key = (size, fmt, seed, tuple(sorted(save_kwargs.items())))
+    if key not in _ENCODED:
+        img = draw_image(size, seed)
+        if fmt == "GIF":
+            img = img.convert("P", palette=Image.Palette.ADAPTIVE)
+        buf = io.BytesIO()
+        img.save(buf, fmt, **save_kwargs)
+        _ENCODED[key] = buf.getvalue()
+    return _ENCODED[key]
+
+
 @pytest.fixture
 def make_image() -> ImageMaker:
     """``make_image(path, size=(800, 1000), fmt="PNG", seed=0, **save_kwargs) -> path``.
 
-    Writes a real image file (different seeds give different bytes) and returns its path.
+    Writes a real image file (same arguments give the same bytes, different seeds different
+    ones) and returns its path.
     """
 
     def make(
@@ -74,10 +102,7 @@ def make_image() -> ImageMaker:
     ) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        img = draw_image(size, seed)
-        if fmt.upper() == "GIF":
-            img = img.convert("P", palette=Image.Palette.ADAPTIVE)
-        img.save(path, fmt, **save_kwargs)
+        path.write_bytes(encode_image(size, fmt, seed, **save_kwargs))
         return path
 
     return make
@@ -123,3 +148,41 @@ def snapshot_project(root: Path) -> tuple[dict[str, str], list[str]]:
     finally:
         conn.close()
     return files, dump
+
+
+def _patch_png_size(data: bytes, width: int, height: int) -> bytes:
+    """Rewrite a PNG's IHDR width/height and recompute the chunk CRC (a header-only bomb)."""
+    assert data[12:16] == b"IHDR"
+    ihdr = data[16:29]
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + ihdr[8:]
+    crc = zlib.crc32(b"IHDR" + ihdr).to_bytes(4, "big")
+    return data[:16] + ihdr + crc + data[33:]
+
+
+def write_bad_image(kind: str, path: Path) -> Path:
+    """Write a file the library must refuse (see :data:`BAD_IMAGE_KINDS`) and return its path.
+
+    ``bomb_header`` is a real 1x1 PNG whose header claims 100000x100000 pixels;
+    ``bomb_real`` is a genuine 8200x8200 bilevel PNG (a few KB, 67 Mpx: over the pixel limit).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "text":
+        path.write_text("this is not an image, just some words\n" * 20)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        draw_image((300, 300), seed=7).save(path, "PNG")
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) * 2 // 3])
+    elif kind == "bomb_header":
+        Image.new("RGB", (1, 1), (200, 10, 10)).save(path, "PNG")
+        path.write_bytes(_patch_png_size(path.read_bytes(), 100_000, 100_000))
+    elif kind == "bomb_real":
+        Image.new("1", (8200, 8200), 1).save(path, "PNG")
+    elif kind == "ico":
+        draw_image((64, 64), seed=8).save(path, "ICO")
+    elif kind == "pcx":
+        draw_image((300, 300), seed=9).save(path, "PCX")
+    else:  # pragma: no cover - a typo in a test
+        raise ValueError(kind)
+    return path
