@@ -12,8 +12,11 @@ from typing import Annotated
 import typer
 
 from . import _common
+from .gen_cmds import register as _register_gen
+from .history_cmds import register as _register_history
 from .project_cmds import register as _register_project
 from .ref import ref_app
+from .tools_cmds import register as _register_tools
 
 app = typer.Typer(
     name="refstudio",
@@ -42,6 +45,9 @@ def _root(
 
 _register_project(app)
 app.add_typer(ref_app, name="ref")
+_register_gen(app)
+_register_history(app)
+_register_tools(app)
 
 
 def main() -> None:

@@ -1,0 +1,70 @@
+"""Tooling verbs: the local WaveSpeed simulator, and user configuration."""
+
+from typing import Annotated
+
+import typer
+
+from ._common import console, print_json
+
+config_app = typer.Typer(help="Show and change user-level settings (API key, endpoint).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulator")(simulator)
+    app.add_typer(config_app, name="config", invoke_without_command=True)
+
+
+def simulator(
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    latency: Annotated[float, typer.Option(help="Seconds a task takes.")] = 3.0,
+    jitter: Annotated[float, typer.Option(help="± seconds of uniform jitter.")] = 1.0,
+    fail_rate: Annotated[float, typer.Option(help="Share of tasks that fail.")] = 0.0,
+    rate_429: Annotated[float, typer.Option(help="Share of requests answered 429.")] = 0.0,
+    rate_5xx: Annotated[float, typer.Option(help="Share of requests answered 5xx.")] = 0.0,
+    drop_rate: Annotated[float, typer.Option(help="Share of connections dropped.")] = 0.0,
+    key: Annotated[str | None, typer.Option(help="Only accept this Bearer key.")] = None,
+) -> None:
+    """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
+    from ..simulator import SimulatorConfig, run_forever
+
+    run_forever(
+        SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
+                        fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
+                        drop_rate=drop_rate, key=key)
+    )
+
+
+@config_app.callback()
+def config_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the effective settings (the API key masked)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .. import config
+    from ..providers.registry import default_provider_name
+
+    key = config.api_key()
+    settings = {
+        "config_file": str(config.config_path()),
+        "wavespeed_api_key": config.masked(key),
+        "wavespeed_base_url": config.base_url() or "https://api.wavespeed.ai",
+        "default_provider": default_provider_name(None) if not key else "wavespeed",
+    }
+    if as_json:
+        print_json(settings)
+        return
+    for name, value in settings.items():
+        console().print(f"{name}: {value}", markup=False)
+
+
+@config_app.command("set-key")
+def set_key() -> None:
+    """Store the WaveSpeed API key in the user config file (asked for, never echoed)."""
+    from .. import config
+
+    key = typer.prompt("WaveSpeed API key", hide_input=True)
+    path = config.save_api_key(key)
+    console().print(f"saved to {path} ({config.masked(key)})", markup=False)
