@@ -1,0 +1,150 @@
+"""Engine happy path over real HTTP: the simulator, the real WaveSpeed provider, real SQLite.
+
+Nothing of refstudio is patched: the Studio reads WAVESPEED_API_KEY / WAVESPEED_BASE_URL from the
+environment, exactly as a user's shell would set them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from refstudio import Studio, gen4
+from refstudio.engine import Engine, EngineSettings, PreparedRequest
+from refstudio.providers.base import BoundImage, GenParams
+from refstudio.providers.wavespeed import WaveSpeedProvider
+from refstudio.simulator import Simulator, SimulatorConfig
+
+from conftest import ImageMaker
+
+KEY = "sk-happy-path-key"
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    with Simulator(SimulatorConfig(latency=0.15, jitter=0.05, key=KEY, seed=11)) as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        yield server
+
+
+def _set_concurrency(studio: Studio, n: int) -> Studio:
+    """Rewrite ``concurrency`` in the project's refstudio.toml and reopen the project."""
+    toml = studio.root / "refstudio.toml"
+    lines = [f"concurrency = {n}" if line.startswith("concurrency") else line
+             for line in toml.read_text().splitlines()]
+    toml.write_text("\n".join(lines) + "\n")
+    root = studio.root
+    studio.close()
+    return Studio.open(root)
+
+
+def _check_completed(studio: Studio, info: Any, aspect: str, resolution: str) -> None:
+    assert info.status == "completed", info.error
+    assert info.request_id
+    assert info.error == ""
+    assert len(info.outputs) == 1
+    out = info.outputs[0]
+    media = (studio.root / "media").resolve()
+    path = Path(out.path).resolve()
+    assert path.is_file()
+    assert media in path.parents
+    expected = gen4.output_size(aspect, resolution)
+    assert (out.width, out.height) == expected
+    with Image.open(path) as img:
+        img.load()
+        assert img.size == expected
+
+
+def test_every_aspect_ratio_and_resolution_with_one_and_three_references(
+    sim: Simulator, project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    studio = _set_concurrency(project, 10)
+    try:
+        for i, name in enumerate(("mara", "tavern", "lantern")):
+            studio.add_reference(name, [make_image(tmp_path / f"{name}.png", size=(640, 800),
+                                                   seed=i + 1)])
+        combos = [(a, r) for a in gen4.ASPECT_RATIOS for r in gen4.RESOLUTIONS]
+        seen_requests: set[str] = set()
+        for index, (aspect, resolution) in enumerate(combos):
+            prompt = ("@mara in @tavern holding @lantern" if index % 2 else "@mara by the sea")
+            infos = studio.generate(prompt, n=1, seed=1000 + index, aspect_ratio=aspect,
+                                    resolution=resolution, provider="wavespeed")
+            assert len(infos) == 1
+            info = infos[0]
+            _check_completed(studio, info, aspect, resolution)
+            assert info.request_id not in seen_requests
+            seen_requests.add(info.request_id)
+            assert len(info.payload.get("reference_images", [])) == (3 if index % 2 else 1)
+            assert info.params["aspect_ratio"] == aspect
+            assert info.params["resolution"] == resolution
+        stats = sim.stats()
+        # Three distinct images, each uploaded exactly once across ten generations.
+        assert stats["uploads"] == 3
+        assert stats["submits_accepted"] == len(combos)
+        assert stats["external_references"] == 0
+        # Every stored generation row ended `completed` with its request id.
+        rows = studio.history(limit=None)
+        assert len(rows) == len(combos)
+        assert all(r.status == "completed" and r.request_id for r in rows)
+        assert {r.request_id for r in rows} == set(stats["tasks"])
+    finally:
+        studio.close()
+
+
+def test_second_generation_reuses_the_upload(
+    sim: Simulator, project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    project.add_reference("mara", [make_image(tmp_path / "m.png", seed=5)])
+    first = project.generate("@mara walking", n=2, seed=1, resolution="720p", aspect_ratio="1:1")
+    assert [g.status for g in first] == ["completed", "completed"]
+    uploads = sim.stats()["uploads"]
+    assert uploads == 1  # two concurrent generations shared one upload
+    second = project.generate("@mara sitting", n=1, seed=9, resolution="720p", aspect_ratio="1:1")
+    assert second[0].status == "completed"
+    assert sim.stats()["uploads"] == uploads
+    urls = {g.payload["reference_images"][0] for g in [*first, *second]}
+    assert len(urls) == 1
+
+
+class Base64Provider(WaveSpeedProvider):
+    """The real provider, asking for outputs inline as base64."""
+
+    def build_body(
+        self, prompt: str, images: list[BoundImage], params: GenParams
+    ) -> dict[str, Any]:
+        return {**super().build_body(prompt, images, params), "enable_base64_output": True}
+
+
+@pytest.mark.parametrize(("aspect", "resolution"), [("16:9", "1080p"), ("3:4", "720p")])
+def test_base64_outputs_are_decoded_into_media(
+    sim: Simulator, project: Studio, aspect: str, resolution: str
+) -> None:
+    async def main() -> list[Any]:
+        provider = Base64Provider(api_key=KEY, base_url=sim.base_url)
+        settings = EngineSettings(concurrency=4, default_expected=0.2)
+        try:
+            async with Engine(project.db, project.store, provider, settings=settings) as engine:
+                ids = [engine.record(PreparedRequest(prompt=f"a lighthouse, take {i}",
+                                                     aspect_ratio=aspect, resolution=resolution,
+                                                     seed=50 + i), 0.05) for i in range(3)]
+                return await engine.run(ids)
+        finally:
+            await provider.aclose()
+
+    outcomes = asyncio.run(main())
+    assert [o.status for o in outcomes] == ["completed"] * 3
+    stats = sim.stats()
+    assert stats["downloads"] == 0  # nothing fetched by URL: the bytes came inline
+    for outcome in outcomes:
+        info = project.generation(outcome.generation_id)
+        assert info.payload["enable_base64_output"] is True
+        _check_completed(project, info, aspect, resolution)
+    assert all(json.loads(json.dumps(t))["status"] == "completed"
+               for t in stats["tasks"].values())
