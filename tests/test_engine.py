@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ImageMaker
 from PIL import Image
 
 from refstudio import Studio, gen4
@@ -20,8 +21,6 @@ from refstudio.engine import Engine, EngineSettings, PreparedRequest
 from refstudio.providers.base import BoundImage, GenParams
 from refstudio.providers.wavespeed import WaveSpeedProvider
 from refstudio.simulator import Simulator, SimulatorConfig
-
-from conftest import ImageMaker
 
 KEY = "sk-happy-path-key"
 
