@@ -176,6 +176,11 @@ def tag(
     as_json: JsonOpt = False,
 ) -> None:
     """Add (+t) and remove (-t) tags: refstudio ref tag mara +hero -draft."""
+    # Options after the tag changes arrive here (interspersed args are off so -draft is not an
+    # option): honour --json instead of reading it as "remove the tag -json".
+    if "--json" in changes:
+        as_json = True
+        changes = [c for c in changes if c != "--json"]
     add = [c[1:] for c in changes if c.startswith("+")]
     remove = [c[1:] for c in changes if c.startswith("-")]
     plain = [c for c in changes if not c.startswith(("+", "-"))]
