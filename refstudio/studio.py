@@ -48,6 +48,9 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin):
             quality_check=_quality_check(),
         )
         self.queries = GenerationQueries(self.db, self.store, promote=self._promote_output)
+        #: Per-provider constructor options that win over the user config, e.g.
+        #: ``{"wavespeed": {"base_url": "http://127.0.0.1:8765", "api_key": "..."}}``.
+        self.provider_options: dict[str, dict[str, Any]] = {}
 
     def _promote_output(self, generation_id: int, name: str, **options: Any) -> ReferenceInfo:
         return self.promote(generation_id, name, **options)

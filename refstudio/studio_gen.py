@@ -430,9 +430,11 @@ class AsyncGenerationMixin:
         from . import config
         from .providers.registry import create
 
+        overrides = getattr(self, "provider_options", {}).get(name, {})
         if name == "wavespeed":
-            return create(name, api_key=config.api_key(), base_url=config.base_url())
-        return create(name)
+            options = {"api_key": config.api_key(), "base_url": config.base_url(), **overrides}
+            return create(name, **options)
+        return create(name, **overrides)
 
     def _engine(self, provider_name: str, on_event: Callable[[Event], None] | None) -> Any:
         from .engine import Engine, EngineSettings

@@ -1,5 +1,6 @@
 """Tooling verbs: the local WaveSpeed simulator, and user configuration."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ config_app = typer.Typer(help="Show and change user-level settings (API key, end
 
 
 def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
     app.command("simulator")(simulator)
     app.add_typer(config_app, name="config", invoke_without_command=True)
 
@@ -68,3 +70,34 @@ def set_key() -> None:
     key = typer.prompt("WaveSpeed API key", hide_input=True)
     path = config.save_api_key(key)
     console().print(f"saved to {path} ({config.masked(key)})", markup=False)
+
+
+def demo(
+    directory: Annotated[
+        Path | None, typer.Argument(help="New folder for the demo project.")
+    ] = None,
+) -> None:
+    """Run the whole loop offline: references, a composed scene, promote, refine."""
+    from ..demo import run_demo
+    from ..errors import ProjectExistsError
+
+    target = directory or _free_folder(Path("refstudio-demo"))
+    if (target / "refstudio.toml").exists():
+        raise ProjectExistsError(f"{target} is already a project; pick a new folder")
+    console().print(f"demo project: {target.resolve()}")
+    result = run_demo(target.resolve(), say=lambda line: console().print(line, markup=False))
+    console().print("\nlook at:", markup=False)
+    for title, paths in result.steps:
+        for path in paths:
+            console().print(f"  {title}: {path}", markup=False)
+    console().print(
+        f"then try: cd {target} && refstudio ref list && refstudio lineage mara", markup=False
+    )
+
+
+def _free_folder(base: Path) -> Path:
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = Path(f"{base}-{n}")
+    return candidate
