@@ -1,0 +1,45 @@
+"""The README's first command: `refstudio demo` runs the whole loop with no key, no network."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from refstudio import Studio
+
+
+def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "REFSTUDIO_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "refstudio", "demo", str(target)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(r"simulator: 4 paid submits", done.stdout), done.stdout
+    with Studio.open(target) as studio:
+        gens = studio.history(limit=None)
+        assert [g.status for g in gens] == ["completed"] * 4
+        assert all(g.provider == "wavespeed" for g in gens)
+        tree = studio.lineage("mara")
+        primary = next(i for i in tree["images"] if i["is_primary"])
+        assert primary["origin"] == "generation"
+        assert {i["name"] for i in primary["inputs"]} == {"mara", "tavern"}
+        for g in gens:
+            for output in g.outputs:
+                assert output.path.is_file()
+                assert output.image().size == (1280, 720)  # 16:9 at 720p
+
+
+def test_demo_refuses_an_existing_project(tmp_path: Path) -> None:
+    Studio.init(tmp_path / "p").close()
+    done = subprocess.run(
+        [sys.executable, "-m", "refstudio", "demo", str(tmp_path / "p")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 3
+    assert done.stderr.startswith("error:")
