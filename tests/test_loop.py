@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ImageMaker, snapshot_project
 
 from refstudio import Studio, gen4
 from refstudio.errors import (
@@ -21,8 +22,6 @@ from refstudio.errors import (
     OutputNotFoundError,
 )
 from refstudio.simulator import Simulator, SimulatorConfig
-
-from conftest import ImageMaker, snapshot_project
 
 KEY = "sim-key-0123456789abcdef"
 
@@ -60,8 +59,7 @@ def _set_budget(root: Path, line: str) -> None:
 
 def _run_loop(studio: Studio, make_image: ImageMaker, tmp_path: Path, provider: str) -> None:
     _add_refs(studio, make_image, tmp_path)
-    [first] = studio.generate("@mara in @tavern", aspect_ratio="16:9", resolution="720p",
-                              seed=100)
+    [first] = studio.generate("@mara in @tavern", aspect_ratio="16:9", resolution="720p", seed=100)
     assert first.status == "completed", first.error
     assert first.provider == provider
     assert [b["name"] for b in first.bindings] == ["mara", "tavern"]
@@ -101,7 +99,8 @@ def _run_loop(studio: Studio, make_image: ImageMaker, tmp_path: Path, provider: 
     assert node["prompt"] == first.prompt
     assert node["seed"] == 100
     assert [(i["name"], i["origin"]) for i in node["inputs"]] == [
-        ("mara", "file"), ("tavern", "file")
+        ("mara", "file"),
+        ("tavern", "file"),
     ]
 
     hist = studio.history()
@@ -118,14 +117,13 @@ def test_loop_against_simulator(
     assert stats["submits_accepted"] == 2
 
 
-def test_loop_offline_without_key(
-    project: Studio, make_image: ImageMaker, tmp_path: Path
-) -> None:
+def test_loop_offline_without_key(project: Studio, make_image: ImageMaker, tmp_path: Path) -> None:
     _run_loop(project, make_image, tmp_path, "offline")
 
 
-def test_variants_have_consecutive_seeds(project: Studio, make_image: ImageMaker,
-                                         tmp_path: Path) -> None:
+def test_variants_have_consecutive_seeds(
+    project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
     _add_refs(project, make_image, tmp_path)
     gens = project.generate("@mara", n=3, seed=500, resolution="720p", aspect_ratio="3:4")
     assert [g.seed for g in gens] == [500, 501, 502]
@@ -136,8 +134,7 @@ def test_variants_have_consecutive_seeds(project: Studio, make_image: ImageMaker
         assert g.outputs[0].image().size == gen4.output_size("3:4", "720p")
 
 
-def test_random_seeds_are_recorded(project: Studio, make_image: ImageMaker,
-                                   tmp_path: Path) -> None:
+def test_random_seeds_are_recorded(project: Studio, make_image: ImageMaker, tmp_path: Path) -> None:
     _add_refs(project, make_image, tmp_path)
     gens = project.generate("@mara", n=2, resolution="720p")
     assert all(isinstance(g.seed, int) and g.seed >= gen4.SEED_MIN for g in gens)
