@@ -32,7 +32,6 @@ WORKER = textwrap.dedent(
     images = sorted(Path(images_dir).glob("*.png"))
 
     from refstudio import Studio
-from refstudio.migrations import MIGRATIONS
 
     def wait() -> None:
         deadline = time.monotonic() + 60
