@@ -1,0 +1,136 @@
+"""Crash safety: a process generating a batch is SIGKILLed mid-flight; ``resume`` in another
+process finishes every submitted generation by polling, and never submits anything again.
+
+The simulator runs in the test process, so it outlives the killed client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from refstudio import Studio, gen4
+from refstudio.simulator import Simulator, SimulatorConfig
+
+KEY = "sk-crash-test"
+N = 8
+FIRST_SEED = 500
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from refstudio import Studio
+
+    studio = Studio.open(sys.argv[1])
+    studio.generate("a quiet harbour at dawn", n=int(sys.argv[2]), seed=int(sys.argv[3]),
+                    aspect_ratio="16:9", resolution="720p", provider="wavespeed")
+    print("finished without being killed", flush=True)
+    """
+)
+
+
+@pytest.fixture
+def slow_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    with Simulator(SimulatorConfig(latency=3.0, jitter=0.5, key=KEY, seed=7)) as server:
+        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+        yield server
+
+
+def _statuses(db_path: Path) -> dict[int, str]:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return dict(conn.execute("SELECT id, status FROM generation").fetchall())
+    except sqlite3.OperationalError:
+        return {}  # not created yet / busy: ask again
+    finally:
+        conn.close()
+
+
+def test_sigkill_mid_batch_then_resume_polls_without_resubmitting(
+    slow_sim: Simulator, project: Studio, tmp_path: Path
+) -> None:
+    root = project.root
+    toml = root / "refstudio.toml"
+    toml.write_text("\n".join(f"concurrency = {N}" if line.startswith("concurrency") else line
+                              for line in toml.read_text().splitlines()) + "\n")
+    project.close()
+    script = tmp_path / "batch.py"
+    script.write_text(SCRIPT)
+
+    env = {**os.environ, "WAVESPEED_API_KEY": KEY, "WAVESPEED_BASE_URL": slow_sim.base_url}
+    proc = subprocess.Popen([sys.executable, str(script), str(root), str(N), str(FIRST_SEED)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        statuses: dict[int, str] = {}
+        while time.monotonic() < deadline:
+            statuses = _statuses(root / "library.db")
+            if sum(s == "submitted" for s in statuses.values()) >= 1:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"no generation reached `submitted` in 30 s: {statuses}")
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert b"finished without being killed" not in out, err
+
+    time.sleep(0.3)  # let the server finish any request that was already on the wire
+    at_kill = _statuses(root / "library.db")
+    assert len(at_kill) == N  # every row was written before anything was sent
+    submitted_at_kill = {g for g, s in at_kill.items() if s == "submitted"}
+    assert submitted_at_kill
+    # Everything still running on the server at the moment of the kill.
+    before = slow_sim.stats()
+    accepted_before = before["submits_accepted"]
+    assert any(t["status"] != "completed" for t in before["tasks"].values())
+
+    studio = Studio.open(root)
+    try:
+        resumed = studio.resume()
+        after = slow_sim.stats()
+        assert after["submits_accepted"] == accepted_before, "resume submitted work again"
+        assert after["submits_received"] == before["submits_received"]
+        resumed_ids = {g.id for g in resumed}
+        assert submitted_at_kill <= resumed_ids
+        infos = {g: studio.generation(g) for g in at_kill}
+        for gen_id in submitted_at_kill:
+            info = infos[gen_id]
+            assert info.status == "completed", info.error
+            assert info.request_id in after["tasks"]
+            path = Path(info.outputs[0].path)
+            with Image.open(path) as img:
+                img.load()
+                assert img.size == gen4.output_size("16:9", "720p")
+        # Rows caught mid-send are `unknown` (maybe paid), rows never sent are `failed`;
+        # none is left in an open state, and none was sent twice.
+        for gen_id, status in at_kill.items():
+            info = infos[gen_id]
+            assert info.status in ("completed", "unknown", "failed")
+            if status == "submitting":
+                assert info.status == "unknown" and "may have been accepted" in info.error
+            if status == "pending":
+                assert info.status == "failed" and "nothing was paid" in info.error
+        seeds = [t["seed"] for t in after["tasks"].values()]
+        assert len(seeds) == len(set(seeds))
+        # Resuming again finds nothing to do and sends nothing.
+        assert studio.resume() == []
+        assert slow_sim.stats()["submits_received"] == before["submits_received"]
+    finally:
+        studio.close()
