@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "Studio": "refstudio.studio",
+    "AsyncStudio": "refstudio.studio",
     "ReferenceInfo": "refstudio.library",
     "ImageInfo": "refstudio.library",
     "AddedImage": "refstudio.library",
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from .library import AddedImage as AddedImage
     from .library import ImageInfo as ImageInfo
     from .library import ReferenceInfo as ReferenceInfo
+    from .studio import AsyncStudio as AsyncStudio
     from .studio import Studio as Studio
 
 
