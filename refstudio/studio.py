@@ -14,6 +14,7 @@ talk to a provider (``generate``, ``resume``, ``retry``, ``run_workflow``) as co
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -159,7 +160,14 @@ def _blocking(method: Any) -> Any:
 
     @functools.wraps(method)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return asyncio.run(method(self, *args, **kwargs))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(method(self, *args, **kwargs))
+        # Called from code already inside an event loop (a Jupyter cell): asyncio.run would
+        # refuse, so run the coroutine to completion on a loop of its own in a helper thread.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, method(self, *args, **kwargs)).result()
 
     return run
 
