@@ -103,3 +103,20 @@ def test_sync_face_inside_context_manager(
         [g] = studio.generate("@mara", resolution="720p", seed=1)
         assert g.status == "completed"
         assert studio.resume() == []
+
+
+def test_sync_face_works_inside_a_running_event_loop(
+    tmp_path: Path, make_image: ImageMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jupyter runs cells inside an event loop: the blocking face must still work there."""
+    monkeypatch.setenv("REFSTUDIO_OFFLINE_DIR", str(tmp_path / "offline-cache"))
+    with Studio.init(tmp_path / "proj") as studio:
+        studio.add_reference("mara", [make_image(tmp_path / "mara.png", size=(600, 800))])
+
+        async def cell() -> list[object]:
+            return studio.generate("@mara", resolution="720p", seed=2)
+
+        [g] = asyncio.run(cell())
+        assert g.status == "completed"
+        assert g._repr_html_().startswith("<div><b>generation #")
+        assert g.outputs[0]._repr_png_().startswith(b"\x89PNG")
