@@ -259,3 +259,73 @@ def test_unknown_mention_suggests_and_writes_nothing(
     assert "mara" in text
     assert snapshot_project(project.root) == before
     assert project.history() == []
+
+
+def test_lineage_two_generations_deep(
+    project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    _add_refs(project, make_image, tmp_path)
+    [g1] = project.generate("@mara in @tavern", resolution="720p", seed=1)
+    project.promote(g1.id, "mara")
+    [g2] = project.generate("@mara at sea", resolution="720p", seed=2)
+    project.promote(g2.id, "mara")
+    tree = project.lineage("mara")
+    assert len(tree["images"]) == 3
+    [top] = [i for i in tree["images"] if i["is_primary"]]
+    assert top["generation_id"] == g2.id
+    [via] = top["inputs"]
+    assert (via["name"], via["origin"], via["generation_id"]) == ("mara", "generation", g1.id)
+    assert [(i["name"], i["origin"]) for i in via["inputs"]] == [
+        ("mara", "file"),
+        ("tavern", "file"),
+    ]
+    assert via["inputs"][0]["source_file"].endswith("mara.png")
+
+
+def test_promote_keep_primary_adds_labelled_view(project: Studio, one_gen: Any) -> None:
+    old = project.reference("mara").primary
+    info = project.promote(one_gen.id, "mara", keep_primary=True, label="inn")
+    assert info.primary is not None and old is not None
+    assert info.primary.id == old.id
+    assert {i.label for i in info.images} >= {"inn"}
+
+
+def test_promote_rule_errors_change_nothing(project: Studio, one_gen: Any) -> None:
+    from refstudio.errors import InputError
+
+    before = snapshot_project(project.root)
+    with pytest.raises(InputError, match="--label"):
+        project.promote(one_gen.id, "mara", keep_primary=True)
+    with pytest.raises(InputError):
+        project.promote(one_gen.id, "newname", kind="spaceship")
+    assert snapshot_project(project.root) == before
+    project.promote(one_gen.id, "mara", label="inn", keep_primary=True)
+    [g2] = project.generate("@mara", resolution="720p", seed=4)
+    before = snapshot_project(project.root)
+    with pytest.raises(NameTakenError, match="inn"):
+        project.promote(g2.id, "mara", label="inn")
+    assert snapshot_project(project.root) == before
+
+
+def test_generate_bad_input_writes_nothing(
+    project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    from refstudio.errors import InputError
+
+    _add_refs(project, make_image, tmp_path)
+    before = snapshot_project(project.root)
+    with pytest.raises(InvalidNameError):
+        project.generate("@mara", promote="9bad")
+    for n in (0, 17):
+        with pytest.raises(InputError, match="-n"):
+            project.generate("@mara", n=n)
+    with pytest.raises(InputError, match="seed"):
+        project.generate("@mara", n=3, seed=gen4.SEED_MAX - 1)
+    assert snapshot_project(project.root) == before
+
+
+def test_retry_refuses_completed(project: Studio, one_gen: Any) -> None:
+    from refstudio.errors import GenerationError
+
+    with pytest.raises(GenerationError, match="completed"):
+        project.retry(one_gen.id)
