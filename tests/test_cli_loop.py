@@ -7,6 +7,9 @@ Bad input exits with its distinct code, says what is wrong, and never shows a tr
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,3 +254,39 @@ def test_config_masks_key(tmp_path: Path, env: dict[str, str]) -> None:
     assert data["default_provider"] == "wavespeed"
     r = run_cli("config", "--json", env=env | {"WAVESPEED_API_KEY": ""})
     assert json.loads(r.stdout)["default_provider"] == "offline"
+
+
+def test_failed_gen_show_and_retry(proj: Path, env: dict[str, str], sim: Simulator) -> None:
+    env = {**env, "WAVESPEED_API_KEY": KEY, "WAVESPEED_BASE_URL": sim.base_url}
+    sim.config.fail_rate = 1.0
+    r = cli(proj, env, "gen", "@mara", "--resolution", "720p", "--seed", "9", "--json")
+    assert r.returncode == 11, r.stderr
+    assert "Traceback" not in r.stderr
+    [g] = json.loads(r.stdout)
+    assert g["status"] == "failed"
+    assert ok_json(proj, env, "show", str(g["id"]))["status"] == "failed"
+    assert [x["id"] for x in ok_json(proj, env, "history", "--status", "failed")] == [g["id"]]
+    fails(cli(proj, env, "promote", str(g["id"]), "mara"), 6)
+
+    sim.config.fail_rate = 0.0
+    r = subprocess.run(
+        [sys.executable, "-m", "refstudio", "--project", str(proj), "retry", str(g["id"])],
+        env={**os.environ, **env},
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1
+    assert "may cost" in r.stderr
+    assert sim.stats()["submits_received"] == 1
+    again = ok_json(proj, env, "retry", str(g["id"]), "--yes")
+    assert again["status"] == "completed"
+    assert again["seed"] == 9
+    assert sim.stats()["submits_received"] == 2
+    # a completed generation is not retried
+    err = fails(cli(proj, env, "retry", str(g["id"]), "--yes"), 11)
+    assert "completed" in err
+    r = cli(proj, env, "resume")
+    assert r.returncode == 0, r.stderr
+    assert "nothing to resume" in r.stdout

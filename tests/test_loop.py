@@ -329,3 +329,31 @@ def test_retry_refuses_completed(project: Studio, one_gen: Any) -> None:
 
     with pytest.raises(GenerationError, match="completed"):
         project.retry(one_gen.id)
+
+
+def test_failed_generation_then_retry(
+    sim: Simulator, project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    _add_refs(project, make_image, tmp_path)
+    sim.config.fail_rate = 1.0
+    [g] = project.generate("@mara in @tavern", resolution="720p", seed=5)
+    assert g.status == "failed"
+    assert g.outputs == ()
+    assert g.error
+    before = snapshot_project(project.root)
+    with pytest.raises(OutputNotFoundError, match="outputs: none"):
+        project.promote(g.id, "mara")
+    assert snapshot_project(project.root) == before
+    assert [x.id for x in project.history(status="failed")] == [g.id]
+    assert project.spent() == 0.0
+
+    sim.config.fail_rate = 0.0
+    again = project.retry(g.id)
+    assert again.id == g.id
+    assert again.status == "completed", again.error
+    assert again.seed == 5
+    assert again.outputs[0].image().size == gen4.output_size("16:9", "720p")
+    assert project.history(status="failed") == []
+    info = project.promote(g.id, "mara")
+    assert info.primary is not None and info.primary.sha256 == again.outputs[0].sha256
+    assert project.spent() == pytest.approx(0.05)
