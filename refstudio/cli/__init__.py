@@ -12,11 +12,14 @@ from typing import Annotated
 import typer
 
 from . import _common
+from .gallery_cmds import register as _register_gallery
 from .gen_cmds import register as _register_gen
 from .history_cmds import register as _register_history
+from .pack_cmds import register as _register_packs
 from .project_cmds import register as _register_project
 from .ref import ref_app
 from .tools_cmds import register as _register_tools
+from .workflow_cmds import register as _register_workflow
 
 app = typer.Typer(
     name="refstudio",
@@ -48,6 +51,9 @@ app.add_typer(ref_app, name="ref")
 _register_gen(app)
 _register_history(app)
 _register_tools(app)
+_register_workflow(app)
+_register_gallery(app)
+_register_packs(app)
 
 
 def main() -> None:

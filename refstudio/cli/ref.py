@@ -33,14 +33,15 @@ def _show_added(added: "list[AddedImage]") -> None:
 
 
 def _print_reference(info: "ReferenceInfo") -> None:
+    from rich.markup import escape  # user text must not be read as rich markup
     from rich.table import Table
 
     out = console()
     out.print(f"[bold]@{info.name}[/bold]  ({info.kind})")
     if info.description:
-        out.print(f"  {info.description}")
+        out.print(f"  {escape(info.description)}")
     if info.tags:
-        out.print(f"  tags: {', '.join(info.tags)}")
+        out.print(f"  tags: {escape(', '.join(info.tags))}")
     table = Table("id", "label", "primary", "size", "format", "from", "sha256")
     for image in info.images:
         origin = (
@@ -54,7 +55,7 @@ def _print_reference(info: "ReferenceInfo") -> None:
             "*" if image.is_primary else "",
             f"{image.width}x{image.height}",
             image.format,
-            origin,
+            escape(origin),
             image.sha256[:12],
         )
     out.print(table)
@@ -99,6 +100,7 @@ def list_(
     if as_json:
         print_json([r.to_dict() for r in refs])
         return
+    from rich.markup import escape  # user text must not be read as rich markup
     from rich.table import Table
 
     table = Table("name", "kind", "images", "primary", "tags", "description")
@@ -109,8 +111,8 @@ def list_(
             ref.kind,
             str(len(ref.images)),
             f"{primary.width}x{primary.height}" if primary else "",
-            ", ".join(ref.tags),
-            ref.description[:60],
+            escape(", ".join(ref.tags)),
+            escape(ref.description[:60]),
         )
     console().print(table)
     console().print(f"{len(refs)} reference(s)")
@@ -193,7 +195,9 @@ def tag(
     if as_json:
         print_json(info.to_dict())
     else:
-        console().print(f"@{info.name} tags: {', '.join(info.tags) or '(none)'}")
+        from rich.markup import escape
+
+        console().print(f"@{info.name} tags: {escape(', '.join(info.tags)) or '(none)'}")
 
 
 @ref_app.command("check")
@@ -206,12 +210,14 @@ def check(name: str, as_json: JsonOpt = False) -> None:
             [{"image_id": i.id, "label": i.label, "warnings": w} for i, w in results]
         )
         return
+    from rich.markup import escape
+
     clean = True
     for image, warnings in results:
         title = f"#{image.id}" + (f" ({image.label})" if image.label else "")
         for message in warnings:
             clean = False
-            console().print(f"[yellow]{title}[/yellow]: {message}")
+            console().print(f"[yellow]{title}[/yellow]: {escape(message)}")
     if clean:
         console().print(f"@{name.lstrip('@')}: no quality warnings")
 
