@@ -120,3 +120,35 @@ def test_sync_face_works_inside_a_running_event_loop(
         assert g.status == "completed"
         assert g._repr_html_().startswith("<div><b>generation #")
         assert g.outputs[0]._repr_png_().startswith(b"\x89PNG")
+
+
+def test_async_generate_concurrently_against_simulator(
+    tmp_path: Path, make_image: ImageMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refstudio.simulator import Simulator, SimulatorConfig
+
+    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key="k")) as sim:
+        monkeypatch.setenv("WAVESPEED_API_KEY", "k")
+        monkeypatch.setenv("WAVESPEED_BASE_URL", sim.base_url)
+        studio = AsyncStudio.init(tmp_path / "proj")
+        try:
+            studio.add_reference("mara", [make_image(tmp_path / "mara.png", size=(600, 800))])
+
+            async def main() -> list[list[object]]:
+                return await asyncio.gather(
+                    *(
+                        studio.generate("@mara", n=2, seed=100 * (i + 1), resolution="720p")
+                        for i in range(5)
+                    )
+                )
+
+            gens = [g for batch in asyncio.run(main()) for g in batch]
+        finally:
+            studio.close()
+        assert len(gens) == 10
+        assert all(g.status == "completed" for g in gens), [g.error for g in gens]
+        assert len({g.id for g in gens}) == 10
+        assert sorted(g.seed for g in gens) == sorted(
+            s for i in range(5) for s in (100 * (i + 1), 100 * (i + 1) + 1)
+        )
+        assert sim.stats()["submits_accepted"] == 10
