@@ -318,3 +318,17 @@ def test_subprocess_happy_path_prints_json(busy: Path) -> None:
     listed = json.loads(result.stdout)
     assert [r["name"] for r in listed] == ["mara", "tavern"]
     assert listed[0] == shown
+
+
+def test_user_text_is_not_read_as_markup(
+    root: Path, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    """Descriptions and tags are the user's words: ``[/]`` or ``[bold]`` print as written."""
+    photo = make_image(tmp_path / "photo[bold].png", seed=8)
+    invoke(root, "ref", "add", "mara", str(photo), "--description", "closing [/] and [red]x",
+           "--tag", "[/x]")  # fmt: skip
+    listed = invoke(root, "ref", "list").stdout
+    assert "closing [/] and [red]x" in listed and "[/x]" in listed
+    shown = invoke(root, "ref", "show", "mara").stdout
+    assert "closing [/] and [red]x" in shown and "[/x]" in shown and "photo[bold].png" in shown
+    assert "[bold]y" in invoke(root, "ref", "tag", "mara", "+[bold]y").stdout
