@@ -9,6 +9,7 @@ flight (see :class:`refstudio.engine.core.Engine`).
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,16 +46,28 @@ class PollPlan:
         q = statistics.quantiles(ordered, n=50, method="inclusive")
         low, high = q[0], q[-1]  # 2nd and 98th percentiles
         spread = max(ordered[-1] - ordered[0], 0.1)
+        # First poll one interval after the earliest plausible finish: a poll at or before it
+        # finds (almost) nothing done and only costs a request. A window narrower than one
+        # interval gets a single poll at its end.
         return cls(
-            window_start=max(0.0, low - dense),
+            window_start=max(0.0, min(low + dense, high)),
             window_end=high + 0.1 * spread,
             dense_interval=dense,
         )
 
     def next_delay(self, elapsed: float, straggler_polls: int) -> float:
-        """Seconds from now to the next poll, given time since submit and polls past the window."""
+        """Seconds from now to the next poll, given time since submit and polls past the window.
+
+        Inside the window polls sit on a fixed grid (``window_start + k * dense_interval`` after
+        submit) rather than one interval after the previous answer, so the round trip of each
+        poll does not stretch the spacing (which would raise the detection lag).
+        """
         if elapsed < self.window_start:
             return self.window_start - elapsed
         if elapsed < self.window_end:
-            return self.dense_interval
+            dense = self.dense_interval
+            steps = math.floor((elapsed - self.window_start) / dense) + 1
+            delay = self.window_start + steps * dense - elapsed
+            # Never closer than half an interval to the previous poll (a late answer).
+            return delay if delay >= dense / 2 else delay + dense
         return min(self.straggler_max, self.dense_interval * 2 ** (straggler_polls + 1))
