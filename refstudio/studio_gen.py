@@ -321,6 +321,54 @@ class GenerationMixin:
 class AsyncGenerationMixin:
     """Provider-facing verbs, as coroutines (the core both faces share)."""
 
+    def prepare_requests(
+        self,
+        prompt: str | None = None,
+        *,
+        template: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        vars_file: Path | str | None = None,
+        n: int = 1,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        provider: str | None = None,
+        run_id: int | None = None,
+        step_id: str | None = None,
+    ) -> tuple[RenderResult, list[PreparedRequest]]:
+        """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
+        from .engine import BindingRecord, PreparedRequest
+
+        if not 1 <= n <= 16:
+            raise InputError(f"-n must be between 1 and 16, not {n}")
+        rendered = self.render(  # type: ignore[attr-defined]
+            prompt, template=template, variables=variables, vars_file=vars_file,
+            provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+        )
+        if seed is not None and seed + n - 1 > gen4.SEED_MAX:
+            raise InputError(f"seed {seed} + {n} variants runs past {gen4.SEED_MAX}")
+        first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
+                                                                  gen4.SEED_MAX - n)
+        bindings = tuple(
+            BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id)
+            for r in rendered.references
+        )
+        requests = [
+            PreparedRequest(
+                prompt=rendered.prompt,
+                aspect_ratio=rendered.params["aspect_ratio"],
+                resolution=rendered.params["resolution"],
+                seed=first_seed + i,
+                bindings=bindings,
+                template_source=template if template else (prompt if prompt != rendered.prompt
+                                                           else None),
+                run_id=run_id,
+                step_id=step_id,
+            )
+            for i in range(n)
+        ]
+        return rendered, requests
+
     async def generate(
         self,
         prompt: str | None = None,
@@ -345,39 +393,14 @@ class AsyncGenerationMixin:
         Checks the budget before anything is sent. With ``promote``, the first output of the
         first completed generation becomes (a new version of) that reference.
         """
-        from .engine import BindingRecord, PreparedRequest
-
-        if not 1 <= n <= 16:
-            raise InputError(f"-n must be between 1 and 16, not {n}")
         if promote is not None:
             clean_name(promote)
-        rendered = self.render(  # type: ignore[attr-defined]
-            prompt, template=template, variables=variables, vars_file=vars_file,
-            provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+        rendered, requests = self.prepare_requests(
+            prompt, template=template, variables=variables, vars_file=vars_file, n=n,
+            aspect_ratio=aspect_ratio, resolution=resolution, seed=seed, provider=provider,
+            run_id=run_id, step_id=step_id,
         )
         self.check_budget(rendered.cost_estimate * n, max_cost)  # type: ignore[attr-defined]
-        if seed is not None and seed + n - 1 > gen4.SEED_MAX:
-            raise InputError(f"seed {seed} + {n} variants runs past {gen4.SEED_MAX}")
-        first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
-                                                                  gen4.SEED_MAX - n)
-        bindings = tuple(
-            BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id)
-            for r in rendered.references
-        )
-        requests = [
-            PreparedRequest(
-                prompt=rendered.prompt,
-                aspect_ratio=rendered.params["aspect_ratio"],
-                resolution=rendered.params["resolution"],
-                seed=first_seed + i,
-                bindings=bindings,
-                template_source=template if template else (prompt if prompt != rendered.prompt
-                                                           else None),
-                run_id=run_id,
-                step_id=step_id,
-            )
-            for i in range(n)
-        ]
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
                                      on_event)
         infos = self.queries.many([o.generation_id for o in outcomes])  # type: ignore[attr-defined]
