@@ -17,6 +17,9 @@ _EXPORTS: dict[str, str] = {
     "ReferenceInfo": "refstudio.library",
     "ImageInfo": "refstudio.library",
     "AddedImage": "refstudio.library",
+    "PackExportResult": "refstudio.packs",
+    "PackImportResult": "refstudio.packs",
+    "read_provenance": "refstudio.provenance",
     "RefstudioError": "refstudio.errors",
     "ProjectError": "refstudio.errors",
     "ProjectNotFoundError": "refstudio.errors",
@@ -57,6 +60,9 @@ if TYPE_CHECKING:
     from .library import AddedImage as AddedImage
     from .library import ImageInfo as ImageInfo
     from .library import ReferenceInfo as ReferenceInfo
+    from .packs import PackExportResult as PackExportResult
+    from .packs import PackImportResult as PackImportResult
+    from .provenance import read_provenance as read_provenance
     from .studio import AsyncStudio as AsyncStudio
     from .studio import Studio as Studio
 

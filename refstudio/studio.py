@@ -22,7 +22,9 @@ from typing import Any
 
 from .db import Database
 from .library import AddedImage, ImageInfo, Library, ReferenceInfo
+from .packs import PackMixin
 from .project import Project, load_config, open_project, write_new_project
+from .provenance import ProvenanceMixin
 from .results import GenerationQueries
 from .store import LocalMediaStore
 from .studio_gen import AsyncGenerationMixin, GenerationMixin
@@ -34,7 +36,7 @@ def _quality_check() -> Any:
     return check_image
 
 
-class _StudioBase(GenerationMixin, AsyncGenerationMixin):
+class _StudioBase(GenerationMixin, AsyncGenerationMixin, PackMixin, ProvenanceMixin):
     """What both faces share: the project, its library, and every local (non-network) verb."""
 
     def __init__(self, project: Project) -> None:
