@@ -1,17 +1,20 @@
 """``refstudio demo``: the whole loop on a fresh machine, with no key and no network.
 
-It draws a character and a location with Pillow, starts the WaveSpeed simulator inside this
-process, and drives the real WaveSpeed client against it: add references, compose a scene,
-promote the best output into a new version of the character, and generate again from it.
+It copies the quickstart project, draws its character and location with Pillow, starts the
+WaveSpeed simulator inside this process, and runs the quickstart workflow through the real
+WaveSpeed client against it: a portrait, a composed scene whose best output is promoted into a
+new reference, and a refinement generated from that promoted reference.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -59,54 +62,86 @@ def draw_location(path: Path, *, seed: int = 7) -> Path:
     return path
 
 
+def draw_courtyard(path: Path) -> Path:
+    """A stone courtyard with a well and an arch (1600x900)."""
+    img = Image.new("RGB", (1600, 900), (150, 180, 205))
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 0, 1600, 520), fill=(165, 160, 150))
+    for y in range(0, 520, 60):
+        for x in range((y // 60) % 2 * 60, 1600, 120):
+            d.rectangle((x, y, x + 116, y + 56), outline=(120, 115, 105), width=3)
+    d.rectangle((620, 180, 980, 520), fill=(70, 65, 60))
+    d.pieslice((620, 80, 980, 280), 180, 360, fill=(70, 65, 60))
+    d.rectangle((0, 520, 1600, 900), fill=(125, 118, 104))
+    d.ellipse((660, 620, 940, 760), fill=(95, 90, 85), outline=(50, 45, 40), width=6)
+    d.ellipse((700, 640, 900, 730), fill=(40, 60, 80))
+    img.save(path)
+    return path
+
+
+SOURCES: dict[str, Callable[[Path], Path]] = {
+    "mara.png": draw_character,
+    "tavern.png": draw_location,
+    "courtyard.png": draw_courtyard,
+}
+
+
+def draw_sources(folder: Path) -> list[Path]:
+    """Draw every example reference image into ``folder`` (skipping ones already there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, draw in SOURCES.items():
+        target = folder / name
+        if not target.exists():
+            draw(target)
+        made.append(target)
+    return made
+
+
+def quickstart_folder() -> Path:
+    """The quickstart example: shipped in the wheel, or the repository's projects/ folder."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_examples" / "quickstart", here.parent / "projects" / "quickstart"):
+        if (candidate / "workflows").is_dir():
+            return candidate
+    raise FileNotFoundError("the quickstart example is missing from this installation")
+
+
 @dataclass(frozen=True)
 class DemoResult:
     project: Path
-    steps: list[tuple[str, list[Path]]]
+    report: Any
+    stats: dict[str, Any]
 
 
 def run_demo(target: Path, say: Callable[[str], None] = print) -> DemoResult:
-    """Make a project at ``target`` and run the loop against an in-process simulator."""
+    """Copy the quickstart to ``target`` and run its workflow against an in-process simulator."""
     from .simulator import Simulator, SimulatorConfig
     from .studio import Studio
 
-    studio = Studio.init(target, name="refstudio-demo")
-    steps: list[tuple[str, list[Path]]] = []
-    try:
-        sources = target / "sources"
-        sources.mkdir()
-        mara = draw_character(sources / "mara.png")
-        tavern = draw_location(sources / "tavern.png")
-        studio.add_reference("mara", [mara], kind="character",
-                             description="a young traveller in a red coat with brass buttons")
-        studio.add_reference("tavern", [tavern], kind="location",
-                             description="a warm wooden tavern with a stone hearth")
-        say("added @mara (character) and @tavern (location) from drawings in sources/")
-        config = SimulatorConfig(latency=0.4, jitter=0.2, key="demo-key", seed=1)
-        with Simulator(config) as sim:
-            studio.provider_options["wavespeed"] = {"api_key": "demo-key",
-                                                    "base_url": sim.base_url}
-            plan = [
-                ("portrait", "@mara as a watercolor portrait, soft even light", {}),
-                ("scene", "@mara sitting in @tavern by the hearth, dramatic lighting",
-                 {"n": 2, "seed": 42}),
-            ]
-            for title, prompt, options in plan:
-                gens = studio.generate(prompt, provider="wavespeed", resolution="720p", **options)
-                paths = [o.path for g in gens for o in g.outputs]
-                steps.append((title, paths))
-                say(f"{title}: {prompt!r} -> {len(paths)} image(s), generations "
-                    + ", ".join(f"#{g.id}" for g in gens))
-            scene = studio.history(limit=1)[0]
-            studio.promote(scene.id, "mara")
-            say(f"promoted output {scene.id}:0 to the new primary image of @mara")
-            gens = studio.generate("@mara walking out of @tavern at dawn, wide shot",
-                                   provider="wavespeed", resolution="720p")
-            steps.append(("refined", [o.path for g in gens for o in g.outputs]))
-            say(f"refined: generated again from the promoted @mara -> #{gens[0].id}")
-            stats = sim.stats()
-        say(f"simulator: {stats['submits_accepted']} paid submits, {stats['polls']} polls, "
-            f"{stats['uploads']} uploads (each reference image uploaded once)")
-    finally:
-        studio.close()
-    return DemoResult(target, steps)
+    source = quickstart_folder()
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("refstudio.toml", "workflows", "templates"):
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(src, target / name)
+        else:
+            shutil.copy2(src, target / name)
+    (target / "media").mkdir(exist_ok=True)
+    draw_sources(target / "sources")
+    say(f"copied the quickstart to {target} and drew its reference images in sources/")
+    config = SimulatorConfig(latency=0.4, jitter=0.2, key="demo-key", seed=1)
+    with Studio.open(target) as studio, Simulator(config) as sim:
+        studio.provider_options["wavespeed"] = {"api_key": "demo-key", "base_url": sim.base_url}
+
+        def on_step(step_id: str, state: str, detail: str) -> None:
+            if state in ("completed", "reused", "paused", "failed", "blocked"):
+                say(f"  step {step_id}: {state} {detail}".rstrip())
+
+        say(f"running workflows/quickstart.toml through the WaveSpeed client against a local "
+            f"simulator at {sim.base_url} (no key, no network)")
+        report = studio.run_workflow("quickstart", provider="wavespeed", on_step=on_step)
+        stats = sim.stats()
+    say(f"simulator: {stats['submits_accepted']} paid submits, {stats['polls']} polls, "
+        f"{stats['uploads']} uploads (each reference image uploaded once)")
+    return DemoResult(target, report, stats)

@@ -28,6 +28,7 @@ from .provenance import ProvenanceMixin
 from .results import GenerationQueries
 from .store import LocalMediaStore
 from .studio_gen import AsyncGenerationMixin, GenerationMixin
+from .workflow import WorkflowMixin
 
 
 def _quality_check() -> Any:
@@ -36,7 +37,8 @@ def _quality_check() -> Any:
     return check_image
 
 
-class _StudioBase(GenerationMixin, AsyncGenerationMixin, PackMixin, ProvenanceMixin):
+class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixin,
+                  ProvenanceMixin):
     """What both faces share: the project, its library, and every local (non-network) verb."""
 
     def __init__(self, project: Project) -> None:
@@ -183,6 +185,7 @@ class Studio(_StudioBase):
     generate = _blocking(AsyncGenerationMixin.generate)
     resume = _blocking(AsyncGenerationMixin.resume)
     retry = _blocking(AsyncGenerationMixin.retry)
+    run_workflow = _blocking(WorkflowMixin.run_workflow)
 
 
 class AsyncStudio(_StudioBase):

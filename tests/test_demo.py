@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from refstudio import Studio
+from refstudio import Studio, gen4
 
 
 def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:
@@ -25,14 +25,15 @@ def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:
         gens = studio.history(limit=None)
         assert [g.status for g in gens] == ["completed"] * 4
         assert all(g.provider == "wavespeed" for g in gens)
-        tree = studio.lineage("mara")
+        tree = studio.lineage("mara_hearth")
         primary = next(i for i in tree["images"] if i["is_primary"])
         assert primary["origin"] == "generation"
         assert {i["name"] for i in primary["inputs"]} == {"mara", "tavern"}
         for g in gens:
+            expected = gen4.output_size(g.params["aspect_ratio"], g.params["resolution"])
             for output in g.outputs:
                 assert output.path.is_file()
-                assert output.image().size == (1280, 720)  # 16:9 at 720p
+                assert output.image().size == expected
 
 
 def test_demo_refuses_an_existing_project(tmp_path: Path) -> None:

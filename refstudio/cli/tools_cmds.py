@@ -1,11 +1,20 @@
 """Tooling verbs: the local WaveSpeed simulator, and user configuration."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._common import console, print_json
+
+if TYPE_CHECKING:
+    from ..studio import Studio
+
+
+def open_studio_at(path: Path) -> "Studio":
+    from ..studio import Studio
+
+    return Studio.open(path)
 
 config_app = typer.Typer(help="Show and change user-level settings (API key, endpoint).")
 
@@ -84,14 +93,16 @@ def demo(
     target = directory or _free_folder(Path("refstudio-demo"))
     if (target / "refstudio.toml").exists():
         raise ProjectExistsError(f"{target} is already a project; pick a new folder")
-    console().print(f"demo project: {target.resolve()}")
     result = run_demo(target.resolve(), say=lambda line: console().print(line, markup=False))
-    console().print("\nlook at:", markup=False)
-    for title, paths in result.steps:
-        for path in paths:
-            console().print(f"  {title}: {path}", markup=False)
+    with open_studio_at(result.project) as studio:
+        console().print("\noutputs:", markup=False)
+        for step in result.report.steps:
+            for gen in studio.queries.many(step.generation_ids):
+                for output in gen.outputs:
+                    console().print(f"  {step.id}: {output.path}", markup=False)
     console().print(
-        f"then try: cd {target} && refstudio ref list && refstudio lineage mara", markup=False
+        f"\nnext: cd {target} && refstudio ref list && refstudio lineage mara_hearth "
+        "&& refstudio history", markup=False,
     )
 
 

@@ -1,0 +1,298 @@
+"""Running a plan: each step starts as soon as what it waits for is done.
+
+A run is recorded as a :class:`~refstudio.models.Run`; its generations carry the run and step
+ids. Before anything new is sent, work a stopped run left submitted is collected (never resent).
+A step whose resolved request — prompt, parameters, reference image bytes, seed — matches a
+completed generation is not paid for again: its outputs are reused, and the step says so. A
+``pick = "manual"`` step stops its branch until the user promotes one of its outputs; running
+again continues from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from ..db import read_session, write_session
+from ..errors import RefstudioError
+from ..models import Generation, Output, Run, utcnow
+from ..providers.registry import provider_class
+from .plan import Plan, PlannedStep
+
+if TYPE_CHECKING:
+    from ..engine import Engine, Event
+    from ..results import GenerationInfo
+
+StepListener = Callable[[str, str, str], None]  # step id, state, detail
+
+
+@dataclass
+class StepReport:
+    id: str
+    status: str  # completed | reused | paused | failed | blocked
+    generation_ids: list[int] = field(default_factory=list)
+    submitted: int = 0  # new paid requests this run
+    promoted: str | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunReport:
+    run_id: int | None
+    status: str  # completed | paused | failed | planned (dry run)
+    steps: list[StepReport]
+    estimated_cost: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "estimated_cost": self.estimated_cost,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+class WorkflowRunner:
+    """Runs one plan against a studio with one shared engine (one poll loop, one rate gate)."""
+
+    def __init__(
+        self,
+        studio: Any,
+        plan: Plan,
+        *,
+        provider: str,
+        concurrency: int,
+        on_step: StepListener | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.studio = studio
+        self.plan = plan
+        self.provider = provider
+        self.slots = asyncio.Semaphore(max(1, concurrency))
+        self.on_step = on_step or (lambda *_: None)
+        self.on_event = on_event
+        self.reports: dict[str, StepReport] = {}
+        self.done: dict[str, asyncio.Event] = {}
+
+    async def run(self) -> RunReport:
+        run_id = self._start_run()
+        async with self.studio._engine(self.provider, self.on_event) as engine:
+            await engine.resume()
+            self.done = {s.id: asyncio.Event() for s in self.plan.steps}
+            await asyncio.gather(*(self._step(engine, s, run_id) for s in self.plan.steps))
+        reports = [self.reports[s.id] for s in self.plan.steps]
+        if any(r.status == "failed" for r in reports):
+            status = "failed"
+        elif any(r.status in ("paused", "blocked") for r in reports):
+            status = "paused"
+        else:
+            status = "completed"
+        with write_session(self.studio.db) as session:
+            row = session.get(Run, run_id)
+            assert row is not None
+            row.status, row.finished_at = status, utcnow()
+            session.add(row)
+        return RunReport(run_id, status, reports)
+
+    def _start_run(self) -> int:
+        with write_session(self.studio.db) as session:
+            row = Run(
+                workflow=str(self.plan.workflow.path),
+                workflow_hash=self.plan.workflow.text_hash,
+                vars_json=json.dumps(self.plan.variables, default=str),
+            )
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            return row.id
+
+    async def _step(self, engine: Engine, step: PlannedStep, run_id: int) -> None:
+        try:
+            for dep in step.depends_on:
+                await self.done[dep].wait()
+            blocked = [d for d in step.depends_on
+                       if self.reports[d].status not in ("completed", "reused")]
+            if blocked:
+                self.reports[step.id] = StepReport(
+                    step.id, "blocked", message=f"waits for step(s) {', '.join(sorted(blocked))}"
+                )
+                self.on_step(step.id, "blocked", self.reports[step.id].message)
+                return
+            async with self.slots:
+                self.reports[step.id] = await self._execute(engine, step, run_id)
+        except RefstudioError as exc:
+            self.reports[step.id] = StepReport(step.id, "failed", message=exc.message)
+            self.on_step(step.id, "failed", exc.message)
+        finally:
+            self.done[step.id].set()
+
+    async def _execute(self, engine: Engine, step: PlannedStep, run_id: int) -> StepReport:
+        spec = step.spec
+        values = {**self.plan.variables, **spec.vars}
+        rendered, requests = self.studio.prepare_requests(
+            spec.prompt, template=spec.template, variables=values, n=spec.variants,
+            aspect_ratio=step.aspect_ratio, resolution=step.resolution, seed=step.seeds[0],
+            provider=self.provider, run_id=run_id, step_id=spec.id,
+        )
+        model = engine.provider.model
+        ids: list[int] = []
+        new_ids: list[int] = []
+        for request in requests:
+            previous = _latest_with_hash(self.studio, request.request_hash(self.provider, model))
+            if previous is not None and previous.status == "completed":
+                assert previous.id is not None
+                ids.append(previous.id)
+                continue
+            if previous is not None and previous.status == "unknown":
+                message = (f"generation #{previous.id} for this request has an unknown fate; "
+                           f"`refstudio retry {previous.id}` resends it (may cost again), "
+                           "then run the workflow again")
+                self.on_step(spec.id, "paused", message)
+                return StepReport(spec.id, "paused", [previous.id], message=message)
+            gen_id = engine.record(request, rendered.cost_estimate)
+            ids.append(gen_id)
+            new_ids.append(gen_id)
+        if new_ids:
+            self.on_step(spec.id, "running", f"{len(new_ids)} new request(s)")
+            outcomes = await engine.run(new_ids)
+            failed = [o for o in outcomes if o.status != "completed"]
+            if failed:
+                message = "; ".join(f"#{o.generation_id} {o.status}: {o.error}" for o in failed)
+                self.on_step(spec.id, "failed", message)
+                return StepReport(spec.id, "failed", ids, len(new_ids), message=message)
+        status = "completed" if new_ids else "reused"
+        detail = ("" if new_ids else
+                  "unchanged since a completed run: not paid again (generations "
+                  + ", ".join(f"#{i}" for i in ids) + ")")
+        report = StepReport(spec.id, status, ids, len(new_ids), message=detail)
+        if spec.promote is not None:
+            self._promote(step, report)
+        self.on_step(spec.id, report.status, report.message)
+        return report
+
+    def _promote(self, step: PlannedStep, report: StepReport) -> None:
+        promote = step.spec.promote
+        assert promote is not None
+        gens = self.studio.queries.many(report.generation_ids)
+        outputs = [o for g in gens for o in g.outputs]
+        if _already_promoted(self.studio, promote.name, outputs):
+            report.promoted = promote.name
+            report.message = (report.message + "; " if report.message else "") + (
+                f"@{promote.name} already holds an output of this step")
+            return
+        if promote.pick == "manual":
+            handles = ", ".join(o.ref for o in outputs)
+            report.status = "paused"
+            report.message = (f"pick one output ({handles}) with `refstudio promote GEN:INDEX "
+                              f"{promote.name}`, then run the workflow again")
+            return
+        index = 0 if promote.pick == "first" else int(promote.pick)
+        if index >= len(outputs):
+            raise RefstudioError(f'step "{step.id}": pick {index} but only {len(outputs)} '
+                                 "output(s)")
+        chosen = outputs[index]
+        self.studio.promote(
+            chosen.generation_id, promote.name, index=chosen.index, kind=promote.kind,
+            label=promote.label, description=promote.description,
+            keep_primary=promote.keep_primary,
+        )
+        report.promoted = promote.name
+
+
+def _latest_with_hash(studio: Any, request_hash: str) -> Generation | None:
+    with read_session(studio.db) as session:
+        rows = session.exec(
+            select(Generation).where(Generation.request_hash == request_hash)
+            .order_by(col(Generation.id).desc())
+        ).all()
+    # A completed one wins; else the newest that may still be paid for.
+    for row in rows:
+        if row.status == "completed":
+            return row
+    return next((r for r in rows if r.status == "unknown"), None)
+
+
+def _already_promoted(studio: Any, name: str, outputs: list[GenerationInfo | Any]) -> bool:
+    try:
+        ref = studio.library.get(name)
+    except RefstudioError:
+        return False
+    keys = {(o.generation_id, o.index) for o in outputs}
+    source_ids = [i.source_output_id for i in ref.images if i.source_output_id]
+    if not source_ids:
+        return False
+    with read_session(studio.db) as session:
+        rows = session.exec(select(Output).where(col(Output.id).in_(source_ids))).all()
+    return any((r.generation_id, r.index) in keys for r in rows)
+
+
+def ensure_refs(studio: Any, plan: Plan) -> list[str]:
+    """Create the workflow's [refs] that the library lacks, from their files. Returns names."""
+    made = []
+    for name, ref in plan.workflow.spec.refs.items():
+        if studio.library._find(name) is not None:
+            continue
+        images = [plan.workflow.resolve_path(p) for p in ref.images]
+        studio.add_reference(name, images, kind=ref.kind, description=ref.description,
+                             tags=ref.tags)
+        made.append(name)
+    return made
+
+
+def estimate(studio: Any, plan: Plan, provider: str) -> tuple[float, dict[str, str]]:
+    """Estimated cost of what would be paid, and a note per step (reused / new / depends)."""
+    total = 0.0
+    notes: dict[str, str] = {}
+    for step in plan.steps:
+        price = studio.price(provider, step.resolution)
+        if step.waits_for:
+            notes[step.id] = "waits for " + ", ".join(
+                f"@{n} from step {s}" for n, s in step.waits_for.items())
+            total += price * len(step.seeds)
+            continue
+        try:
+            _, requests = studio.prepare_requests(
+                step.spec.prompt, template=step.spec.template,
+                variables={**plan.variables, **step.spec.vars}, n=len(step.seeds),
+                aspect_ratio=step.aspect_ratio, resolution=step.resolution,
+                seed=step.seeds[0], provider=provider,
+            )
+        except RefstudioError:
+            # A [refs] entry not yet in the library: it is made from its files at run time.
+            notes[step.id] = "new"
+            total += price * len(step.seeds)
+            continue
+        cls_model = provider_class(provider).model
+        paid = 0
+        for request in requests:
+            previous = _latest_with_hash(studio, request.request_hash(provider, cls_model))
+            if previous is None or previous.status != "completed":
+                paid += 1
+        total += price * paid
+        notes[step.id] = "unchanged: not paid again" if paid == 0 else f"{paid} new request(s)"
+    return total, notes
+
+
+def bound_names(step: PlannedStep, library_names: Mapping[str, str]) -> list[str]:
+    """How each mention of a step will be satisfied, for the dry-run plan."""
+    out = []
+    for name in step.mentions:
+        key = name.lower()
+        if key in step.waits_for:
+            out.append(f"@{name} (from step {step.waits_for[key]})")
+        elif key in library_names:
+            out.append(f"@{library_names[key]}")
+        else:
+            out.append(f"@{name} (from the workflow's refs)")
+    return out
+
+
+__all__ = ["RunReport", "StepReport", "WorkflowRunner", "bound_names", "ensure_refs", "estimate"]
