@@ -47,6 +47,10 @@ from .retry import Backoff, RateGate
 from .uploads import UploadCache
 
 OWNER = f"{os.getpid()}@{socket.gethostname()}"
+#: Owner tags (``OWNER#n``) of the engines of this process that are still open. Rows owned by
+#: one of them are live work; rows owned by a closed engine of this process may be taken over.
+_LIVE_OWNERS: set[str] = set()
+_OWNER_SEQ = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class Engine:
         self._slots = asyncio.Semaphore(max(1, self.settings.concurrency))
         self._poller = _PollLoop(self)
         self._rng = random.Random()
+        self.owner = f"{OWNER}#{next(_OWNER_SEQ)}"
+        _LIVE_OWNERS.add(self.owner)
 
     async def __aenter__(self) -> Engine:
         return self
@@ -115,6 +121,7 @@ class Engine:
         await self.aclose()
 
     async def aclose(self) -> None:
+        _LIVE_OWNERS.discard(self.owner)
         await self._poller.stop()
 
     def emit(self, generation_id: int, state: str, detail: str = "") -> None:
@@ -128,12 +135,14 @@ class Engine:
         gen_id = records.create_pending(
             self.db, request, provider=self.provider.name, model=self.provider.model, cost=cost
         )
-        records.update(self.db, gen_id, owner=OWNER, updated_at=records.now_utc())
+        records.update(self.db, gen_id, owner=self.owner, updated_at=records.now_utc())
         self.emit(gen_id, "pending")
         return gen_id
 
     async def run(self, generation_ids: Sequence[int]) -> list[Outcome]:
         """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
+        for gen_id in generation_ids:  # ours now: a concurrent resume must leave them alone
+            records.update(self.db, gen_id, owner=self.owner)
         return list(await asyncio.gather(*(self._drive(g) for g in generation_ids)))
 
     async def resume(self) -> list[Outcome]:
@@ -145,7 +154,7 @@ class Engine:
         for gen in stale:
             assert gen.id is not None
             if gen.status == "submitted":
-                records.update(self.db, gen.id, owner=OWNER, updated_at=records.now_utc())
+                records.update(self.db, gen.id, owner=self.owner, updated_at=records.now_utc())
                 waits.append(self._follow(gen.id, gen.request_id or "", gen.poll_url,
                                           _elapsed_since(gen), _resolution(gen)))
             elif gen.status == "submitting":
@@ -458,9 +467,12 @@ def _owner_alive(owner: str | None) -> bool:
     """Whether the process that was driving a generation still runs (on this host)."""
     if not owner:
         return False
-    pid_text, _, host = owner.partition("@")
-    if owner == OWNER:
-        return False  # our own earlier engine instance in this process: safe to take over
+    process, _, _ = owner.partition("#")
+    pid_text, _, host = process.partition("@")
+    if process == OWNER:
+        # This process: live only while that engine is open (another Studio call running now);
+        # a closed one's leftovers (or a legacy tag without "#n") are safe to take over.
+        return owner in _LIVE_OWNERS
     if host != socket.gethostname():
         return True  # another machine's work: leave it alone
     try:
