@@ -134,3 +134,43 @@ def test_sigkill_mid_batch_then_resume_polls_without_resubmitting(
         assert slow_sim.stats()["submits_received"] == before["submits_received"]
     finally:
         studio.close()
+
+
+def test_concurrent_generates_in_one_process_do_not_take_each_others_work(
+    monkeypatch: pytest.MonkeyPatch, project: Studio
+) -> None:
+    """`generate` resumes dead processes' work first; a live engine in this same process is not
+    dead, so the second call must not poll, fail or mark `unknown` the first call's rows."""
+    import asyncio
+
+    from refstudio import AsyncStudio
+    from refstudio.engine import Event
+
+    root = project.root
+    project.close()
+    with Simulator(SimulatorConfig(latency=1.0, jitter=0.2, key=KEY, seed=9)) as sim:
+        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+        monkeypatch.setenv("WAVESPEED_BASE_URL", sim.base_url)
+        second_events: list[Event] = []
+
+        async def main() -> tuple[list[int], list[int]]:
+            studio = AsyncStudio.open(root)
+            try:
+                first = asyncio.create_task(studio.generate("a red boat", n=3, seed=1))
+                await asyncio.sleep(0.5)  # two in flight, the third queued behind concurrency 2
+                second = await studio.generate("a blue boat", n=1, seed=100,
+                                               on_event=second_events.append)
+                return [g.id for g in await first], [g.id for g in second]
+            finally:
+                studio.close()
+
+        first_ids, second_ids = asyncio.run(main())
+        stray = {e.generation_id for e in second_events} - set(second_ids)
+        assert not stray, f"the second call drove the first call's generations {stray}"
+        reopened = Studio.open(root)
+        try:
+            assert all(reopened.generation(g).status == "completed"
+                       for g in [*first_ids, *second_ids])
+        finally:
+            reopened.close()
+        assert sim.stats()["submits_accepted"] == 4
