@@ -3,7 +3,9 @@
 Order comes from the references themselves: a step that mentions ``@mara_coat`` waits for the
 step that promotes ``mara_coat``. When several steps promote the same name (a refinement chain),
 they run in file order, and a mention waits for the last of them that comes before it in the file
-(or for the first, when the name does not exist yet). ``after = [...]`` adds explicit edges.
+(or for the first, when the name does not exist yet); a step that promotes a name waits for the
+steps above it that mention that name (they bind the image they were written against).
+``after = [...]`` adds explicit edges.
 
 Checked here: template errors, mentions nobody provides (with a did-you-mean), more than three
 references in a step, bad parameters, and cycles.
@@ -98,6 +100,7 @@ def build_plan(
     order_in_file = {s.id: i for i, s in enumerate(workflow.steps)}
 
     planned: list[PlannedStep] = []
+    readers: dict[str, set[str]] = {}  # name (lower) -> steps so far in the file mentioning it
     for step in workflow.steps:
         where = f"{workflow.path.name}: step \"{step.id}\""
         try:
@@ -143,6 +146,14 @@ def build_plan(
             earlier = [p for p in same if order_in_file[p] < order_in_file[step.id]]
             if earlier:
                 chain.add(earlier[-1])
+            # Write after read: the steps above this one in the file that mention the name it
+            # promotes must bind the image they were written against, so they run first.
+            chain.update(readers.get(step.promote.name.lstrip("@").lower(), set()) - {step.id})
+        for key in (n.lower() for n in names):
+            provider = waits_for.get(key)
+            # (A mention of a name first made by a later step waits for that step instead.)
+            if provider is None or order_in_file[provider] < order_in_file[step.id]:
+                readers.setdefault(key, set()).add(step.id)
         # Keyed on the file name, not its full path, so a moved project keeps its seeds.
         seed = params.seed if params.seed is not None else stable_seed(
             workflow.path.name, step.id

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
@@ -142,6 +142,7 @@ class WorkflowRunner:
             aspect_ratio=step.aspect_ratio, resolution=step.resolution, seed=step.seeds[0],
             provider=self.provider, run_id=run_id, step_id=spec.id,
         )
+        requests = self._pin(step, requests)
         model = engine.provider.model
         ids: list[int] = []
         new_ids: list[int] = []
@@ -177,6 +178,52 @@ class WorkflowRunner:
             self._promote(step, report)
         self.on_step(spec.id, report.status, report.message)
         return report
+
+    def _pin(self, step: PlannedStep, requests: list[Any]) -> list[Any]:
+        """Bind what a step bound last time for names this workflow itself promotes later.
+
+        A step above the one promoting ``@mara`` is written against @mara as it was before
+        that promotion. Once a run has promoted, the library's @mara is the new image, so a
+        rerun would bind it, change the request and pay again (and promote again, forever).
+        When @mara's primary came from this workflow's own promoting step, the step binds the
+        image its last completed generation bound, if @mara still holds it.
+        """
+        promoters = {s.promote.name.lstrip("@").lower(): s.id
+                     for s in self.plan.workflow.steps if s.promote is not None}
+        names = [n.lower() for n in step.mentions
+                 if n.lower() in promoters and n.lower() not in step.waits_for]
+        if not names or not requests:
+            return requests
+        previous = _last_completed_of_step(self.studio, str(self.plan.workflow.path), step.id)
+        if previous is None:
+            return requests
+        promoting_steps = {s.id for s in self.plan.workflow.steps
+                           if s.promote is not None}
+        old = {b["name"].lower(): b for b in json.loads(previous.bindings_json)}
+        swap: dict[str, tuple[str, int]] = {}
+        for key in names:
+            ref = self.studio.library.get(key)
+            primary = ref.primary
+            bound = old.get(key)
+            if primary is None or bound is None or bound.get("image_id") == primary.id:
+                continue
+            if not _made_by_steps(self.studio, primary.source_output_id, promoting_steps):
+                continue  # changed by the user, not by this workflow: bind what is there now
+            kept = next((i for i in ref.images if i.id == bound.get("image_id")
+                         and i.sha256 == bound.get("sha256")), None)
+            if kept is not None:
+                swap[key] = (kept.sha256, kept.id)
+        if not swap:
+            return requests
+        out = []
+        for request in requests:
+            bindings = tuple(
+                replace(b, sha256=swap[b.name.lower()][0], image_id=swap[b.name.lower()][1])
+                if b.name.lower() in swap and b.label is None else b
+                for b in request.bindings
+            )
+            out.append(replace(request, bindings=bindings))
+        return out
 
     def _promote(self, step: PlannedStep, report: StepReport) -> None:
         promote = step.spec.promote
@@ -218,6 +265,26 @@ def _latest_with_hash(studio: Any, request_hash: str) -> Generation | None:
         if row.status == "completed":
             return row
     return next((r for r in rows if r.status == "unknown"), None)
+
+
+def _last_completed_of_step(studio: Any, workflow: str, step_id: str) -> Generation | None:
+    with read_session(studio.db) as session:
+        return session.exec(
+            select(Generation).join(Run, col(Generation.run_id) == col(Run.id))
+            .where(Run.workflow == workflow, Generation.step_id == step_id,
+                   Generation.status == "completed")
+            .order_by(col(Generation.id).desc())
+        ).first()
+
+
+def _made_by_steps(studio: Any, output_id: int | None, step_ids: set[str]) -> bool:
+    """Whether an output came from a generation of one of these workflow steps."""
+    if output_id is None:
+        return False
+    with read_session(studio.db) as session:
+        output = session.get(Output, output_id)
+        gen = session.get(Generation, output.generation_id) if output is not None else None
+    return gen is not None and gen.step_id in step_ids
 
 
 def _already_promoted(studio: Any, name: str, outputs: list[GenerationInfo | Any]) -> bool:
