@@ -618,11 +618,17 @@ def _cross_check(
                 if out["sha256"] != img.sha256:
                     raise _Bad(f"an image of {r.original} differs from the output "
                                f"{gkey}:{index} it claims to come from")
+    image_sha = {img.key: img.sha256 for r in refs for img in r.images}
     for g in gens:
         for b in g.bindings:
-            if b["image"] is not None and b["image"] not in image_keys:
+            if b["image"] is None:
+                continue
+            if b["image"] not in image_keys:
                 raise _Bad(f"generation {g.key} binds image {b['image']!r}, which the pack "
                            "does not hold")
+            if image_sha[b["image"]] != b["sha256"]:
+                raise _Bad(f"generation {g.key} binds image {b['image']!r} under another "
+                           "content hash than the image has")
     used = {img.sha256 for r in refs for img in r.images} | {
         o["sha256"] for g in gens for o in g.outputs}
     if unused := set(media) - used:
