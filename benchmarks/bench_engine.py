@@ -1,0 +1,261 @@
+"""Engine vs the official ``wavespeed`` SDK on the local simulator (3 s ± 1 s tasks).
+
+    python benchmarks/bench_engine.py
+
+Prints figures; asserts nothing about timing. Every client runs in its own child process and the
+simulator in another, so the client CPU and RSS figures are the client's alone and the simulator
+does not compete with the client for the GIL. Detection lag, polls and server times come from the
+simulator's own stats (``GET /_sim/stats``).
+
+What is measured, per client, with 50 generations started at once:
+
+* wall / slowest: client wall time (submit → every output downloaded) over the slowest task's
+  server time;
+* mean / max detection lag: how long after a task finished the client first saw it finished;
+* requests / generation before downloads: (submits received + polls) / n;
+* client CPU / generation: process time of the client child / n, on a zero-latency simulator;
+* peak RSS with 100 in flight: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of a fresh child
+  running 100 generations at once (its value right after imports is shown too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+KEY = "bench-key"
+TARGETS = {"wall_ratio": 1.03, "mean_lag": 0.2, "req_per_gen": 4.0}
+
+
+# ----------------------------------------------------------------------------- child processes
+
+
+def _rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def child_engine(args: argparse.Namespace) -> dict[str, Any]:
+    from refstudio import Studio
+    from refstudio.engine import Engine, EngineSettings, PreparedRequest
+    from refstudio.providers.wavespeed import WaveSpeedProvider
+
+    rss_start = _rss_kb()
+    studio = Studio.open(args.project)
+    settings = EngineSettings(concurrency=args.concurrency, target_lag=args.target_lag)
+
+    async def main() -> list[str]:
+        provider = WaveSpeedProvider(api_key=KEY, base_url=args.base_url)
+        try:
+            async with Engine(studio.db, studio.store, provider, settings=settings) as engine:
+                ids = [engine.record(PreparedRequest(prompt=f"a harbour at dawn, take {i}",
+                                                     aspect_ratio="16:9", resolution="720p",
+                                                     seed=args.seed + i), 0.0)
+                       for i in range(args.n)]
+                return [o.status for o in await engine.run(ids)]
+        finally:
+            await provider.aclose()
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    statuses = asyncio.run(main())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    studio.close()
+    return {"wall": wall, "cpu": cpu, "rss_start_kb": rss_start, "rss_peak_kb": _rss_kb(),
+            "statuses": statuses}
+
+
+def child_sdk(args: argparse.Namespace) -> dict[str, Any]:
+    import requests
+    from wavespeed import Client
+
+    from refstudio import gen4
+
+    rss_start = _rss_kb()
+    statuses: list[str] = ["?"] * args.n
+
+    def one(i: int) -> None:
+        client = Client(api_key=KEY, base_url=args.base_url)  # SDK defaults otherwise
+        try:
+            result = client.run(gen4.MODEL_ID, {"prompt": f"a harbour at dawn, take {i}",
+                                                "aspect_ratio": "16:9", "resolution": "720p",
+                                                "seed": args.seed + i})
+            for url in result["outputs"]:  # the engine downloads too: same work
+                requests.get(url, timeout=60).raise_for_status()
+            statuses[i] = "completed"
+        except Exception as exc:  # a benchmark reports failures, it does not stop on them
+            statuses[i] = f"failed: {exc}"
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(args.n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"wall": wall, "cpu": cpu, "rss_start_kb": rss_start, "rss_peak_kb": _rss_kb(),
+            "statuses": statuses}
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+class RemoteSim:
+    """A simulator in its own process; stats and reset over HTTP."""
+
+    def __init__(self, latency: float, jitter: float, seed: int) -> None:
+        code = ("import sys; from refstudio.simulator import SimulatorConfig, run_forever; "
+                f"run_forever(SimulatorConfig(latency={latency}, jitter={jitter}, key={KEY!r}, "
+                f"seed={seed}))")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        self.base_url = line.strip().rsplit(" ", 1)[-1]
+        assert self.base_url.startswith("http://"), line
+
+    def stats(self) -> dict[str, Any]:
+        return httpx.get(f"{self.base_url}/_sim/stats", timeout=10).json()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.base_url}/_sim/reset", timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def run_child(kind: str, base_url: str, n: int, *, project: Path | None = None,
+              concurrency: int = 50, target_lag: float = 0.15, seed: int = 1) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", kind, "--base-url", base_url, "--n", str(n),
+           "--concurrency", str(concurrency), "--target-lag", str(target_lag),
+           "--seed", str(seed)]
+    if project is not None:
+        cmd += ["--project", str(project)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def figures(result: dict[str, Any], stats: dict[str, Any], n: int) -> dict[str, Any]:
+    tasks = stats["tasks"].values()
+    slowest = max(t["server_time"] for t in tasks)
+    done = sum(s == "completed" for s in result["statuses"])
+    return {
+        "wall": result["wall"],
+        "wall_ratio": result["wall"] / slowest,
+        "mean_lag": stats["mean_detection_lag"],
+        "max_lag": stats["max_detection_lag"],
+        "req_per_gen": (stats["submits_received"] + stats["polls"]) / n,
+        "completed": f"{done}/{n}",
+    }
+
+
+def measured_batch(sim: RemoteSim, kind: str, n: int, **kw: Any) -> dict[str, Any]:
+    sim.reset()
+    result = run_child(kind, sim.base_url, n, **kw)
+    return figures(result, sim.stats(), n)
+
+
+def main() -> None:
+    started = time.perf_counter()
+    n = 50
+    sim = RemoteSim(latency=3.0, jitter=1.0, seed=20260101)
+    zero = RemoteSim(latency=0.0, jitter=0.0, seed=7)
+    rows: dict[str, dict[str, Any]] = {}
+    sweep: list[tuple[float, dict[str, Any]]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            from refstudio import Studio
+
+            project = Path(tmp) / "bench"
+            Studio.init(project).close()
+            print("warming the engine's poll history: one batch of 20 in the same library "
+                  "(no history yet, so it polls on the default schedule)")
+            warm = measured_batch(sim, "engine", 20, project=project, seed=100_000)
+            print(f"  warm-up batch: wall {warm['wall']:.2f}s, {warm['req_per_gen']:.1f} req/gen, "
+                  f"mean lag {warm['mean_lag']:.3f}s")
+
+            rows["refstudio engine"] = measured_batch(sim, "engine", n, project=project,
+                                                      seed=200_000)
+            rows["wavespeed SDK"] = measured_batch(sim, "sdk", n, seed=300_000)
+
+            for i, lag in enumerate((0.05, 0.1, 0.15, 0.3)):
+                sweep.append((lag, measured_batch(sim, "engine", n, project=project,
+                                                  target_lag=lag, seed=400_000 + i * 1000)))
+
+            # Client CPU per generation at zero latency (fresh library each: no learned plan
+            # needed, tasks are done at once), and peak RSS with 100 in flight.
+            cpu_project = Path(tmp) / "cpu"
+            Studio.init(cpu_project).close()
+            cpu_engine = run_child("engine", zero.base_url, 200, project=cpu_project,
+                                   concurrency=50, seed=500_000)
+            cpu_sdk = run_child("sdk", zero.base_url, 200, seed=600_000)
+            rss_project = Path(tmp) / "rss"
+            Studio.init(rss_project).close()
+            rss_engine = run_child("engine", sim.base_url, 100, project=rss_project,
+                                   concurrency=100, seed=700_000)
+            rss_sdk = run_child("sdk", sim.base_url, 100, seed=800_000)
+    finally:
+        sim.stop()
+        zero.stop()
+
+    rows["refstudio engine"] |= {"cpu_ms": cpu_engine["cpu"] / 200 * 1000,
+                                 "rss": (rss_engine["rss_start_kb"], rss_engine["rss_peak_kb"])}
+    rows["wavespeed SDK"] |= {"cpu_ms": cpu_sdk["cpu"] / 200 * 1000,
+                              "rss": (rss_sdk["rss_start_kb"], rss_sdk["rss_peak_kb"])}
+
+    print()
+    print(f"{n} generations at once, simulator 3.0 s ± 1.0 s (uniform), downloads included in wall")
+    head = (f"{'':18} {'wall/slowest':>12} {'mean lag':>9} {'max lag':>8} {'req/gen':>8} "
+            f"{'CPU/gen':>8} {'peak RSS (100 in flight)':>26} {'done':>6}")
+    print(head)
+    print("-" * len(head))
+    for name, r in rows.items():
+        rss = f"{r['rss'][1] / 1024:.0f} MiB (start {r['rss'][0] / 1024:.0f})"
+        print(f"{name:18} {r['wall_ratio']:12.3f} {r['mean_lag']:8.3f}s {r['max_lag']:7.3f}s "
+              f"{r['req_per_gen']:8.2f} {r['cpu_ms']:6.1f}ms {rss:>26} {r['completed']:>6}")
+    print(f"{'target':18} {'<= ' + str(TARGETS['wall_ratio']):>12} "
+          f"{'<= ' + str(TARGETS['mean_lag']) + 's':>9} {'':>8} "
+          f"{'<= ' + str(TARGETS['req_per_gen']):>8}")
+    eng = rows["refstudio engine"]
+    verdict = {k: eng[k] <= v for k, v in TARGETS.items()}
+    print("engine meets: " + ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in
+                                       verdict.items()))
+    print("CPU/gen: client process time / 200 generations on a zero-latency simulator "
+          "(simulator in another process). RSS: getrusage ru_maxrss of a fresh client process.")
+    print()
+    print("target_lag trade-off (engine, same warmed library, 50 at once):")
+    print(f"{'target_lag':>10} {'mean lag':>9} {'max lag':>8} {'req/gen':>8} {'wall/slowest':>12}")
+    for lag, r in sweep:
+        print(f"{lag:10.2f} {r['mean_lag']:8.3f}s {r['max_lag']:7.3f}s {r['req_per_gen']:8.2f} "
+              f"{r['wall_ratio']:12.3f}")
+    print(f"\n(total benchmark time {time.perf_counter() - started:.0f}s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", choices=("engine", "sdk"))
+    parser.add_argument("--base-url")
+    parser.add_argument("--project", type=Path)
+    parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--target-lag", type=float, default=0.15)
+    parser.add_argument("--seed", type=int, default=1)
+    ns = parser.parse_args()
+    if ns.child == "engine":
+        print(json.dumps(child_engine(ns)))
+    elif ns.child == "sdk":
+        print(json.dumps(child_sdk(ns)))
+    else:
+        main()
