@@ -31,6 +31,7 @@ from datetime import timedelta
 from ..db import Database
 from ..errors import (
     AmbiguousSubmitError,
+    AuthenticationError,
     GenerationError,
     NotAcceptedError,
     ProtocolError,
@@ -242,7 +243,14 @@ class Engine:
     async def _follow(
         self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, resolution: str
     ) -> Outcome:
-        status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
+        try:
+            status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
+        except AuthenticationError as exc:
+            message = (f"{exc}; the task was accepted and may be paid, so it stays submitted: "
+                       "fix the key, then `refstudio resume`")
+            records.update(self.db, gen_id, error=message, owner=None)
+            self.emit(gen_id, "submitted", message)
+            return Outcome(gen_id, "submitted", message)
         if status is None:
             message = (f"still running after {self.settings.poll_deadline:.0f}s; "
                        "`refstudio resume` picks it up later")
@@ -381,6 +389,12 @@ class _PollLoop:
             if exc.status_code == 429:
                 engine.gate.close_for(delay)
             self._schedule(watch, delay)
+            return
+        except AuthenticationError as exc:
+            # Our key was refused: that says nothing about the (paid) task. Hand it back to
+            # _follow, which keeps the generation `submitted` for a resume with a good key.
+            if not watch.future.done():
+                watch.future.set_exception(exc)
             return
         except RefstudioError as exc:
             if not watch.future.done():
