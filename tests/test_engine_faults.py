@@ -132,3 +132,38 @@ def test_two_hundred_generations_with_mixed_faults_never_pay_twice(
             assert img.size == (info.outputs[0].width, info.outputs[0].height)
     # Uploads are free to retry, but one image is still uploaded once.
     assert stats["uploads"] == 1
+
+
+def test_a_refused_poll_leaves_paid_work_resumable(project: Studio) -> None:
+    """A poll answered 401 (key rotated, wrong key at resume) says nothing about the task: the
+    generation must stay `submitted` so a later resume with the right key collects the image."""
+    with Simulator(SimulatorConfig(latency=0.6, jitter=0.0, key=KEY, seed=5)) as sim:
+
+        async def drive(key: str, *, resume: bool, deadline: float = 60.0) -> list[Outcome]:
+            provider = WaveSpeedProvider(api_key=key, base_url=sim.base_url)
+            settings = EngineSettings(poll_deadline=deadline, default_expected=0.4,
+                                      poll_backoff=Backoff(base=0.05, cap=0.2))
+            try:
+                async with Engine(project.db, project.store, provider,
+                                  settings=settings) as engine:
+                    if resume:
+                        return await engine.resume()
+                    gen_id = engine.record(PreparedRequest(prompt="a lighthouse",
+                                                           aspect_ratio="1:1",
+                                                           resolution="720p", seed=3), 0.05)
+                    return await engine.run([gen_id])
+            finally:
+                await provider.aclose()
+
+        # Submitted, then the deadline passes before the first poll: resumable.
+        (first,) = asyncio.run(drive(KEY, resume=False, deadline=0.01))
+        assert first.status == "submitted"
+        (refused,) = asyncio.run(drive("sk-rotated-wrong-key", resume=True))
+        assert refused.status == "submitted"
+        info = project.generation(first.generation_id)
+        assert info.status == "submitted", info.error
+        assert "401" in info.error
+        (done,) = asyncio.run(drive(KEY, resume=True))
+        assert done.status == "completed"
+        assert project.generation(first.generation_id).status == "completed"
+        assert sim.stats()["submits_accepted"] == 1
