@@ -427,9 +427,13 @@ class Library:
     def _load(
         self, *, ids: list[int] | None = None, kind: str | None = None, tag: str | None = None
     ) -> list[ReferenceInfo]:
-        # Three queries whatever the library size: references, their tags, their images.
+        # Three queries whatever the library size: references, their tags, their images. Plain
+        # column rows, not ORM objects: listing 10,000 references is dominated by object setup.
         with read_session(self.db) as session:
-            query = select(Reference).order_by(Reference.name_key)
+            query = select(
+                Reference.id, Reference.name, Reference.kind, Reference.description,
+                Reference.created_at, Reference.updated_at,
+            ).order_by(Reference.name_key)
             if ids is not None:
                 query = query.where(col(Reference.id).in_(ids))
             if kind is not None:
@@ -443,10 +447,19 @@ class Library:
             refs = session.exec(query).all()
             if not refs:
                 return []
-            wanted = None if ids is None and kind is None and tag is None else [r.id for r in refs]
-            tag_query = select(ReferenceTag).order_by(ReferenceTag.tag)
+            filtered = ids is not None or kind is not None or tag is not None
+            wanted = [r[0] for r in refs] if filtered else None
+            tag_query = select(ReferenceTag.reference_id, ReferenceTag.tag).order_by(
+                ReferenceTag.tag
+            )
             image_query = (
-                select(ReferenceImage, Asset)
+                select(
+                    ReferenceImage.reference_id, ReferenceImage.id, ReferenceImage.label,
+                    ReferenceImage.is_primary, ReferenceImage.position,
+                    ReferenceImage.source_file, ReferenceImage.source_output_id,
+                    Asset.sha256, Asset.path, Asset.format, Asset.width, Asset.height,
+                    Asset.bytes, Asset.quality_json,
+                )
                 .join(Asset, col(Asset.id) == ReferenceImage.asset_id)
                 .order_by(col(ReferenceImage.is_primary).desc(), ReferenceImage.position)
             )
@@ -454,41 +467,37 @@ class Library:
                 tag_query = tag_query.where(col(ReferenceTag.reference_id).in_(wanted))
                 image_query = image_query.where(col(ReferenceImage.reference_id).in_(wanted))
             tags: dict[int, list[str]] = {}
-            for t in session.exec(tag_query).all():
-                tags.setdefault(t.reference_id, []).append(t.tag)
-            images: dict[int, list[ImageInfo]] = {}
-            for img, asset in session.exec(image_query).all():
-                images.setdefault(img.reference_id, []).append(self._image_info(img, asset))
+            for ref_id, tag_text in session.exec(tag_query).all():
+                tags.setdefault(ref_id, []).append(tag_text)
+            image_rows = session.exec(image_query).all()
+        warnings_cache: dict[str, tuple[str, ...]] = {}
+        images: dict[int, list[ImageInfo]] = {}
+        for (ref_id, image_id, label, primary, position, source_file, source_output_id,
+             sha, key, fmt, width, height, size, quality_json) in image_rows:
+            warnings = warnings_cache.get(quality_json)
+            if warnings is None:
+                warnings = warnings_cache[quality_json] = tuple(json.loads(quality_json or "[]"))
+            images.setdefault(ref_id, []).append(
+                ImageInfo(
+                    id=image_id, label=label, is_primary=primary, position=position,
+                    sha256=sha, path=str(self.store.local_path(key)), format=fmt,
+                    width=width, height=height, bytes=size, source_file=source_file,
+                    source_output_id=source_output_id, warnings=warnings,
+                )
+            )
         return [
             ReferenceInfo(
-                id=r.id,  # type: ignore[arg-type]
-                name=r.name,
-                kind=r.kind,
-                description=r.description,
-                tags=tuple(tags.get(r.id, ())),  # type: ignore[arg-type]
-                images=tuple(images.get(r.id, ())),  # type: ignore[arg-type]
-                created_at=r.created_at,
-                updated_at=r.updated_at,
+                id=ref_id,
+                name=name,
+                kind=ref_kind,
+                description=description,
+                tags=tuple(tags.get(ref_id, ())),
+                images=tuple(images.get(ref_id, ())),
+                created_at=created_at,
+                updated_at=updated_at,
             )
-            for r in refs
+            for ref_id, name, ref_kind, description, created_at, updated_at in refs
         ]
-
-    def _image_info(self, img: ReferenceImage, asset: Asset) -> ImageInfo:
-        return ImageInfo(
-            id=img.id,  # type: ignore[arg-type]
-            label=img.label,
-            is_primary=img.is_primary,
-            position=img.position,
-            sha256=asset.sha256,
-            path=str(self.store.local_path(asset.path)),
-            format=asset.format,
-            width=asset.width,
-            height=asset.height,
-            bytes=asset.bytes,
-            source_file=img.source_file,
-            source_output_id=img.source_output_id,
-            warnings=tuple(json.loads(asset.quality_json or "[]")),
-        )
 
     def check(self, name: str) -> list[tuple[ImageInfo, list[str]]]:
         """Re-run the quality check on each image of a reference (from the stored bytes)."""

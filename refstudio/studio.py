@@ -44,7 +44,11 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixi
     def __init__(self, project: Project) -> None:
         self.project = project
         self.db = Database(project.db_path)
-        self.db.migrate()
+        try:
+            self.db.migrate()
+        except BaseException:
+            self.db.dispose()  # don't leave a pool open behind a library we refused to open
+            raise
         self.store = LocalMediaStore(project.media_dir)
         self.library = Library(
             self.db,
