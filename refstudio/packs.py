@@ -728,7 +728,7 @@ def import_pack(
             raise InputError(f"{label}: {exc.message}; nothing was imported",
                              hint=exc.hint) from exc
         _refuse_clashes(library, pack.references)
-        return _write(library, zf, pack, checked, rename)
+        return _write(library, zf, pack, checked)
 
 
 def _check_media(
@@ -783,7 +783,6 @@ def _write(
     zf: zipfile.ZipFile,
     pack: _Pack,
     checked: list[_CheckedMedia],
-    rename: Mapping[str, str],
 ) -> PackImportResult:
     store = library.store
     added: list[str] = []  # media keys this import created: removed again if it fails
