@@ -343,7 +343,7 @@ class _PollLoop:
         """The task's terminal status, or None when the deadline passed first."""
         loop = asyncio.get_running_loop()
         watch = _Watch(task_id, poll_url, resolution, loop.time() - elapsed, loop.create_future())
-        self._schedule(watch, self._plan(resolution).next_delay(elapsed, 0))
+        self._schedule(watch, self._plan(resolution).first_delay(elapsed))
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
         return await watch.future
@@ -402,7 +402,7 @@ class _PollLoop:
             return
         watch.failures = 0
         if status.state in ("completed", "failed"):
-            seconds = (status.inference_ms / 1000) if status.inference_ms else elapsed
+            seconds = status.inference_ms / 1000 if status.inference_ms is not None else elapsed
             if status.state == "completed":
                 self._learn(watch.resolution, seconds)
             if not watch.future.done():

@@ -55,6 +55,11 @@ class PollPlan:
             dense_interval=dense,
         )
 
+    def first_delay(self, elapsed: float) -> float:
+        """Seconds from now to a task's first poll: at the earliest plausible finish (at once
+        for a task that is already past it, e.g. one picked up by resume)."""
+        return max(0.0, self.window_start - elapsed)
+
     def next_delay(self, elapsed: float, straggler_polls: int) -> float:
         """Seconds from now to the next poll, given time since submit and polls past the window.
 

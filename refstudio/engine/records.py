@@ -211,7 +211,7 @@ def past_durations(db: Database, provider: str, resolution: str, limit: int = 20
     for inference_ms, submitted, completed, params_json in rows:
         if json.loads(params_json).get("resolution") != resolution:
             continue
-        if inference_ms:
+        if inference_ms is not None:
             durations.append(inference_ms / 1000)
         elif submitted and completed:
             durations.append((completed - submitted).total_seconds())
