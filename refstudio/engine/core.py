@@ -134,16 +134,16 @@ class Engine:
     def record(self, request: records.PreparedRequest, cost: float) -> int:
         """Write-ahead: the generation row, before anything is uploaded or sent."""
         gen_id = records.create_pending(
-            self.db, request, provider=self.provider.name, model=self.provider.model, cost=cost
+            self.db, request, provider=self.provider.name, model=self.provider.model, cost=cost,
+            owner=self.owner,
         )
-        records.update(self.db, gen_id, owner=self.owner, updated_at=records.now_utc())
         self.emit(gen_id, "pending")
         return gen_id
 
     async def run(self, generation_ids: Sequence[int]) -> list[Outcome]:
         """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
-        for gen_id in generation_ids:  # ours now: a concurrent resume must leave them alone
-            records.update(self.db, gen_id, owner=self.owner)
+        # Ours now: a concurrent resume must leave them alone.
+        records.claim(self.db, list(generation_ids), self.owner)
         return list(await asyncio.gather(*(self._drive(g) for g in generation_ids)))
 
     async def resume(self) -> list[Outcome]:

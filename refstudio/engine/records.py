@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import update as sa_update
 from sqlmodel import col, select
 
 from ..db import Database, read_session, write_session
@@ -78,7 +79,13 @@ class PreparedRequest:
 
 
 def create_pending(
-    db: Database, request: PreparedRequest, *, provider: str, model: str, cost: float
+    db: Database,
+    request: PreparedRequest,
+    *,
+    provider: str,
+    model: str,
+    cost: float,
+    owner: str | None = None,
 ) -> int:
     """Write the generation row before anything leaves the machine. Returns its id."""
     with write_session(db) as session:
@@ -94,7 +101,9 @@ def create_pending(
             cost_estimate=cost,
             run_id=request.run_id,
             step_id=request.step_id,
+            owner=owner,
             created_at=now_utc(),
+            updated_at=now_utc(),
         )
         session.add(row)
         session.flush()
@@ -119,6 +128,18 @@ def update(db: Database, generation_id: int, **changes: Any) -> None:
         for key, value in changes.items():
             setattr(row, key, value)
         session.add(row)
+
+
+def claim(db: Database, generation_ids: list[int], owner: str) -> None:
+    """Mark generations as driven by ``owner`` (one statement for the whole batch)."""
+    if not generation_ids:
+        return
+    with write_session(db) as session:
+        session.exec(  # type: ignore[call-overload]
+            sa_update(Generation)
+            .where(col(Generation.id).in_(generation_ids))
+            .values(owner=owner, updated_at=now_utc())
+        )
 
 
 def mark_submitting(db: Database, generation_id: int, payload: dict[str, Any]) -> None:
