@@ -213,6 +213,12 @@ class GenerationMixin:
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
     ) -> list[GenerationInfo]:
         """Generations, newest first; optionally those using ``ref`` or in one ``status``."""
+        from .models import GENERATION_STATES
+
+        if status is not None and status not in GENERATION_STATES:
+            raise InputError(
+                f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
+            )
         return self.queries.history(ref=ref, status=status, limit=limit)
 
     def lineage(self, name: str) -> dict[str, Any]:

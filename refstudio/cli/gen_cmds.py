@@ -103,8 +103,11 @@ def gen(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate images from a prompt or template and store them in the library."""
+    from ..errors import InputError
     from ..providers.registry import default_provider_name
 
+    if not 1 <= n <= 16:
+        raise InputError(f"-n must be between 1 and 16, not {n}")
     with open_studio() as studio:
         chosen = default_provider_name(provider or studio.project.config.provider)
         if chosen == "offline" and not provider and not as_json:

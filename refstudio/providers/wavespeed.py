@@ -169,7 +169,8 @@ class WaveSpeedProvider(Provider):
             raise AuthenticationError(
                 "no WaveSpeed API key",
                 hint=f"set the {ENV_API_KEY} environment variable "
-                f"(export {ENV_API_KEY}=...) or pass api_key= to WaveSpeedProvider",
+                f"(export {ENV_API_KEY}=...), or run `refstudio config set-key`, or drop "
+                "--provider wavespeed to use the free offline previews",
             )
         if any(c in key for c in "\r\n\0") or not key.isascii():
             # A key like that could never be a valid header value; say so without echoing it.
