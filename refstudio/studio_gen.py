@@ -465,11 +465,17 @@ class AsyncGenerationMixin:
             return create(name, **options)
         return create(name, **overrides)
 
-    def _engine(self, provider_name: str, on_event: Callable[[Event], None] | None) -> Any:
+    def _engine(
+        self,
+        provider_name: str,
+        on_event: Callable[[Event], None] | None,
+        concurrency: int | None = None,
+    ) -> Any:
         from .engine import Engine, EngineSettings
 
         provider = self.make_provider(provider_name)
-        settings = EngineSettings(concurrency=self.project.config.concurrency)  # type: ignore[attr-defined]
+        in_flight = concurrency or self.project.config.concurrency  # type: ignore[attr-defined]
+        settings = EngineSettings(concurrency=in_flight)
         return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
                                    settings=settings, on_event=on_event), provider)
 

@@ -76,7 +76,8 @@ class WorkflowRunner:
         self.studio = studio
         self.plan = plan
         self.provider = provider
-        self.slots = asyncio.Semaphore(max(1, concurrency))
+        self.concurrency = max(1, concurrency)
+        self.slots = asyncio.Semaphore(self.concurrency)
         self.on_step = on_step or (lambda *_: None)
         self.on_event = on_event
         self.reports: dict[str, StepReport] = {}
@@ -84,7 +85,10 @@ class WorkflowRunner:
 
     async def run(self) -> RunReport:
         run_id = self._start_run()
-        async with self.studio._engine(self.provider, self.on_event) as engine:
+        # Generations in flight follow the run's concurrency too: with the project's default (2)
+        # a wave of independent steps would queue behind itself and stretch the critical path.
+        in_flight = max(self.concurrency, self.studio.project.config.concurrency)
+        async with self.studio._engine(self.provider, self.on_event, in_flight) as engine:
             await engine.resume()
             self.done = {s.id: asyncio.Event() for s in self.plan.steps}
             await asyncio.gather(*(self._step(engine, s, run_id) for s in self.plan.steps))
