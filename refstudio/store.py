@@ -10,6 +10,7 @@ implements it on a folder. An S3-compatible store can implement the same four me
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -85,7 +86,8 @@ class LocalMediaStore:
                     size += len(chunk)
                     fh.write(chunk)
                 fh.flush()
-                os.fsync(fh.fileno())
+                # fsync takes milliseconds to tens of them: keep it off the event loop.
+                await asyncio.to_thread(os.fsync, fh.fileno())
             sha = hasher.hexdigest()
             key = blob_key(sha, extension)
             if self.exists(key):

@@ -179,7 +179,7 @@ class Engine:
             try:
                 submitted = await self._submit(gen_id)
             except RefstudioError as exc:
-                return self._fail(gen_id, "failed", str(exc))
+                return await self._fail(gen_id, "failed", str(exc))
             if isinstance(submitted, Outcome):
                 return submitted
             task_id, poll_url, resolution = submitted
@@ -199,7 +199,9 @@ class Engine:
         while True:
             attempt += 1
             await self.gate.wait()
-            records.mark_submitting(self.db, gen_id, body)
+            # Blocking SQLite and file work runs in threads so one task's write never delays
+            # another task's poll (that delay is detection lag).
+            await asyncio.to_thread(records.mark_submitting, self.db, gen_id, body)
             self.emit(gen_id, "submitting")
             try:
                 task = await self.provider.submit(body)
@@ -207,7 +209,7 @@ class Engine:
                 # Certainly not taken: safe to send again after a pause everyone respects.
                 records.update(self.db, gen_id, status="pending", error=str(exc))
                 if attempt >= self.settings.submit_backoff.max_attempts:
-                    return self._fail(gen_id, "failed",
+                    return await self._fail(gen_id, "failed",
                                       f"not accepted after {attempt} attempts: {exc}")
                 delay = self.settings.submit_backoff.delay(attempt, exc.retry_after, self._rng)
                 if exc.status_code == 429:
@@ -218,10 +220,12 @@ class Engine:
             except (AmbiguousSubmitError, ProtocolError) as exc:
                 message = (f"{exc}. The request may have been accepted and billed, so it was "
                            f"not resent; `refstudio retry {gen_id}` resends it (may cost again)")
-                return self._fail(gen_id, "unknown", message)
+                return await self._fail(gen_id, "unknown", message)
             except ProviderError as exc:
-                return self._fail(gen_id, "failed", str(exc))
-            records.mark_submitted(self.db, gen_id, task.task_id, task.poll_url)
+                return await self._fail(gen_id, "failed", str(exc))
+            await asyncio.to_thread(
+                records.mark_submitted, self.db, gen_id, task.task_id, task.poll_url
+            )
             self.emit(gen_id, "submitted", task.task_id)
             return task.task_id, task.poll_url, str(params.get("resolution"))
 
@@ -258,7 +262,8 @@ class Engine:
             self.emit(gen_id, "submitted", message)
             return Outcome(gen_id, "submitted", message)
         if status.state == "failed":
-            return self._fail(gen_id, "failed", status.error or "the provider reported failure")
+            reason = status.error or "the provider reported failure"
+            return await self._fail(gen_id, "failed", reason)
         self.emit(gen_id, "downloading")
         try:
             stored = await self._download_all(status)
@@ -268,13 +273,13 @@ class Engine:
             records.update(self.db, gen_id, error=message, owner=None)
             self.emit(gen_id, "submitted", message)
             return Outcome(gen_id, "submitted", message)
-        records.complete(self.db, gen_id, stored, status.inference_ms)
+        await asyncio.to_thread(records.complete, self.db, gen_id, stored, status.inference_ms)
         self.emit(gen_id, "completed", f"{len(stored)} output(s)")
         return Outcome(gen_id, "completed")
 
-    def _fail(self, gen_id: int, status: str, message: str) -> Outcome:
-        records.update(self.db, gen_id, status=status, error=message, owner=None,
-                       updated_at=records.now_utc())
+    async def _fail(self, gen_id: int, status: str, message: str) -> Outcome:
+        await asyncio.to_thread(records.update, self.db, gen_id, status=status, error=message,
+                                owner=None, updated_at=records.now_utc())
         self.emit(gen_id, status, message)
         return Outcome(gen_id, status, message)
 
@@ -299,7 +304,9 @@ class Engine:
                 first = await sniffed.prime()
                 fmt, ext = _sniff_format(first)
                 blob = await self.store.put_stream(sniffed.chunks(), extension=ext)
-                width, height = _image_size(self.store.local_path(blob.key))
+                width, height = await asyncio.to_thread(
+                    _image_size, self.store.local_path(blob.key)
+                )
                 return blob.sha256, blob.key, fmt, width, height, blob.size
             except TransientError as exc:
                 if attempt >= self.settings.download_attempts:
