@@ -50,10 +50,13 @@ class LocalMediaStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._tmp_ready = False
 
     def _tmp_dir(self) -> Path:
         tmp = self.root / ".tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        if not self._tmp_ready:  # once per store, not once per image
+            tmp.mkdir(parents=True, exist_ok=True)
+            self._tmp_ready = True
         return tmp
 
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob:
