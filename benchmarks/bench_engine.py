@@ -58,10 +58,12 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
         provider = WaveSpeedProvider(api_key=KEY, base_url=args.base_url)
         try:
             async with Engine(studio.db, studio.store, provider, settings=settings) as engine:
-                ids = [engine.record(PreparedRequest(prompt=f"a harbour at dawn, take {i}",
-                                                     aspect_ratio="16:9", resolution="720p",
-                                                     seed=args.seed + i), 0.0)
-                       for i in range(args.n)]
+                ids = engine.record_many(
+                    [PreparedRequest(prompt=f"a harbour at dawn, take {i}", aspect_ratio="16:9",
+                                     resolution="720p", seed=args.seed + i)
+                     for i in range(args.n)],
+                    0.0,
+                )
                 return [o.status for o in await engine.run(ids)]
         finally:
             await provider.aclose()

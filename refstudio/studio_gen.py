@@ -489,7 +489,7 @@ class AsyncGenerationMixin:
         async with self._engine(provider_name, on_event) as engine:
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
-            ids = [engine.record(r, cost) for r in requests]
+            ids = engine.record_many(requests, cost)
             return await engine.run(ids)
 
 

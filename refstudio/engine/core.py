@@ -140,6 +140,16 @@ class Engine:
         self.emit(gen_id, "pending")
         return gen_id
 
+    def record_many(self, requests: Sequence[records.PreparedRequest], cost: float) -> list[int]:
+        """Write-ahead for a batch: one transaction for all rows, before any is sent."""
+        ids = records.create_pending_many(
+            self.db, list(requests), provider=self.provider.name, model=self.provider.model,
+            cost=cost, owner=self.owner,
+        )
+        for gen_id in ids:
+            self.emit(gen_id, "pending")
+        return ids
+
     async def run(self, generation_ids: Sequence[int]) -> list[Outcome]:
         """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
         # Ours now: a concurrent resume must leave them alone.

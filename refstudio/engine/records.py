@@ -88,27 +88,45 @@ def create_pending(
     owner: str | None = None,
 ) -> int:
     """Write the generation row before anything leaves the machine. Returns its id."""
+    return create_pending_many(db, [request], provider=provider, model=model, cost=cost,
+                               owner=owner)[0]
+
+
+def create_pending_many(
+    db: Database,
+    requests: list[PreparedRequest],
+    *,
+    provider: str,
+    model: str,
+    cost: float,
+    owner: str | None = None,
+) -> list[int]:
+    """Write-ahead rows for a batch in one transaction (all exist before any is sent)."""
     with write_session(db) as session:
-        row = Generation(
-            status="pending",
-            provider=provider,
-            model=model,
-            template_source=request.template_source,
-            prompt=request.prompt,
-            params_json=json.dumps(request.params()),
-            bindings_json=json.dumps([b.to_dict() for b in request.bindings]),
-            request_hash=request.request_hash(provider, model),
-            cost_estimate=cost,
-            run_id=request.run_id,
-            step_id=request.step_id,
-            owner=owner,
-            created_at=now_utc(),
-            updated_at=now_utc(),
-        )
-        session.add(row)
+        rows = [
+            Generation(
+                status="pending",
+                provider=provider,
+                model=model,
+                template_source=request.template_source,
+                prompt=request.prompt,
+                params_json=json.dumps(request.params()),
+                bindings_json=json.dumps([b.to_dict() for b in request.bindings]),
+                request_hash=request.request_hash(provider, model),
+                cost_estimate=cost,
+                run_id=request.run_id,
+                step_id=request.step_id,
+                owner=owner,
+                created_at=now_utc(),
+                updated_at=now_utc(),
+            )
+            for request in requests
+        ]
+        session.add_all(rows)
         session.flush()
-        assert row.id is not None
-        return row.id
+        ids = [row.id for row in rows]
+    assert all(i is not None for i in ids)
+    return ids  # type: ignore[return-value]
 
 
 def load(db: Database, generation_id: int) -> Generation:
