@@ -273,3 +273,36 @@ def test_cli_json_and_key_never_in_gallery(project_root: Path, tmp_path: Path) -
 def test_cli_outside_a_project(tmp_path: Path) -> None:
     done = run_cli("gallery", cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
+
+
+def test_download_links_carry_provenance_and_leave_originals_alone(tmp_path: Path) -> None:
+    """Every output gets a PNG download whose text chunks say where it came from."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from refstudio import Studio, read_provenance
+    from refstudio.gallery import build_gallery
+
+    target = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "REFSTUDIO_"))}
+    done = subprocess.run([sys.executable, "-m", "refstudio", "demo", str(target)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with Studio.open(target) as studio:
+        gens = studio.history(limit=None)
+        before = {o.path: hashlib.sha256(o.path.read_bytes()).hexdigest()
+                  for g in gens for o in g.outputs}
+        build_gallery(studio)
+        page = (target / "gallery" / "generations.html").read_text()
+        for gen in gens:
+            for output in gen.outputs:
+                name = f"downloads/{gen.id}-{output.index}.png"
+                assert f'href="{name}"' in page
+                record = read_provenance(target / "gallery" / name)
+                assert record["generation_id"] == gen.id
+                assert record["prompt"] == gen.prompt
+                assert record["seed"] == gen.seed
+        after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before}
+        assert after == before

@@ -37,6 +37,7 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
+from .downloads import ensure_downloads
 from .text import format_duration, format_time, linkify_mentions
 from .thumbs import ensure_thumbnails, thumb_name
 
@@ -96,6 +97,7 @@ def build_gallery(
     site = _Site(out, data, page_size)
     thumbs = ensure_thumbnails(data.sources, out / "thumbs", site.wanted_thumbnails(), workers)
     site.missing = thumbs.missing
+    site.downloads = ensure_downloads(data.gens, out / "downloads").files
 
     env = _environment()
     written: list[str] = []
@@ -183,6 +185,7 @@ class _Site:
         self.data = data
         self.page_size = max(1, page_size)
         self.missing: set[str] = set()
+        self.downloads: dict[tuple[int, int], str] = {}
         self.refs_by_key = {_key(r.name): r for r in data.refs}
         self.ref_of_image: dict[int, ReferenceInfo] = {
             img.id: ref for ref in data.refs for img in ref.images
@@ -325,6 +328,10 @@ class _Site:
             for i in range(0, len(gens), self.page_size)
         ]
 
+    def _download_href(self, gen_id: int, index: int) -> str | None:
+        name = self.downloads.get((gen_id, index))
+        return f"downloads/{name}" if name else None
+
     def generation_view(self, gen: GenerationInfo) -> dict[str, Any]:
         refs = []
         for binding in gen.bindings:
@@ -343,6 +350,7 @@ class _Site:
             self.image(
                 o.sha256,
                 handle=o.ref,
+                download=self._download_href(o.generation_id, o.index),
                 width=o.width,
                 height=o.height,
                 nsfw=o.nsfw,
