@@ -13,15 +13,14 @@ WebP outputs are converted to PNG. The stored original in ``media/`` is only eve
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ImageError, InputError, OutputNotFoundError, StorageError
+from .fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
     from .results import GenerationInfo, GenerationQueries, OutputInfo
@@ -257,14 +256,7 @@ def export_image(
     png = png_with_provenance(data, provenance_of(gen, output))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".export-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(png)
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(target, png)
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
     return target.resolve()

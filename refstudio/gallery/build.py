@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -37,6 +36,7 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
+from ..fsutil import atomic_write_bytes
 from .downloads import ensure_downloads
 from .text import format_duration, format_time, linkify_mentions
 from .thumbs import ensure_thumbnails, thumb_name
@@ -471,14 +471,7 @@ def _size(n: int) -> str:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     # A reader (a browser refreshing mid-build) sees the old page or the new one, never half.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def _remove_stale_pages(out: Path, written: set[str]) -> None:

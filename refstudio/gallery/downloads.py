@@ -8,11 +8,11 @@ stored originals in ``media/`` are never touched. A rebuild only writes what is 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..fsutil import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ..results import GenerationInfo
@@ -49,10 +49,7 @@ def ensure_downloads(gens: list[GenerationInfo], folder: Path) -> DownloadResult
                 png = png_with_provenance(data, provenance_of(gen, output))
             except Exception:  # a missing or unreadable original: no link, not a failed build
                 continue
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(png)
-            os.replace(tmp, target)
+            atomic_write_bytes(target, png)
             result.made += 1
             result.files[(gen.id, output.index)] = name
     return result

@@ -8,11 +8,12 @@ Stored images are immutable (content-addressed), so a cached thumbnail can never
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..fsutil import atomic_file
 
 #: Long side of a thumbnail in pixels: sharp on a 2x screen at the 192 px the CSS shows.
 THUMB_SIZE = 384
@@ -57,14 +58,8 @@ def make_thumbnail(source: Path, dest: Path, size: int = THUMB_SIZE) -> None:
             img = img.convert("RGB")
         # Write to a temporary file and rename it, so a concurrent build (or a crash midway)
         # never leaves a half-written thumbnail that a later build would reuse.
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".jpg")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                img.save(fh, "JPEG", quality=JPEG_QUALITY)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(dest) as fh:
+            img.save(fh, "JPEG", quality=JPEG_QUALITY)
 
 
 def ensure_thumbnails(

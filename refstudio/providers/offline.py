@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from .. import gen4
 from ..errors import RequestRejectedError, TransientError
+from ..fsutil import atomic_write_bytes
 from .base import BoundImage, GenParams, Provider, SubmittedTask, TaskStatus, UploadedImage
 from .payloads import wavespeed_body
 
@@ -62,14 +63,14 @@ class OfflineProvider(Provider):
         sha = hashlib.sha256(data).hexdigest()
         path = self.root / "uploads" / sha
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write_bytes(path, data)
         return UploadedImage(url=f"offline://uploads/{sha}")
 
     async def submit(self, body: dict[str, Any]) -> SubmittedTask:
         task_id = uuid.uuid4().hex
         task = dict(body)
         task.setdefault("seed", random.randint(gen4.SEED_MIN, gen4.SEED_MAX))
-        _atomic_write(self.root / "tasks" / f"{task_id}.json", json.dumps(task).encode())
+        atomic_write_bytes(self.root / "tasks" / f"{task_id}.json", json.dumps(task).encode())
         return SubmittedTask(task_id=task_id, poll_url=None)
 
     async def fetch_status(self, task_id: str, poll_url: str | None = None) -> TaskStatus:
@@ -113,9 +114,3 @@ class OfflineProvider(Provider):
             return (self.root / "uploads" / sha).read_bytes()
         except OSError:
             return None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + f".{uuid.uuid4().hex}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
