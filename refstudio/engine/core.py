@@ -192,10 +192,12 @@ class Engine:
                 return await self._fail(gen_id, "failed", str(exc))
             if isinstance(submitted, Outcome):
                 return submitted
-            task_id, poll_url, resolution = submitted
-            return await self._follow(gen_id, task_id, poll_url, 0.0, resolution)
+            task_id, poll_url, resolution, accepted_at = submitted
+            # The task's clock started when the provider answered, not when our row was written.
+            elapsed = asyncio.get_running_loop().time() - accepted_at
+            return await self._follow(gen_id, task_id, poll_url, elapsed, resolution)
 
-    async def _submit(self, gen_id: int) -> tuple[str, str | None, str] | Outcome:
+    async def _submit(self, gen_id: int) -> tuple[str, str | None, str, float] | Outcome:
         gen = records.load(self.db, gen_id)
         bindings = json.loads(gen.bindings_json)
         params = json.loads(gen.params_json)
@@ -215,6 +217,7 @@ class Engine:
             self.emit(gen_id, "submitting")
             try:
                 task = await self.provider.submit(body)
+                accepted_at = asyncio.get_running_loop().time()
             except NotAcceptedError as exc:
                 # Certainly not taken: safe to send again after a pause everyone respects.
                 records.update(self.db, gen_id, status="pending", error=str(exc))
@@ -237,7 +240,7 @@ class Engine:
                 records.mark_submitted, self.db, gen_id, task.task_id, task.poll_url
             )
             self.emit(gen_id, "submitted", task.task_id)
-            return task.task_id, task.poll_url, str(params.get("resolution"))
+            return task.task_id, task.poll_url, str(params.get("resolution")), accepted_at
 
     async def _upload_with_retry(self, sha256: str) -> str:
         attempt = 0

@@ -51,7 +51,9 @@ class PollPlan:
         # interval gets a single poll at its end.
         return cls(
             window_start=max(0.0, min(low + dense, high)),
-            window_end=high + 0.1 * spread,
+            # A quarter of the spread past the last finish seen: a small history rarely holds
+            # the slowest task yet, and the slowest task decides when a batch is done.
+            window_end=high + 0.25 * spread,
             dense_interval=dense,
         )
 
@@ -75,4 +77,5 @@ class PollPlan:
             delay = self.window_start + steps * dense - elapsed
             # Never closer than half an interval to the previous poll (a late answer).
             return delay if delay >= dense / 2 else delay + dense
-        return min(self.straggler_max, self.dense_interval * 2 ** (straggler_polls + 1))
+        # Back off gently: stragglers are usually just past the window, not minutes late.
+        return min(self.straggler_max, self.dense_interval * 1.5 ** (straggler_polls + 1))
