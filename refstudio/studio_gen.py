@@ -155,7 +155,7 @@ class GenerationMixin:
         )
         images = [BoundImage(tag=b.name, url=f"upload://{b.sha256[:16]}") for b in bound]
         body = cls.build_body(
-            cls.__new__(cls), resolved.text_to_send, images,
+            resolved.text_to_send, images,
             GenParams(params.aspect_ratio, params.resolution, params.seed),
         )
         warnings = tuple(f"@{b.name}: {w}" for b in bound for w in b.warnings)

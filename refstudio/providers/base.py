@@ -83,11 +83,15 @@ class Provider(abc.ABC):
     #: True when requests cost money (the engine applies budgets and write-ahead only then).
     paid: ClassVar[bool] = True
 
+    @classmethod
     @abc.abstractmethod
     def build_body(
-        self, prompt: str, images: list[BoundImage], params: GenParams
+        cls, prompt: str, images: list[BoundImage], params: GenParams
     ) -> dict[str, Any]:
-        """The exact JSON body this provider receives for (prompt, bound images, params)."""
+        """The exact JSON body this provider receives for (prompt, bound images, params).
+
+        A class method: ``render`` shows the body without creating a provider (no key needed).
+        """
 
     @abc.abstractmethod
     async def upload(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:

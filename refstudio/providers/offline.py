@@ -54,8 +54,9 @@ class OfflineProvider(Provider):
     def __repr__(self) -> str:
         return f"OfflineProvider({str(self.root)!r})"
 
+    @classmethod
     def build_body(
-        self, prompt: str, images: list[BoundImage], params: GenParams
+        cls, prompt: str, images: list[BoundImage], params: GenParams
     ) -> dict[str, Any]:
         return wavespeed_body(prompt, images, params)
 

@@ -289,8 +289,9 @@ class WaveSpeedProvider(Provider):
 
     # ------------------------------------------------------------------ body
 
+    @classmethod
     def build_body(
-        self, prompt: str, images: list[BoundImage], params: GenParams
+        cls, prompt: str, images: list[BoundImage], params: GenParams
     ) -> dict[str, Any]:
         """The exact JSON WaveSpeed receives.
 
