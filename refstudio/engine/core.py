@@ -40,7 +40,7 @@ from ..errors import (
     TransientError,
 )
 from ..models import Generation
-from ..providers.base import GenParams, Provider, TaskStatus
+from ..providers.base import BoundImage, GenParams, Provider, TaskStatus
 from ..store import LocalMediaStore
 from . import records
 from .polling import PollPlan
@@ -112,6 +112,8 @@ class Engine:
         self._slots = asyncio.Semaphore(max(1, self.settings.concurrency))
         self._poller = _PollLoop(self)
         self._rng = random.Random()
+        #: Requests recorded by this engine, kept so driving them needs no read-back.
+        self._prepared: dict[int, records.PreparedRequest] = {}
         self.owner = f"{OWNER}#{next(_OWNER_SEQ)}"
         _LIVE_OWNERS.add(self.owner)
 
@@ -133,12 +135,7 @@ class Engine:
 
     def record(self, request: records.PreparedRequest, cost: float) -> int:
         """Write-ahead: the generation row, before anything is uploaded or sent."""
-        gen_id = records.create_pending(
-            self.db, request, provider=self.provider.name, model=self.provider.model, cost=cost,
-            owner=self.owner,
-        )
-        self.emit(gen_id, "pending")
-        return gen_id
+        return self.record_many([request], cost)[0]
 
     def record_many(self, requests: Sequence[records.PreparedRequest], cost: float) -> list[int]:
         """Write-ahead for a batch: one transaction for all rows, before any is sent."""
@@ -146,7 +143,8 @@ class Engine:
             self.db, list(requests), provider=self.provider.name, model=self.provider.model,
             cost=cost, owner=self.owner,
         )
-        for gen_id in ids:
+        for gen_id, request in zip(ids, requests, strict=True):
+            self._prepared[gen_id] = request
             self.emit(gen_id, "pending")
         return ids
 
@@ -198,15 +196,20 @@ class Engine:
             return await self._follow(gen_id, task_id, poll_url, elapsed, resolution)
 
     async def _submit(self, gen_id: int) -> tuple[str, str | None, str, float] | Outcome:
-        gen = records.load(self.db, gen_id)
-        bindings = json.loads(gen.bindings_json)
-        params = json.loads(gen.params_json)
+        prepared = self._prepared.pop(gen_id, None)
+        if prepared is not None:  # just recorded by this engine: no need to read it back
+            prompt = prepared.prompt
+            params = prepared.params()
+            bindings = [b.to_dict() for b in prepared.bindings]
+        else:  # a retry of an older row
+            gen = await asyncio.to_thread(records.load, self.db, gen_id)
+            prompt = gen.prompt
+            params = json.loads(gen.params_json)
+            bindings = json.loads(gen.bindings_json)
         self.emit(gen_id, "uploading" if bindings else "submitting")
         urls = [await self._upload_with_retry(b["sha256"]) for b in bindings]
-        from ..providers.base import BoundImage
-
         images = [BoundImage(tag=b["name"], url=u) for b, u in zip(bindings, urls, strict=True)]
-        body = self.provider.build_body(gen.prompt, images, GenParams(**params))
+        body = self.provider.build_body(prompt, images, GenParams(**params))
         attempt = 0
         while True:
             attempt += 1
