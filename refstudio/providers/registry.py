@@ -6,6 +6,7 @@ plugin would be, so nothing here special-cases them.
 
 from __future__ import annotations
 
+import functools
 import os
 from importlib.metadata import entry_points
 from typing import Any
@@ -16,8 +17,10 @@ from .base import Provider
 GROUP = "refstudio.providers"
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> dict[str, Any]:
-    """Provider name -> entry point, for every installed provider."""
+    """Provider name -> entry point, for every installed provider (read once per process:
+    scanning the installed distributions costs ~9 ms)."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
