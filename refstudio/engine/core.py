@@ -347,17 +347,21 @@ class _PollLoop:
     def _plan(self, resolution: str) -> PollPlan:
         plan = self._plans.get(resolution)
         if plan is None:
-            history = self._history.setdefault(
-                resolution,
-                records.past_durations(self.engine.db, self.engine.provider.name, resolution),
-            )
+            history = self._history.get(resolution)
+            if history is None:  # read the library's history once; then learn as tasks finish
+                history = records.past_durations(
+                    self.engine.db, self.engine.provider.name, resolution
+                )
+                self._history[resolution] = history
             plan = PollPlan.learn(history, target_lag=self.engine.settings.target_lag,
                                   default_expected=self.engine.settings.default_expected)
             self._plans[resolution] = plan
         return plan
 
     def _learn(self, resolution: str, seconds: float) -> None:
-        self._history.setdefault(resolution, []).insert(0, seconds)
+        history = self._history.setdefault(resolution, [])
+        history.insert(0, seconds)
+        del history[200:]  # the same window the library's history is read with
         self._plans.pop(resolution, None)
 
     async def wait(
