@@ -206,9 +206,10 @@ class Library:
             raise InputError(f"{len(labels)} labels given for {len(images)} images")
         label_list = [check_label(lbl) for lbl in labels] + [None] * (len(images) - len(labels))
         _refuse_duplicate_labels(label_list)
-        if self._find(name) is not None:
+        existing = self._find(name)
+        if existing is not None:
             raise NameTakenError(
-                f"a reference named {self._find(name).name!r} already exists",  # type: ignore[union-attr]
+                f"a reference named {existing.name!r} already exists",
                 hint=f"add an image to it with `refstudio ref image add {name} FILE`",
             )
         probed = [self.probe_file(p) for p in images]

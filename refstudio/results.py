@@ -174,6 +174,10 @@ class GenerationQueries:
             if ref:
                 # Narrow in SQL, then match names exactly (case-insensitively) in Python.
                 query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
+            elif limit:
+                # Without a name to match in Python, the limit can apply in SQL: don't load
+                # every generation of a large library to show the newest fifty.
+                query = query.limit(limit)
             ids = list(session.exec(query).all())
         infos = self.many(ids)  # type: ignore[arg-type]
         if ref:

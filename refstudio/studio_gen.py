@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, func, select
 
 from . import gen4
-from .db import write_session
+from .db import read_session, write_session
 from .errors import (
     BudgetExceededError,
     GenerationError,
@@ -179,7 +179,7 @@ class GenerationMixin:
 
     def spent(self) -> float:
         """Estimated spend so far: every generation that was or may have been paid."""
-        with write_session(self.library.db) as session:
+        with read_session(self.library.db) as session:
             total = session.exec(
                 select(func.sum(Generation.cost_estimate)).where(
                     col(Generation.status).in_(("completed", "submitted", "submitting", "unknown"))
@@ -228,7 +228,7 @@ class GenerationMixin:
         info = self.library.get(name)
         images = []
         for image in info.images:
-            with write_session(self.library.db) as session:
+            with read_session(self.library.db) as session:
                 row = session.get(ReferenceImage, image.id)
             node = lineage_of_image(self.library.db, self.queries, row, image.sha256)
             images.append({"image_id": image.id, "label": image.label,
