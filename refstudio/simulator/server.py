@@ -107,6 +107,7 @@ class Simulator:
         server.shutdown()
         server.close_connections()
         server.server_close()
+        self.state.close()
         self.state.base_url = ""
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from refstudio import gen4
 from refstudio.imagegen import encode_png, render_preview
+from refstudio.simulator.prerender import PreRenderer
 
 __all__ = ["SimState", "SimulatorConfig", "Task", "sha256_name"]
 
@@ -108,8 +109,9 @@ class Task:
 class SimState:
     """Everything the server remembers. ``base_url`` is set once the socket is bound."""
 
-    #: Rendered PNGs kept in memory; older ones are rendered again on demand (deterministic).
-    PNG_CACHE_SIZE = 64
+    #: Bytes of rendered PNGs kept in memory (a few hundred images); older ones are rendered
+    #: again on demand, identically (rendering is deterministic).
+    PNG_CACHE_BYTES = 96 * 1024 * 1024
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -120,6 +122,8 @@ class SimState:
         self._uploads: dict[str, tuple[bytes, str]] = {}  # name -> (bytes, content type)
         self._tickets: dict[str, tuple[str, str]] = {}  # token -> (upload name, content type)
         self._pngs: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._png_bytes = 0
+        self._prerender = PreRenderer(self._render_task)
         self._accepted_times: collections.deque[float] = collections.deque()
         self._counters: dict[str, int] = {}
         self._reset_counters()
@@ -202,6 +206,8 @@ class SimState:
                 submit_outcome=outcome,
             )
             self._tasks[task.id] = task
+            if not fails:
+                self._prerender.schedule(task.id, task.completed_at)
             self._accepted_times.append(time.monotonic())
             self._counters["submits_accepted"] += 1
             if outcome == "5xx":
@@ -277,11 +283,22 @@ class SimState:
                 )
                 png = encode_png(img)
             with self._lock:
-                self._pngs[task.id] = png
+                if task.id not in self._pngs:
+                    self._pngs[task.id] = png
+                    self._png_bytes += len(png)
                 self._pngs.move_to_end(task.id)
-                while len(self._pngs) > self.PNG_CACHE_SIZE:
-                    self._pngs.popitem(last=False)
+                while self._png_bytes > self.PNG_CACHE_BYTES and len(self._pngs) > 1:
+                    self._png_bytes -= len(self._pngs.popitem(last=False)[1])
         return png
+
+    def _render_task(self, task_id: str) -> None:
+        task = self.get_task(task_id)
+        if task is not None:
+            self.output_png(task)
+
+    def close(self) -> None:
+        """Stop background work (the pre-renderer); the state stays readable."""
+        self._prerender.stop()
 
     # ---- uploads --------------------------------------------------------------------------
     def store_upload(self, name: str, data: bytes, content_type: str) -> None:
