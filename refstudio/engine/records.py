@@ -1,21 +1,23 @@
-"""Generation rows: every state change is its own short, committed transaction.
+"""Generation rows: the write-ahead log of paid work.
 
-These functions are the write-ahead log of paid work. Their order is the contract:
-``create_pending`` before anything is uploaded or sent, ``mark_submitting`` just before the
-request leaves, ``mark_submitted`` the moment a task id comes back, ``complete`` only after every
-output is in the media store.
+Their order is the contract: ``create_pending`` before anything is uploaded or sent,
+``submitting`` committed just before the request leaves, ``submitted`` the moment a task id comes
+back, ``completed`` only after every output is in the media store. Each state change is a
+:data:`Change`; a caller commits it alone (:func:`commit`) or with others (:func:`apply`), and
+acts on it only once it is committed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import update as sa_update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from ..db import Database, read_session, write_session
 from ..errors import GenerationNotFoundError
@@ -139,16 +141,62 @@ def load(db: Database, generation_id: int) -> Generation:
     return row
 
 
-def update(db: Database, generation_id: int, **changes: Any) -> None:
-    """Change columns of one generation in one UPDATE statement (no ORM load: this runs
-    several times per generation on the engine's hot path)."""
-    unknown = set(changes) - set(Generation.model_fields)
+#: One state change of a generation, applied inside a caller's write transaction. Building the
+#: change apart from the transaction lets the engine commit many at once (group commit) while
+#: each caller still waits for its own change to be durable before it acts on it.
+Change = Callable[[Session], None]
+
+
+def apply(db: Database, changes: Sequence[Change]) -> list[Exception | None]:
+    """Commit ``changes`` together; the result says, per change, whether it failed and why.
+
+    One transaction for the whole batch is the fast path. If it fails, each change is tried
+    again in its own transaction, so one bad change never takes the others down with it.
+    """
+    if not changes:
+        return []
+    try:
+        with write_session(db) as session:
+            for change in changes:
+                change(session)
+        return [None] * len(changes)
+    except Exception as batch_error:  # sorted out change by change below
+        if len(changes) == 1:
+            return [batch_error]
+    results: list[Exception | None] = []
+    for change in changes:
+        try:
+            with write_session(db) as session:
+                change(session)
+            results.append(None)
+        except Exception as exc:  # handed to the caller that owns the change
+            results.append(exc)
+    return results
+
+
+def commit(db: Database, change: Change) -> None:
+    """Apply one change in its own transaction, raising what it raised."""
+    error = apply(db, [change])[0]
+    if error is not None:
+        raise error
+
+
+def changed(generation_id: int, **values: Any) -> Change:
+    """Set columns of one generation (one UPDATE statement, no ORM load: hot path)."""
+    unknown = set(values) - set(Generation.model_fields)
     if unknown:
         raise ValueError(f"not a generation column: {sorted(unknown)}")
-    with write_session(db) as session:
-        session.exec(  # type: ignore[call-overload]
-            sa_update(Generation).where(col(Generation.id) == generation_id).values(**changes)
-        )
+    statement = sa_update(Generation).where(col(Generation.id) == generation_id).values(**values)
+
+    def change(session: Session) -> None:
+        session.exec(statement)  # type: ignore[call-overload]
+
+    return change
+
+
+def update(db: Database, generation_id: int, **values: Any) -> None:
+    """Change columns of one generation in its own transaction."""
+    commit(db, changed(generation_id, **values))
 
 
 def claim(db: Database, generation_ids: list[int], owner: str) -> None:
@@ -163,40 +211,38 @@ def claim(db: Database, generation_ids: list[int], owner: str) -> None:
         )
 
 
-def mark_submitting(db: Database, generation_id: int, payload: dict[str, Any]) -> None:
+def submitting(generation_id: int, payload: dict[str, Any]) -> Change:
     """The last write before the request leaves: from here on its fate may be unknown."""
-    with write_session(db) as session:
-        session.exec(  # type: ignore[call-overload]
-            sa_update(Generation)
-            .where(col(Generation.id) == generation_id)
-            .values(status="submitting", payload_json=json.dumps(payload),
-                    attempts=Generation.attempts + 1, updated_at=now_utc())
-        )
-
-
-def mark_submitted(db: Database, generation_id: int, request_id: str, poll_url: str | None) -> None:
-    update(
-        db,
-        generation_id,
-        status="submitted",
-        request_id=request_id,
-        poll_url=poll_url,
-        submitted_at=now_utc(),
-        error="",
+    statement = (
+        sa_update(Generation)
+        .where(col(Generation.id) == generation_id)
+        .values(status="submitting", payload_json=json.dumps(payload),
+                attempts=Generation.attempts + 1, updated_at=now_utc())
     )
 
+    def change(session: Session) -> None:
+        session.exec(statement)  # type: ignore[call-overload]
 
-def complete(
-    db: Database,
+    return change
+
+
+def submitted(generation_id: int, request_id: str, poll_url: str | None) -> Change:
+    """The task id, recorded the moment it comes back."""
+    return changed(generation_id, status="submitted", request_id=request_id, poll_url=poll_url,
+                   submitted_at=now_utc(), error="")
+
+
+def completed(
     generation_id: int,
     outputs: list[tuple[str, str, str, int, int, int, bool, str]],
     inference_ms: int | None,
-) -> None:
-    """Record stored outputs and mark the generation completed, in one transaction.
+) -> Change:
+    """Record stored outputs and mark the generation completed (one transaction with them).
 
     Each output is ``(sha256, key, format, width, height, bytes, nsfw, source_url)``.
     """
-    with write_session(db) as session:
+
+    def change(session: Session) -> None:
         for index, (sha, key, fmt, width, height, size, nsfw, url) in enumerate(outputs):
             asset = session.exec(select(Asset).where(Asset.sha256 == sha)).first()
             if asset is None:
@@ -219,13 +265,15 @@ def complete(
                         source_url=url,
                     )
                 )
-        row = session.get(Generation, generation_id)
-        assert row is not None
-        row.status = "completed"
-        row.completed_at = now_utc()
-        row.inference_ms = inference_ms
-        row.error = ""
-        session.add(row)
+        session.exec(  # type: ignore[call-overload]
+            sa_update(Generation)
+            .where(col(Generation.id) == generation_id)
+            .values(status="completed", completed_at=now_utc(), inference_ms=inference_ms,
+                    error="", updated_at=now_utc())
+        )
+        session.flush()
+
+    return change
 
 
 def in_states(db: Database, states: tuple[str, ...]) -> list[Generation]:
