@@ -2,11 +2,14 @@
 
 For each request::
 
-    create_pending ─▶ upload refs (cached) ─▶ mark_submitting ─▶ submit ─┬─▶ mark_submitted
-                                                                         ├─ not accepted: resend
-                                                                         └─ ambiguous: ``unknown``
-    poll ─▶ completed ─▶ download every output into media/ ─▶ complete
+    create_pending ─▶ upload refs (cached) ─▶ submitting ─▶ submit ─┬─▶ submitted (task id)
+                                                                    ├─ not accepted: resend
+                                                                    └─ ambiguous: ``unknown``
+    poll ─▶ completed ─▶ download every output into media/ ─▶ completed
          └▶ failed ─▶ failed (with the provider's reason)
+
+Each arrow into a state is a committed row (see :mod:`.records`), committed in groups by
+:class:`.writer.GroupWriter` when many generations change state at once.
 
 All tasks in flight share one poll loop (:class:`_PollLoop`) and one :class:`RateGate`.
 A process that dies leaves rows in ``submitting`` or ``submitted``; :meth:`Engine.resume`
@@ -17,6 +20,7 @@ it never resubmits.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -46,6 +50,7 @@ from . import records
 from .polling import PollPlan
 from .retry import Backoff, RateGate
 from .uploads import UploadCache
+from .writer import GroupWriter
 
 OWNER = f"{os.getpid()}@{socket.gethostname()}"
 #: Owner tags (``OWNER#n``) of the engines of this process that are still open. Rows owned by
@@ -60,7 +65,7 @@ class EngineSettings:
 
     concurrency: int = 2  # generations in flight at once (the default account runs 2 at a time)
     poll_deadline: float = 900.0  # seconds after submit we wait; the task stays resumable
-    target_lag: float = 0.15  # mean seconds between a task finishing and us noticing
+    target_lag: float = 0.18  # mean seconds between a task finishing and us noticing
     default_expected: float = 20.0  # assumed task time before this library has any history
     submit_backoff: Backoff = field(default_factory=Backoff)
     poll_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=10.0))
@@ -111,6 +116,7 @@ class Engine:
         self._on_event = on_event
         self._slots = asyncio.Semaphore(max(1, self.settings.concurrency))
         self._poller = _PollLoop(self)
+        self._writer = GroupWriter(db)
         self._rng = random.Random()
         #: Requests recorded by this engine, kept so driving them needs no read-back.
         self._prepared: dict[int, records.PreparedRequest] = {}
@@ -126,6 +132,7 @@ class Engine:
     async def aclose(self) -> None:
         _LIVE_OWNERS.discard(self.owner)
         await self._poller.stop()
+        self._writer.close()
 
     def emit(self, generation_id: int, state: str, detail: str = "") -> None:
         if self._on_event is not None:
@@ -214,16 +221,17 @@ class Engine:
         while True:
             attempt += 1
             await self.gate.wait()
-            # Blocking SQLite and file work runs in threads so one task's write never delays
-            # another task's poll (that delay is detection lag).
-            await asyncio.to_thread(records.mark_submitting, self.db, gen_id, body)
+            # Committed before the request leaves (group commit: see writer.py). Database and
+            # file work stays off the event loop so it never delays a poll (detection lag).
+            await self._writer.write(records.submitting(gen_id, body))
             self.emit(gen_id, "submitting")
             try:
                 task = await self.provider.submit(body)
                 accepted_at = asyncio.get_running_loop().time()
             except NotAcceptedError as exc:
                 # Certainly not taken: safe to send again after a pause everyone respects.
-                records.update(self.db, gen_id, status="pending", error=str(exc))
+                await self._writer.write(records.changed(gen_id, status="pending",
+                                                         error=str(exc)))
                 if attempt >= self.settings.submit_backoff.max_attempts:
                     return await self._fail(gen_id, "failed",
                                       f"not accepted after {attempt} attempts: {exc}")
@@ -239,9 +247,7 @@ class Engine:
                 return await self._fail(gen_id, "unknown", message)
             except ProviderError as exc:
                 return await self._fail(gen_id, "failed", str(exc))
-            await asyncio.to_thread(
-                records.mark_submitted, self.db, gen_id, task.task_id, task.poll_url
-            )
+            await self._writer.write(records.submitted(gen_id, task.task_id, task.poll_url))
             self.emit(gen_id, "submitted", task.task_id)
             return task.task_id, task.poll_url, str(params.get("resolution")), accepted_at
 
@@ -268,13 +274,13 @@ class Engine:
         except AuthenticationError as exc:
             message = (f"{exc}; the task was accepted and may be paid, so it stays submitted: "
                        "fix the key, then `refstudio resume`")
-            records.update(self.db, gen_id, error=message, owner=None)
+            await self._writer.write(records.changed(gen_id, error=message, owner=None))
             self.emit(gen_id, "submitted", message)
             return Outcome(gen_id, "submitted", message)
         if status is None:
             message = (f"still running after {self.settings.poll_deadline:.0f}s; "
                        "`refstudio resume` picks it up later")
-            records.update(self.db, gen_id, error=message, owner=None)
+            await self._writer.write(records.changed(gen_id, error=message, owner=None))
             self.emit(gen_id, "submitted", message)
             return Outcome(gen_id, "submitted", message)
         if status.state == "failed":
@@ -286,16 +292,16 @@ class Engine:
         except RefstudioError as exc:
             # The task is paid and done; keep it `submitted` so resume downloads it later.
             message = f"downloading outputs failed ({exc}); `refstudio resume` tries again"
-            records.update(self.db, gen_id, error=message, owner=None)
+            await self._writer.write(records.changed(gen_id, error=message, owner=None))
             self.emit(gen_id, "submitted", message)
             return Outcome(gen_id, "submitted", message)
-        await asyncio.to_thread(records.complete, self.db, gen_id, stored, status.inference_ms)
+        await self._writer.write(records.completed(gen_id, stored, status.inference_ms))
         self.emit(gen_id, "completed", f"{len(stored)} output(s)")
         return Outcome(gen_id, "completed")
 
     async def _fail(self, gen_id: int, status: str, message: str) -> Outcome:
-        await asyncio.to_thread(records.update, self.db, gen_id, status=status, error=message,
-                                owner=None, updated_at=records.now_utc())
+        await self._writer.write(records.changed(gen_id, status=status, error=message,
+                                                 owner=None, updated_at=records.now_utc()))
         self.emit(gen_id, status, message)
         return Outcome(gen_id, status, message)
 
@@ -342,6 +348,12 @@ class _PollLoop:
         self._runner: asyncio.Task[None] | None = None
         self._plans: dict[str, PollPlan] = {}
         self._history: dict[str, list[float]] = {}
+        #: Tasks being watched, per resolution, and resolutions whose history grew since their
+        #: plan was made (see _learn).
+        self._watching: collections.Counter[str] = collections.Counter()
+        self._stale: set[str] = set()
+        #: Half the recent poll round trip (moving average): how long a poll takes to arrive.
+        self._lead = 0.0
         self._inflight_polls: set[asyncio.Task[None]] = set()
 
     def _plan(self, resolution: str) -> PollPlan:
@@ -360,9 +372,17 @@ class _PollLoop:
 
     def _learn(self, resolution: str, seconds: float) -> None:
         history = self._history.setdefault(resolution, [])
+        bootstrapping = len(history) < PollPlan.MIN_HISTORY
         history.insert(0, seconds)
         del history[200:]  # the same window the library's history is read with
-        self._plans.pop(resolution, None)
+        # While a batch runs, its fast tasks finish first: learning from them alone would
+        # shrink the window under the tasks still running (which then poll as stragglers).
+        # So the plan is rebuilt once no task of this resolution is in flight, unless there
+        # was no usable history at all, where any real durations beat the default guess.
+        if bootstrapping and len(history) >= PollPlan.MIN_HISTORY:
+            self._plans.pop(resolution, None)
+        else:
+            self._stale.add(resolution)
 
     async def wait(
         self, task_id: str, poll_url: str | None, elapsed: float, resolution: str
@@ -370,14 +390,27 @@ class _PollLoop:
         """The task's terminal status, or None when the deadline passed first."""
         loop = asyncio.get_running_loop()
         watch = _Watch(task_id, poll_url, resolution, loop.time() - elapsed, loop.create_future())
-        self._schedule(watch, self._plan(resolution).first_delay(elapsed))
+        # A task picked up late (resume) is past its first planned poll: ask at once.
+        self._schedule_at(watch, watch.started + self._plan(resolution).first_poll())
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
-        return await watch.future
+        self._watching[resolution] += 1
+        try:
+            return await watch.future
+        finally:
+            self._watching[resolution] -= 1
+            if self._watching[resolution] == 0 and resolution in self._stale:
+                self._stale.discard(resolution)
+                self._plans.pop(resolution, None)
 
     def _schedule(self, watch: _Watch, delay: float) -> None:
-        due = asyncio.get_running_loop().time() + delay
-        heapq.heappush(self._heap, (due, next(self._seq), watch))
+        self._schedule_at(watch, asyncio.get_running_loop().time() + delay)
+
+    def _schedule_at(self, watch: _Watch, due: float) -> None:
+        """Have the poll of ``watch`` reach the provider at loop time ``due`` (or as soon as
+        possible if that has passed): it leaves half a typical round trip earlier."""
+        watch.planned = due - watch.started
+        heapq.heappush(self._heap, (due - self._lead, next(self._seq), watch))
         self._wakeup.set()
 
     async def _run(self) -> None:
@@ -407,8 +440,10 @@ class _PollLoop:
             watch.future.set_result(None)
             return
         await engine.gate.wait()
+        sent = loop.time()
         try:
             status = await engine.provider.fetch_status(watch.task_id, watch.poll_url)
+            self._lead += 0.1 * (min(0.1, (loop.time() - sent) / 2) - self._lead)
         except TransientError as exc:
             watch.failures += 1
             delay = engine.settings.poll_backoff.delay(watch.failures, exc.retry_after,
@@ -436,9 +471,13 @@ class _PollLoop:
                 watch.future.set_result(status)
             return
         plan = self._plan(watch.resolution)
-        if elapsed >= plan.window_end:
+        # From the instant this poll was planned for, not when its answer came: the next poll
+        # keeps to the plan's offsets however long this round trip took.
+        planned = max(watch.planned, 0.0)
+        next_at = plan.next_poll(planned, watch.straggler_polls)
+        if planned >= plan.window_end:
             watch.straggler_polls += 1
-        self._schedule(watch, plan.next_delay(elapsed, watch.straggler_polls))
+        self._schedule_at(watch, watch.started + next_at)
 
     async def stop(self) -> None:
         if self._runner is not None and not self._runner.done():
@@ -458,6 +497,7 @@ class _Watch:
     future: asyncio.Future[TaskStatus | None]
     failures: int = 0
     straggler_polls: int = 0
+    planned: float = 0.0  # seconds after submit this watch's next poll is meant to arrive
 
 
 class _Sniffer:
