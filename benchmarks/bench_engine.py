@@ -52,7 +52,9 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
 
     rss_start = _rss_kb()
     studio = Studio.open(args.project)
-    settings = EngineSettings(concurrency=args.concurrency, target_lag=args.target_lag)
+    settings = EngineSettings(concurrency=args.concurrency)
+    if args.target_lag is not None:
+        settings = EngineSettings(concurrency=args.concurrency, target_lag=args.target_lag)
 
     async def main() -> list[str]:
         provider = WaveSpeedProvider(api_key=KEY, base_url=args.base_url)
@@ -137,10 +139,12 @@ class RemoteSim:
 
 
 def run_child(kind: str, base_url: str, n: int, *, project: Path | None = None,
-              concurrency: int = 50, target_lag: float = 0.15, seed: int = 1) -> dict[str, Any]:
+              concurrency: int = 50, target_lag: float | None = None,
+              seed: int = 1) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--base-url", base_url, "--n", str(n),
-           "--concurrency", str(concurrency), "--target-lag", str(target_lag),
-           "--seed", str(seed)]
+           "--concurrency", str(concurrency), "--seed", str(seed)]
+    if target_lag is not None:
+        cmd += ["--target-lag", str(target_lag)]
     if project is not None:
         cmd += ["--project", str(project)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -192,7 +196,7 @@ def main() -> None:
                                                       seed=200_000)
             rows["wavespeed SDK"] = measured_batch(sim, "sdk", n, seed=300_000)
 
-            for i, lag in enumerate((0.05, 0.1, 0.15, 0.3)):
+            for i, lag in enumerate((0.1, 0.15, 0.22, 0.3)):
                 sweep.append((lag, measured_batch(sim, "engine", n, project=project,
                                                   target_lag=lag, seed=400_000 + i * 1000)))
 
@@ -252,7 +256,8 @@ if __name__ == "__main__":
     parser.add_argument("--project", type=Path)
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--target-lag", type=float, default=0.15)
+    parser.add_argument("--target-lag", type=float, default=None,
+                        help="default: EngineSettings.target_lag")
     parser.add_argument("--seed", type=int, default=1)
     ns = parser.parse_args()
     if ns.child == "engine":
