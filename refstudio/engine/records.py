@@ -9,6 +9,7 @@ acts on it only once it is committed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, select
 
@@ -181,15 +184,51 @@ def commit(db: Database, change: Change) -> None:
         raise error
 
 
+# The hot-path statements are built once with bound parameters. Building a statement per call
+# (and computing its cache key) cost SQLAlchemy about 1 ms per generation state change; a
+# prebuilt statement is compiled once and then only bound. Core statements on the session's
+# connection skip the ORM unit of work, which nothing here needs.
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(columns: tuple[str, ...]) -> Any:
+    return (
+        sa_update(Generation)
+        .where(col(Generation.id) == bindparam("target_id"))
+        .values({name: bindparam(f"new_{name}") for name in columns})
+    )
+
+
+_SUBMITTING = (
+    sa_update(Generation)
+    .where(col(Generation.id) == bindparam("target_id"))
+    .values(status="submitting", payload_json=bindparam("new_payload"),
+            attempts=Generation.attempts + 1, updated_at=bindparam("new_at"))
+)
+_COMPLETED = (
+    sa_update(Generation)
+    .where(col(Generation.id) == bindparam("target_id"))
+    .values(status="completed", completed_at=bindparam("new_at"),
+            inference_ms=bindparam("new_ms"), error="", updated_at=bindparam("new_at"))
+)
+_ASSET_BY_SHA = select(Asset.id).where(Asset.sha256 == bindparam("sha"))
+_OUTPUT_AT = select(Output.id).where(
+    Output.generation_id == bindparam("target_id"), Output.index == bindparam("at_index")
+)
+_INSERT_ASSET = sa_insert(Asset)
+_INSERT_OUTPUT = sa_insert(Output)
+
+
 def changed(generation_id: int, **values: Any) -> Change:
     """Set columns of one generation (one UPDATE statement, no ORM load: hot path)."""
     unknown = set(values) - set(Generation.model_fields)
     if unknown:
         raise ValueError(f"not a generation column: {sorted(unknown)}")
-    statement = sa_update(Generation).where(col(Generation.id) == generation_id).values(**values)
+    columns = tuple(sorted(values))
+    params = {"target_id": generation_id} | {f"new_{k}": values[k] for k in columns}
 
     def change(session: Session) -> None:
-        session.exec(statement)  # type: ignore[call-overload]
+        session.connection().execute(_update_statement(columns), params)
 
     return change
 
@@ -213,15 +252,11 @@ def claim(db: Database, generation_ids: list[int], owner: str) -> None:
 
 def submitting(generation_id: int, payload: dict[str, Any]) -> Change:
     """The last write before the request leaves: from here on its fate may be unknown."""
-    statement = (
-        sa_update(Generation)
-        .where(col(Generation.id) == generation_id)
-        .values(status="submitting", payload_json=json.dumps(payload),
-                attempts=Generation.attempts + 1, updated_at=now_utc())
-    )
+    params = {"target_id": generation_id, "new_payload": json.dumps(payload),
+              "new_at": now_utc()}
 
     def change(session: Session) -> None:
-        session.exec(statement)  # type: ignore[call-overload]
+        session.connection().execute(_SUBMITTING, params)
 
     return change
 
@@ -243,35 +278,23 @@ def completed(
     """
 
     def change(session: Session) -> None:
+        conn = session.connection()
         for index, (sha, key, fmt, width, height, size, nsfw, url) in enumerate(outputs):
-            asset = session.exec(select(Asset).where(Asset.sha256 == sha)).first()
-            if asset is None:
+            asset_id = conn.execute(_ASSET_BY_SHA, {"sha": sha}).scalar()
+            if asset_id is None:
+                # Built as a model so its defaults (created_at) apply, inserted through Core.
                 asset = Asset(sha256=sha, path=key, format=fmt, width=width, height=height,
                               bytes=size)
-                session.add(asset)
-                session.flush()
-            exists = session.exec(
-                select(Output).where(
-                    Output.generation_id == generation_id, Output.index == index
-                )
-            ).first()
-            if exists is None:
-                session.add(
-                    Output(
-                        generation_id=generation_id,
-                        index=index,
-                        asset_id=asset.id,  # type: ignore[arg-type]
-                        nsfw=nsfw,
-                        source_url=url,
-                    )
-                )
-        session.exec(  # type: ignore[call-overload]
-            sa_update(Generation)
-            .where(col(Generation.id) == generation_id)
-            .values(status="completed", completed_at=now_utc(), inference_ms=inference_ms,
-                    error="", updated_at=now_utc())
-        )
-        session.flush()
+                asset_id = conn.execute(
+                    _INSERT_ASSET, asset.model_dump(exclude={"id"})
+                ).inserted_primary_key[0]
+            if conn.execute(_OUTPUT_AT, {"target_id": generation_id, "at_index": index}).first():
+                continue
+            output = Output(generation_id=generation_id, index=index, asset_id=asset_id,
+                            nsfw=nsfw, source_url=url)
+            conn.execute(_INSERT_OUTPUT, output.model_dump(exclude={"id"}))
+        conn.execute(_COMPLETED, {"target_id": generation_id, "new_at": now_utc(),
+                                  "new_ms": inference_ms})
 
     return change
 
