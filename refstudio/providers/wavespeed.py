@@ -212,6 +212,7 @@ class WaveSpeedProvider(Provider):
         # At most one request per pooled connection is handed to httpx: httpcore re-scans every
         # connection for every queued request, which made 50 concurrent polls cost ~1.3 s of CPU.
         self._slots = asyncio.Semaphore(max_connections)
+        self._poll_targets: dict[tuple[str, str | None], str | httpx.URL] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ plumbing
@@ -402,6 +403,16 @@ class WaveSpeedProvider(Provider):
         """Where to poll: the submit's ``urls.get`` when it points at our API host, else the
         documented result path. A poll URL on another host is ignored, not followed, because
         following it would hand our key to that host."""
+        key = (task_id, poll_url)
+        target = self._poll_targets.get(key)
+        if target is None:
+            # Parsed once per task: URL joining costs ~0.7 ms and a task is polled many times.
+            if len(self._poll_targets) >= 4096:
+                self._poll_targets.clear()
+            target = self._poll_targets[key] = self._resolve_poll_target(task_id, poll_url)
+        return target
+
+    def _resolve_poll_target(self, task_id: str, poll_url: str | None) -> str | httpx.URL:
         default = RESULT_PATH.format(task_id=quote(task_id, safe=""))
         if not poll_url:
             return default
