@@ -416,6 +416,8 @@ class WaveSpeedProvider(Provider):
         default = RESULT_PATH.format(task_id=quote(task_id, safe=""))
         if not poll_url:
             return default
+        if poll_url.startswith(self.base_url + "/") and "@" not in poll_url:
+            return poll_url  # plainly on our own origin: no need for a full parse
         try:
             url = self._base_url.join(poll_url)
         except httpx.InvalidURL:
