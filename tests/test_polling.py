@@ -83,3 +83,21 @@ def test_identical_past_durations_get_one_poll_at_that_time() -> None:
 def test_one_outlier_does_not_stretch_the_window() -> None:
     history = _uniform_history(199) + [600.0]
     assert PollPlan.learn(history).window_end < 4.2
+
+
+def test_default_lag_grows_with_the_task_time_so_long_tasks_are_not_hammered() -> None:
+    short = _uniform_history(200, 2.0, 4.0)
+    long = _uniform_history(200, 20.0, 40.0)
+    assert PollPlan.automatic_lag(short) == pytest.approx(0.18)
+    assert PollPlan.automatic_lag(long) == pytest.approx(0.02 * statistics.median(long))
+    rng = random.Random(3)
+    walks = [_walk(PollPlan.learn(long), rng.uniform(20.0, 40.0)) for _ in range(5_000)]
+    assert statistics.fmean(w[1] for w in walks) < 15  # the SDK would poll ~30 times
+    assert statistics.fmean(w[0] for w in walks) <= 0.02 * 30 * 1.1
+
+
+@pytest.mark.parametrize("target", [0.05, 0.18, 0.5])
+def test_no_planned_gap_is_narrower_than_fifty_milliseconds(target: float) -> None:
+    plan = PollPlan.learn(_uniform_history(200, 10.0, 20.0), target_lag=target)
+    gaps = [b - a for a, b in zip(plan.offsets, plan.offsets[1:], strict=False)]
+    assert min(gaps) >= 0.05 - 1e-9

@@ -65,7 +65,9 @@ class EngineSettings:
 
     concurrency: int = 2  # generations in flight at once (the default account runs 2 at a time)
     poll_deadline: float = 900.0  # seconds after submit we wait; the task stays resumable
-    target_lag: float = 0.18  # mean seconds between a task finishing and us noticing
+    #: Mean seconds between a task finishing and us noticing; None: 2 % of the typical task
+    #: time, at least 0.18 s (see PollPlan.automatic_lag).
+    target_lag: float | None = None
     default_expected: float = 20.0  # assumed task time before this library has any history
     submit_backoff: Backoff = field(default_factory=Backoff)
     poll_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=10.0))

@@ -38,6 +38,11 @@ __all__ = ["PollPlan"]
 
 #: Gaps below this are not worth a request (a poll's own round trip is a few milliseconds).
 MIN_GAP = 0.02
+#: The smallest gap a learned plan keeps: the model's last gaps shrink towards zero, but the
+#: window's end is itself an estimate, so crowding polls against it buys nothing real.
+MIN_PLANNED_GAP = 0.05
+#: The default mean detection lag for short tasks (see :meth:`PollPlan.automatic_lag`).
+DEFAULT_MIN_LAG = 0.18
 
 
 @dataclass(frozen=True)
@@ -57,20 +62,32 @@ class PollPlan:
         """Past this many seconds after submit a task that is still running is a straggler."""
         return self.offsets[-1]
 
+    @staticmethod
+    def automatic_lag(durations: Sequence[float]) -> float:
+        """The default mean lag: 2 % of the typical task time, never under 0.18 s.
+
+        A fixed lag would poll a 20 s task two dozen times to notice it 0.18 s sooner, which
+        nobody waiting 20 s can tell apart from 0.4 s; a 3 s task gets the 0.18 s floor.
+        """
+        typical = statistics.median(durations) if durations else 0.0
+        return max(DEFAULT_MIN_LAG, 0.02 * typical)
+
     @classmethod
     def learn(
         cls,
         durations: Sequence[float],
         *,
-        target_lag: float = 0.18,
+        target_lag: float | None = None,
         default_expected: float = 20.0,
     ) -> PollPlan:
         """Build a plan from past durations; with fewer than :attr:`MIN_HISTORY`, assume
         ``default_expected``.
 
         ``target_lag`` is the mean delay between a task finishing and us noticing it, for tasks
-        that finish inside the learned window.
+        that finish inside the learned window; None picks :meth:`automatic_lag`.
         """
+        if target_lag is None:
+            target_lag = cls.automatic_lag(durations)
         target_lag = max(MIN_GAP, target_lag)
         if len(durations) < cls.MIN_HISTORY:
             # No history yet: start early and poll at a moderate, even pace until we learn
@@ -143,10 +160,18 @@ def _solve(width: float, target_lag: float) -> tuple[float, ...]:
                 else:
                     hi = mid
             theta = hi / (1 - hi)
+        # The last gap is width·θ/Σm; keep it at least MIN_PLANNED_GAP (a larger θ only
+        # lowers the lag, so the target still holds).
+        if k > 1:
+            room = width - k * MIN_PLANNED_GAP
+            if room <= 0:
+                continue
+            theta = max(theta, MIN_PLANNED_GAP * k * (k - 1) / (2 * room))
         polls = _polls(k, theta)
         if best is None or polls < best[0] - 1e-9:
             best = (polls, k, theta)
-    assert best is not None  # k_high gaps of any shape meet the target
+    if best is None:  # a window too narrow for gaps of MIN_PLANNED_GAP: one poll at its end
+        return (width,)
     _, k, theta = best
     weights = [theta + i for i in range(k - 1, -1, -1)]
     total = sum(weights)
