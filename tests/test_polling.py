@@ -81,7 +81,7 @@ def test_identical_past_durations_get_one_poll_at_that_time() -> None:
 
 
 def test_one_outlier_does_not_stretch_the_window() -> None:
-    history = _uniform_history(199) + [600.0]
+    history = [*_uniform_history(199), 600.0]
     assert PollPlan.learn(history).window_end < 4.2
 
 
