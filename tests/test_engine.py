@@ -147,3 +147,56 @@ def test_base64_outputs_are_decoded_into_media(
         _check_completed(project, info, aspect, resolution)
     assert all(json.loads(json.dumps(t))["status"] == "completed"
                for t in stats["tasks"].values())
+
+
+def test_a_resumed_task_long_past_its_plan_is_polled_gently(project: Studio) -> None:
+    """A task picked up a minute after submit is past every planned offset: it must go
+    straight to the straggler backoff, not rush through the offsets it has already passed."""
+    from datetime import timedelta
+
+    from refstudio.engine import records
+
+    config = SimulatorConfig(latency=1.0, jitter=0.0, key=KEY, seed=5)
+    with Simulator(config) as server:
+        # Past tasks took 0.5-1.45 s, so the plan has several offsets within 1.5 s of submit.
+        past = records.create_pending_many(
+            project.db,
+            [PreparedRequest(prompt=f"past {i}", aspect_ratio="1:1", resolution="720p",
+                             seed=i + 1) for i in range(20)],
+            provider="wavespeed", model=gen4.MODEL_ID, cost=0.0,
+        )
+        for i, gen_id in enumerate(past):
+            records.update(project.db, gen_id, status="completed", inference_ms=500 + 50 * i)
+
+        async def submit_one() -> str:
+            provider = WaveSpeedProvider(api_key=KEY, base_url=server.base_url)
+            try:
+                body = provider.build_body("resumed", [], GenParams(aspect_ratio="1:1",
+                                                                    resolution="720p", seed=99))
+                return (await provider.submit(body)).task_id
+            finally:
+                await provider.aclose()
+
+        task_id = asyncio.run(submit_one())
+        [gen_id] = records.create_pending_many(
+            project.db,
+            [PreparedRequest(prompt="resumed", aspect_ratio="1:1", resolution="720p", seed=99)],
+            provider="wavespeed", model=gen4.MODEL_ID, cost=0.0,
+        )
+        records.update(project.db, gen_id, status="submitted", request_id=task_id, owner=None,
+                       submitted_at=records.now_utc() - timedelta(seconds=60))
+
+        async def resume() -> list[Any]:
+            provider = WaveSpeedProvider(api_key=KEY, base_url=server.base_url)
+            try:
+                async with Engine(project.db, project.store, provider) as engine:
+                    return await engine.resume()
+            finally:
+                await provider.aclose()
+
+        [outcome] = asyncio.run(resume())
+        assert outcome.status == "completed", outcome.error
+        polls = server.stats()["tasks"][task_id]["polls"]
+        # Backoff from 50-100 ms growing x1.5 covers the remaining ~1 s in about 6 polls;
+        # rushing through the plan's offsets and tail first took over 20.
+        assert 2 <= polls <= 10, polls

@@ -160,11 +160,13 @@ class PollLoop:
                 watch.future.set_result(status)
             return
         plan = self._plan(watch.resolution)
-        # From the instant this poll was planned for, not when its answer came: the next poll
-        # keeps to the plan's offsets however long this round trip took.
-        planned = max(watch.planned, 0.0)
-        next_at = plan.next_poll(planned, watch.straggler_polls)
-        if planned >= plan.window_end:
+        # From the instant this poll was planned for, not when its answer came, so the next
+        # poll keeps to the plan's offsets however long this round trip took; but from when it
+        # was sent if that is later (a resumed task, a poll held up by the rate gate), so a
+        # late task never rushes through the offsets it has already passed.
+        basis = max(watch.planned, sent - watch.started, 0.0)
+        next_at = plan.next_poll(basis, watch.straggler_polls)
+        if basis >= plan.window_end:
             watch.straggler_polls += 1
         self._schedule_at(watch, watch.started + next_at)
 
