@@ -39,6 +39,10 @@ max_image_mb = 20
 # Generations in flight at once. WaveSpeed's default account level runs 2 tasks at a time.
 concurrency = 2
 
+# Mean seconds between a task finishing and refstudio noticing it; larger means fewer status
+# requests. Default: 2 % of the typical task time in this library, at least 0.18 s.
+# poll_lag = 0.5
+
 [defaults]
 aspect_ratio = "16:9"
 resolution = "1080p"
@@ -67,6 +71,7 @@ class ProjectConfig:
     resolution: str = "1080p"
     provider: str | None = None
     concurrency: int = 2
+    poll_lag: float | None = None  # None: the engine's automatic lag
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -154,7 +159,9 @@ def load_config(root: Path) -> ProjectConfig:
     return parse_config(raw, path)
 
 
-_TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "defaults", "prices"}
+_TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices"}
+#: Below 50 ms a poll is mostly its own round trip; above a minute a task sits done unnoticed.
+POLL_LAG_RANGE = (0.05, 60.0)
 _DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
 
 
@@ -176,6 +183,13 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
             str(k): _number(v, path, f"prices.{provider}.{k}") for k, v in table.items()
         }
     budget = raw.get("budget")
+    poll_lag = raw.get("poll_lag")
+    if poll_lag is not None:
+        poll_lag = _number(poll_lag, path, "poll_lag")
+        low, high = POLL_LAG_RANGE
+        if not low <= poll_lag <= high:
+            raise ConfigError(f"{path}: poll_lag must be between {low} and {high:.0f} seconds, "
+                              f"not {poll_lag}")
     return ProjectConfig(
         name=str(raw.get("name", "refstudio")),
         max_image_mb=_number(raw.get("max_image_mb", 20), path, "max_image_mb"),
@@ -184,6 +198,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         resolution=str(defaults.get("resolution", "1080p")),
         provider=defaults.get("provider") or None,
         concurrency=max(1, int(_number(raw.get("concurrency", 2), path, "concurrency"))),
+        poll_lag=poll_lag,
         prices=prices,
     )
 

@@ -474,8 +474,9 @@ class AsyncGenerationMixin:
         from .engine import Engine, EngineSettings
 
         provider = self.make_provider(provider_name)
-        in_flight = concurrency or self.project.config.concurrency  # type: ignore[attr-defined]
-        settings = EngineSettings(concurrency=in_flight)
+        config = self.project.config  # type: ignore[attr-defined]
+        settings = EngineSettings(concurrency=concurrency or config.concurrency,
+                                  target_lag=config.poll_lag)
         return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
                                    settings=settings, on_event=on_event), provider)
 

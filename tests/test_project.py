@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -186,3 +187,30 @@ def test_configured_size_limit_is_used(tmp_path: Path) -> None:
     toml.write_text(toml.read_text().replace("max_image_mb = 20", "max_image_mb = 0.5"))
     with Studio.open(tmp_path / "p") as studio:
         assert studio.project.config.max_image_bytes == 500_000
+
+
+@pytest.mark.parametrize("bad", ["poll_lag = 0", "poll_lag = 0.01", "poll_lag = 600",
+                                 "poll_lag = 'fast'", "poll_lag = -1"])
+def test_poll_lag_out_of_range_is_refused(tmp_path: Path, bad: str) -> None:
+    Studio.init(tmp_path / "p").close()
+    toml = tmp_path / "p" / "refstudio.toml"
+    toml.write_text(bad + "\n" + toml.read_text())
+    with pytest.raises(ConfigError) as info:
+        Studio.open(tmp_path / "p")
+    assert "poll_lag" in str(info.value)
+
+
+def test_poll_lag_reaches_the_engine(tmp_path: Path) -> None:
+    Studio.init(tmp_path / "p").close()
+    toml = tmp_path / "p" / "refstudio.toml"
+    toml.write_text(toml.read_text().replace("# poll_lag = 0.5", "poll_lag = 0.5"))
+    Studio.init(tmp_path / "q").close()  # left as written: the engine picks its own lag
+
+    async def target_lag(studio: Studio) -> float | None:
+        async with studio._engine("offline", None) as engine:
+            return engine.settings.target_lag
+
+    with Studio.open(tmp_path / "p") as configured, Studio.open(tmp_path / "q") as default:
+        assert configured.project.config.poll_lag == 0.5
+        assert asyncio.run(target_lag(configured)) == 0.5
+        assert asyncio.run(target_lag(default)) is None
