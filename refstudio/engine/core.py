@@ -271,17 +271,13 @@ class Engine:
         try:
             status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
         except AuthenticationError as exc:
-            message = (f"{exc}; the task was accepted and may be paid, so it stays submitted: "
-                       "fix the key, then `refstudio resume`")
-            await self._writer.write(records.changed(gen_id, error=message, owner=None))
-            self.emit(gen_id, "submitted", message)
-            return Outcome(gen_id, "submitted", message)
+            return await self._keep_submitted(
+                gen_id, f"{exc}; the task was accepted and may be paid, so it stays submitted: "
+                "fix the key, then `refstudio resume`")
         if status is None:
-            message = (f"still running after {self.settings.poll_deadline:.0f}s; "
-                       "`refstudio resume` picks it up later")
-            await self._writer.write(records.changed(gen_id, error=message, owner=None))
-            self.emit(gen_id, "submitted", message)
-            return Outcome(gen_id, "submitted", message)
+            return await self._keep_submitted(
+                gen_id, f"still running after {self.settings.poll_deadline:.0f}s; "
+                "`refstudio resume` picks it up later")
         if status.state == "failed":
             reason = status.error or "the provider reported failure"
             return await self._fail(gen_id, "failed", reason)
@@ -290,13 +286,17 @@ class Engine:
             stored = await self._download_all(status)
         except RefstudioError as exc:
             # The task is paid and done; keep it `submitted` so resume downloads it later.
-            message = f"downloading outputs failed ({exc}); `refstudio resume` tries again"
-            await self._writer.write(records.changed(gen_id, error=message, owner=None))
-            self.emit(gen_id, "submitted", message)
-            return Outcome(gen_id, "submitted", message)
+            return await self._keep_submitted(
+                gen_id, f"downloading outputs failed ({exc}); `refstudio resume` tries again")
         await self._writer.write(records.completed(gen_id, stored, status.inference_ms))
         self.emit(gen_id, "completed", f"{len(stored)} output(s)")
         return Outcome(gen_id, "completed")
+
+    async def _keep_submitted(self, gen_id: int, message: str) -> Outcome:
+        """Leave a paid task `submitted`, released to whoever resumes it, saying why."""
+        await self._writer.write(records.changed(gen_id, error=message, owner=None))
+        self.emit(gen_id, "submitted", message)
+        return Outcome(gen_id, "submitted", message)
 
     async def _fail(self, gen_id: int, status: str, message: str) -> Outcome:
         await self._writer.write(records.changed(gen_id, status=status, error=message,

@@ -199,6 +199,7 @@ def _update_statement(columns: tuple[str, ...]) -> Any:
     )
 
 
+_GENERATION_COLUMNS = frozenset(Generation.model_fields)
 _SUBMITTING = (
     sa_update(Generation)
     .where(col(Generation.id) == bindparam("target_id"))
@@ -221,7 +222,7 @@ _INSERT_OUTPUT = sa_insert(Output)
 
 def changed(generation_id: int, **values: Any) -> Change:
     """Set columns of one generation (one UPDATE statement, no ORM load: hot path)."""
-    unknown = set(values) - set(Generation.model_fields)
+    unknown = values.keys() - _GENERATION_COLUMNS
     if unknown:
         raise ValueError(f"not a generation column: {sorted(unknown)}")
     columns = tuple(sorted(values))
