@@ -461,7 +461,8 @@ class AsyncGenerationMixin:
 
         overrides = getattr(self, "provider_options", {}).get(name, {})
         if name == "wavespeed":
-            options = {"api_key": config.api_key(), "base_url": config.base_url(), **overrides}
+            settings = config.effective_settings(name)
+            options = {"api_key": settings.api_key, "base_url": settings.base_url, **overrides}
             return create(name, **options)
         return create(name, **overrides)
 

@@ -103,17 +103,18 @@ def gen(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate images from a prompt or template and store them in the library."""
+    from ..config import effective_settings
     from ..errors import InputError
-    from ..providers.registry import default_provider_name
 
     if not 1 <= n <= 16:
         raise InputError(f"-n must be between 1 and 16, not {n}")
     with open_studio() as studio:
-        chosen = default_provider_name(provider or studio.project.config.provider)
-        if chosen == "offline" and not provider and not as_json:
+        chosen = effective_settings(provider, project_provider=studio.project.config.provider)
+        if chosen.provider_source == "no API key" and not as_json:
             err_console().print(
-                "[dim]no WAVESPEED_API_KEY set: using the offline provider (free local "
-                "previews). Set the key to generate with Gen-4.[/dim]"
+                "[dim]no WaveSpeed API key set: using the offline provider (free local "
+                "previews). Set WAVESPEED_API_KEY or run `refstudio config set-key` to "
+                "generate with Gen-4.[/dim]"
             )
         rendered = studio.render(
             prompt, template=template, variables=_variables(var), vars_file=vars_file,
