@@ -188,20 +188,22 @@ class GenerationMixin:
         return float(total or 0.0)
 
     def check_budget(self, cost: float, max_cost: float | None) -> None:
-        """Refuse, before anything is sent, work that would break a budget."""
-        if max_cost is not None and cost > max_cost + 1e-9:
+        """Refuse, before anything is sent, work that would break a budget.
+
+        An early answer only: the engine checks the project budget again, atomically with
+        recording the work (see :func:`refstudio.engine.records.create_pending_many`).
+        """
+        from .engine.records import BUDGET_SLACK, check_within_budget
+        from .params import check_cost_limit
+
+        max_cost = check_cost_limit(max_cost)
+        if max_cost is not None and cost > max_cost + BUDGET_SLACK:
             raise BudgetExceededError(
                 f"estimated cost ${cost:.2f} is over --max-cost ${max_cost:.2f}; nothing was sent"
             )
         budget = self.project.config.budget
         if budget is not None and cost > 0:
-            spent = self.spent()
-            if spent + cost > budget + 1e-9:
-                raise BudgetExceededError(
-                    f"estimated cost ${cost:.2f} would take this project to ${spent + cost:.2f}, "
-                    f"over its budget of ${budget:.2f}; nothing was sent",
-                    hint="raise `budget` in refstudio.toml, or generate fewer images",
-                )
+            check_within_budget(self.spent(), cost, budget)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -399,6 +401,9 @@ class AsyncGenerationMixin:
         Checks the budget before anything is sent. With ``promote``, the first output of the
         first completed generation becomes (a new version of) that reference.
         """
+        from .params import check_cost_limit
+
+        check_cost_limit(max_cost)
         if promote is not None:
             clean_name(promote)
         rendered, requests = self.prepare_requests(
@@ -432,7 +437,7 @@ class AsyncGenerationMixin:
         self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
     ) -> GenerationInfo:
         """Send a ``failed`` or ``unknown`` generation again. It may cost again."""
-        from .engine.records import load, update
+        from .engine.records import load, requeue
 
         gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
         if gen.status not in ("failed", "unknown"):
@@ -441,7 +446,9 @@ class AsyncGenerationMixin:
                 "generations can be retried"
             )
         self.check_budget(gen.cost_estimate, None)  # type: ignore[attr-defined]
-        update(self.library.db, generation_id, status="pending", error="")  # type: ignore[attr-defined]
+        # Checked again under the budget lock, in the transaction that makes it pending.
+        requeue(self.library.db, generation_id,  # type: ignore[attr-defined]
+                budget=self.project.config.budget)  # type: ignore[attr-defined]
         async with self._engine(gen.provider, on_event) as engine:
             await engine.run([generation_id])
         return self.queries.get(generation_id)  # type: ignore[attr-defined]
@@ -477,7 +484,7 @@ class AsyncGenerationMixin:
         provider = self.make_provider(provider_name)
         config = self.project.config  # type: ignore[attr-defined]
         settings = EngineSettings(concurrency=concurrency or config.concurrency,
-                                  target_lag=config.poll_lag)
+                                  target_lag=config.poll_lag, budget=config.budget)
         return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
                                    settings=settings, on_event=on_event), provider)
 

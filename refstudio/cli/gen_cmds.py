@@ -105,7 +105,9 @@ def gen(
     """Generate images from a prompt or template and store them in the library."""
     from ..config import effective_settings
     from ..errors import InputError
+    from ..params import check_cost_limit
 
+    check_cost_limit(max_cost, "--max-cost")
     if not 1 <= n <= 16:
         raise InputError(f"-n must be between 1 and 16, not {n}")
     with open_studio() as studio:

@@ -70,6 +70,9 @@ class EngineSettings:
     poll_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=10.0))
     download_attempts: int = 6
     upload_ttl: timedelta = timedelta(hours=12)
+    #: The project's budget (US dollars) or None: checked and recorded atomically with each
+    #: batch (see records.create_pending_many), so concurrent processes cannot overrun it.
+    budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,10 +147,13 @@ class Engine:
         return self.record_many([request], cost)[0]
 
     def record_many(self, requests: Sequence[records.PreparedRequest], cost: float) -> list[int]:
-        """Write-ahead for a batch: one transaction for all rows, before any is sent."""
+        """Write-ahead for a batch: one transaction for all rows, before any is sent.
+
+        Raises BudgetExceededError (writing nothing) when the batch would break the budget.
+        """
         ids = records.create_pending_many(
             self.db, list(requests), provider=self.provider.name, model=self.provider.model,
-            cost=cost, owner=self.owner,
+            cost=cost, owner=self.owner, budget=self.settings.budget,
         )
         for gen_id, request in zip(ids, requests, strict=True):
             self._prepared[gen_id] = request
