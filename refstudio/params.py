@@ -15,8 +15,13 @@ from . import gen4
 from .errors import ParameterError
 from .providers.base import GenParams
 
-__all__ = ["check_cost_limit", "normalize_aspect_ratio", "validate_params",
-           "validate_prompt_text"]
+__all__ = ["MAX_BATCH", "check_batch_size", "check_cost_limit", "normalize_aspect_ratio",
+           "validate_params", "validate_prompt_text"]
+
+#: Most variants one command (or one workflow step) asks for. The budget is the real limit;
+#: this one keeps a typo (-n 100000) from writing a hundred thousand rows. They are sent at the
+#: account's concurrency, never all at once.
+MAX_BATCH = 1000
 
 _RATIO_SEPARATORS = re.compile(r"\s*[xX/:]\s*")
 
@@ -108,3 +113,15 @@ def check_cost_limit(value: float | None, name: str = "max_cost") -> float | Non
             hint="leave it out for no per-command limit",
         )
     return float(value)
+
+
+def check_batch_size(n: int, name: str = "n") -> int:
+    """The number of variants, or ParameterError outside 1..:data:`MAX_BATCH`."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ParameterError(f"{name} must be a whole number of variants, not {n!r}")
+    if not 1 <= n <= MAX_BATCH:
+        raise ParameterError(
+            f"{name} must be between 1 and {MAX_BATCH}, not {n}",
+            hint=f"send larger sets as several commands of at most {MAX_BATCH}",
+        )
+    return n

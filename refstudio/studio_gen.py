@@ -346,9 +346,9 @@ class AsyncGenerationMixin:
     ) -> tuple[RenderResult, list[PreparedRequest]]:
         """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
         from .engine import BindingRecord, PreparedRequest
+        from .params import check_batch_size
 
-        if not 1 <= n <= 16:
-            raise InputError(f"-n must be between 1 and 16, not {n}")
+        check_batch_size(n)
         rendered = self.render(  # type: ignore[attr-defined]
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,

@@ -163,8 +163,20 @@ class Engine:
     async def run(self, generation_ids: Sequence[int]) -> list[Outcome]:
         """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
         # Ours now: a concurrent resume must leave them alone.
-        records.claim(self.db, list(generation_ids), self.owner)
-        return list(await asyncio.gather(*(self._drive(g) for g in generation_ids)))
+        ids = list(generation_ids)
+        records.claim(self.db, ids, self.owner)
+        # A few workers take generations in order, so a batch of 1,000 is 1,000 rows, not 1,000
+        # waiting tasks; the slots (concurrency) still bound what is in flight across all runs.
+        outcomes: list[Outcome | None] = [None] * len(ids)
+        queue = iter(enumerate(ids))
+
+        async def worker() -> None:
+            for index, gen_id in queue:
+                outcomes[index] = await self._drive(gen_id)
+
+        workers = min(len(ids), max(1, self.settings.concurrency))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return [o for o in outcomes if o is not None]
 
     async def resume(self) -> list[Outcome]:
         """Finish what dead processes left: poll submitted work; never resubmit anything."""
