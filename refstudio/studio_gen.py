@@ -173,7 +173,13 @@ class GenerationMixin:
         )
 
     def price(self, provider: str, resolution: str) -> float:
-        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults."""
+        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults;
+        0 for a provider whose work is free (offline, or one set up as ``simulated``)."""
+        from .providers.registry import provider_class
+
+        if (not provider_class(provider).paid
+                or getattr(self, "provider_options", {}).get(provider, {}).get("simulated")):
+            return 0.0
         table = self.project.config.prices.get(provider) or DEFAULT_PRICES.get(provider, {})
         return float(table.get(resolution, DEFAULT_PRICES.get(provider, {}).get(resolution, 0.0)))
 

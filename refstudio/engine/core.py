@@ -150,7 +150,10 @@ class Engine:
         """Write-ahead for a batch: one transaction for all rows, before any is sent.
 
         Raises BudgetExceededError (writing nothing) when the batch would break the budget.
+        Work of a provider that is not paid (offline, the simulator) is recorded at no cost.
         """
+        if not self.provider.paid:
+            cost = 0.0
         ids = records.create_pending_many(
             self.db, list(requests), provider=self.provider.name, model=self.provider.model,
             cost=cost, owner=self.owner, budget=self.settings.budget,
