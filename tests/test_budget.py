@@ -164,3 +164,21 @@ def test_two_processes_cannot_both_spend_the_last_of_a_budget(
     finally:
         conn.close()
     assert count == 2 and total <= 0.15 + 1e-9
+
+
+def test_retry_is_checked_against_the_budget_where_it_is_requeued(root: Path) -> None:
+    toml = root / "refstudio.toml"
+    toml.write_text("budget = 0.05\n" + toml.read_text())  # one 720p image at $0.05
+    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key=KEY, seed=4)) as sim, \
+            Studio.open(root) as studio:
+        studio.provider_options["wavespeed"] = {"api_key": KEY, "base_url": sim.base_url}
+        sim.config.fail_rate = 1.0
+        [failed] = studio.generate("@mara", provider="wavespeed", resolution="720p")
+        assert failed.status == "failed"  # failed work is not spend
+        sim.config.fail_rate = 0.0
+        [done] = studio.generate("@mara", provider="wavespeed", resolution="720p", seed=5)
+        assert done.status == "completed"
+        with pytest.raises(BudgetExceededError, match="budget"):
+            studio.retry(failed.id)
+        assert studio.generation(failed.id).status == "failed"
+        assert sim.stats()["submits_received"] == 2
