@@ -87,8 +87,10 @@ class WorkflowMixin:
         whose status is ``completed``, ``paused`` (a manual pick, or an unknown request) or
         ``failed``; with ``dry_run``, ``planned``.
         """
+        from ..params import check_cost_limit
         from ..providers.registry import default_provider_name
 
+        check_cost_limit(max_cost)
         plan = self.plan_workflow(workflow, variables=variables)
         provider_name = default_provider_name(
             provider or self.project.config.provider  # type: ignore[attr-defined]
