@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkflowError
 from .plan import Plan, PlannedStep, build_plan
-from .runner import RunReport, StepListener, StepReport, WorkflowRunner, ensure_refs, estimate
+from .runner import (
+    RunReport,
+    StepListener,
+    StepReport,
+    WorkflowRunner,
+    ensure_refs,
+    estimate,
+    image_step_of,
+)
 from .spec import Workflow, load_workflow
 
 if TYPE_CHECKING:
@@ -67,6 +75,7 @@ class WorkflowMixin:
             templates_dir=self.project.templates_dir,  # type: ignore[attr-defined]
             overrides=variables,
             defaults=(config.aspect_ratio, config.resolution),
+            image_step=image_step_of(self, str(wf.path)),
         )
 
     async def run_workflow(
