@@ -120,6 +120,8 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
      ("refs.x", "invalid reference name 'x'")),
     ("refs-bad-kind", '[refs.hero]\nimages = ["../sources/mara.png"]\nkind = "animal"\n' + PAID,
      ("refs.hero", "unknown kind 'animal'")),
+    ("step-provider-not-the-run's", PAID + step('prompt = "@mara"\nprovider = "offline"'),
+     ('step "later"', 'provider = "offline"', 'this run uses "wavespeed"')),
     ("refs-bad-tag", '[refs.hero]\nimages = ["../sources/mara.png"]\ntags = ["a b"]\n' + PAID,
      ("refs.hero", "invalid tag 'a b'")),
 ]

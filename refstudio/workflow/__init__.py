@@ -102,6 +102,14 @@ class WorkflowMixin:
         provider_name = default_provider_name(
             provider or self.project.config.provider  # type: ignore[attr-defined]
         )
+        for step in plan.steps:
+            wanted = step.spec.provider
+            if wanted is not None and wanted != provider_name:
+                raise WorkflowError(
+                    f'{plan.workflow.path.name}: step "{step.id}": provider = "{wanted}", but '
+                    f'this run uses "{provider_name}" (a run uses one provider for every step)',
+                    hint=f"run it with --provider {wanted}, or remove the step's provider key",
+                )
         cost, notes = estimate(self, plan, provider_name)
         self.check_budget(cost, max_cost)  # type: ignore[attr-defined]
         if dry_run:
