@@ -164,6 +164,12 @@ def test_limit_errors_point_at_the_line() -> None:
     assert (info.value.source, info.value.line) == ("step 'hero'", 3)
 
 
+def test_error_messages_stay_short() -> None:
+    with pytest.raises(TemplateError) as info:
+        render_string("{{ ('y' * 99999)|filesizeformat }}", {})
+    assert len(str(info.value)) < 400 and str(info.value).endswith("…")
+
+
 def test_time_budget_is_checked_between_chunks_and_in_loops() -> None:
     # A zero budget is spent before the first check, wherever that check is.
     no_time = TemplateLimits(seconds=0)

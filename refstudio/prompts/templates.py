@@ -68,6 +68,7 @@ __all__ = [
 TEMPLATE_SUFFIX = ".j2"
 
 _WHITESPACE = re.compile(r"\s+")
+_MAX_MESSAGE = 300
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -286,6 +287,8 @@ def _template_error(exc: BaseException, root: str | None, name: str) -> Template
         else:
             what = f"{type(exc).__name__}: {exc}"
     what = " ".join(what.split())  # one line, whatever the exception said
+    if len(what) > _MAX_MESSAGE:  # an exception may quote a whole (huge) value
+        what = what[: _MAX_MESSAGE - 1] + "…"
     shown = _display_name(filename, root, name)
     where = f"{shown}:{line}" if line is not None else shown
     return TemplateError(f"{where}: {what}", source=shown, line=line)
