@@ -84,6 +84,10 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("keep-primary-without-label",
      PAID + step('prompt = "@mara"\npromote = { name = "mara", keep_primary = true }'),
      ('step "later": promote', "keep_primary", "label")),
+    ("keep-primary-after-an-earlier-promotion",
+     PAID + step('prompt = "@mara"\npromote = { name = "mara_coat" }', "one")
+     + step('prompt = "@tavern"\npromote = { name = "mara_coat", keep_primary = true }', "two"),
+     ('step "two": promote', "keep_primary", "@mara_coat", "label")),
     ("pick-beyond-variants",
      PAID + step('prompt = "@mara"\nvariants = 2\npromote = { name = "mara_coat", pick = 7 }'),
      ('step "later": promote', "pick = 7", "2 variant(s)", "0 to 1")),
@@ -161,11 +165,13 @@ def test_refused_by_the_plan_before_anything_is_paid(
         # the last index of the variants, and the workflow's own [refs]
         '[refs.hero]\nimages = ["../sources/mara.png"]\n'
         + step('prompt = "@hero in @tavern"\nvariants = 3\npromote = { name = "hero2", pick = 2 }'),
+        # keep_primary on a name nothing has yet: it simply becomes the reference
+        PAID + step('prompt = "@mara"\npromote = { name = "mara_coat", keep_primary = true }'),
         # two steps promote one name with different labels
         PAID + step('prompt = "@mara"\npromote = { name = "mara_coat", label = "front" }', "one")
         + step('prompt = "@tavern"\npromote = { name = "mara_coat", label = "back" }', "two"),
     ],
-    ids=["refinement", "labels", "last-pick-and-refs", "two-labels"],
+    ids=["refinement", "labels", "last-pick-and-refs", "keep-primary-new-name", "two-labels"],
 )
 def test_sound_workflows_still_plan(studio: Studio, text: str) -> None:
     path = _write(studio, text)

@@ -218,6 +218,7 @@ def _check_promotes(workflow: Workflow, lookup: Any, image_step: ImageStep | Non
     from ..library import check_kind, check_label
 
     labels: dict[tuple[str, str], str] = {}  # (name key, label) -> step id giving it
+    promoted: set[str] = set()  # name keys promoted by the steps so far
     for step in workflow.steps:
         promote = step.promote
         if promote is None:
@@ -230,9 +231,15 @@ def _check_promotes(workflow: Workflow, lookup: Any, image_step: ImageStep | Non
             check_label(promote.label)
         except RefstudioError as exc:
             raise WorkflowError(f"{where}: {exc.message}", hint=exc.hint) from None
-        if promote.keep_primary and promote.label is None:
+        exists = (
+            lookup.find(name) is not None
+            or name.lower() in promoted  # an earlier step makes it
+        )
+        promoted.add(name.lower())
+        if promote.keep_primary and promote.label is None and exists:
             raise WorkflowError(
-                f"{where}: keep_primary adds the output as a labelled view: give it a label too"
+                f"{where}: keep_primary adds the output to @{name} as a labelled view: "
+                "give it a label too"
             )
         if isinstance(promote.pick, int) and promote.pick >= step.variants:
             raise WorkflowError(
