@@ -52,6 +52,7 @@ class BoundReference:
     width: int
     height: int
     warnings: tuple[str, ...] = ()
+    reference_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class GenerationMixin:
                 width=b.image.width,
                 height=b.image.height,
                 warnings=b.image.warnings,
+                reference_id=lookup.reference_ids.get(b.name.lower()),
             )
             for b in resolved.bindings
         )
@@ -364,7 +366,8 @@ class AsyncGenerationMixin:
         first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
                                                                   gen4.SEED_MAX - n)
         bindings = tuple(
-            BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id)
+            BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id,
+                          reference_id=r.reference_id)
             for r in rendered.references
         )
         requests = [
