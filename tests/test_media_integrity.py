@@ -35,8 +35,8 @@ def studio(tmp_path: Path) -> Iterator[Studio]:
 
 
 def _damage(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[:-16] + bytes(16))  # same size, different bytes
+    """Swap a media file for another valid PNG: nothing but its hash can tell."""
+    path.write_bytes(encode_image((64, 80), seed=99))
 
 
 def _media_files(root: Path) -> list[str]:
@@ -120,3 +120,16 @@ def test_a_corrupt_download_leaves_no_file_in_media(studio: Studio, tmp_path: Pa
     stored = gen.outputs[0].path
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == gen.outputs[0].sha256
     assert len(_media_files(studio.root)) == len(before) + 1
+
+
+def test_the_gallery_offers_no_download_of_a_damaged_output(
+    studio: Studio, tmp_path: Path
+) -> None:
+    from refstudio.gallery import build_gallery
+
+    good, bad = studio.generate("@mara at dusk", provider="offline", resolution="720p", n=2,
+                                seed=5)
+    _damage(bad.outputs[0].path)
+    build_gallery(studio, tmp_path / "site")
+    downloads = sorted(p.name for p in (tmp_path / "site" / "downloads").iterdir())
+    assert downloads == [f"{good.id}-0.png"]
