@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -55,16 +56,45 @@ class LocalMediaStore:
     def _tmp_dir(self) -> Path:
         tmp = self.root / ".tmp"
         if not self._tmp_ready:  # once per store, not once per image
-            tmp.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.mkdir(exist_ok=True)  # not parents: a missing media/ is not ours to remake
+            except OSError as exc:
+                raise self.write_error(exc) from exc
             self._tmp_ready = True
         return tmp
+
+    def write_error(self, exc: OSError) -> StorageError:
+        """The one-line error for a write into the media folder that the OS refused."""
+        why = _WRITE_ERRORS.get(exc.errno or 0) or exc.strerror or type(exc).__name__
+        return StorageError(f"cannot write to the media folder {self.root}: {why}")
+
+    def check_writable(self, *, hint: str | None = None) -> None:
+        """Raise :class:`StorageError` (with ``hint``) unless the store can take a new file.
+
+        Called before anything is sent, so a read-only or full media folder costs nothing.
+        """
+        try:
+            with tempfile.TemporaryFile(dir=self._tmp_dir(), suffix=".part") as fh:
+                fh.write(b"\0")
+                fh.flush()
+        except OSError as exc:
+            error = self.write_error(exc)
+            error.hint = hint
+            raise error from exc
+        except StorageError as exc:
+            exc.hint = hint
+            raise
 
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob:
         """Store ``data`` (once) and return where it lives."""
         sha = hashlib.sha256(data).hexdigest()
         key = blob_key(sha, extension)
         if not self.exists(key):
-            fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
+            tmp_dir = self._tmp_dir()
+            try:
+                fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+            except OSError as exc:
+                raise self.write_error(exc) from exc
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -73,30 +103,37 @@ class LocalMediaStore:
                 self._publish(Path(tmp_name), key)
             except OSError as exc:
                 _unlink_quietly(Path(tmp_name))
-                raise StorageError(f"cannot write to the media folder {self.root}: {exc}") from exc
+                raise self.write_error(exc) from exc
         return StoredBlob(sha, key, len(data))
 
     async def put_stream(self, chunks: AsyncIterator[bytes], *, extension: str) -> StoredBlob:
         """Stream chunks to a temporary file while hashing, then publish under their hash."""
         hasher = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
+        tmp_dir = self._tmp_dir()
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+        except OSError as exc:
+            raise self.write_error(exc) from exc
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                async for chunk in chunks:
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                # fsync takes milliseconds to tens of them: keep it off the event loop.
-                await asyncio.to_thread(os.fsync, fh.fileno())
-            sha = hasher.hexdigest()
-            key = blob_key(sha, extension)
-            if self.exists(key):
-                _unlink_quietly(tmp)
-            else:
-                self._publish(tmp, key)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    async for chunk in chunks:
+                        hasher.update(chunk)
+                        size += len(chunk)
+                        fh.write(chunk)
+                    fh.flush()
+                    # fsync takes milliseconds to tens of them: keep it off the event loop.
+                    await asyncio.to_thread(os.fsync, fh.fileno())
+                sha = hasher.hexdigest()
+                key = blob_key(sha, extension)
+                if self.exists(key):
+                    _unlink_quietly(tmp)
+                else:
+                    self._publish(tmp, key)
+            except OSError as exc:  # the providers' streams raise their own errors, not OSError
+                raise self.write_error(exc) from exc
             return StoredBlob(sha, key, size)
         except BaseException:
             _unlink_quietly(tmp)
@@ -118,6 +155,24 @@ class LocalMediaStore:
 
     def exists(self, key: str) -> bool:
         return (self.root / key).is_file()
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether a (storage) error was caused by a full disk or an exhausted quota."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+#: Plain words for what most often stops a write into the media folder.
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "it is on a read-only file system",
+    errno.EACCES: "permission denied (the folder is read-only)",
+    errno.EPERM: "permission denied (the folder is read-only)",
+    errno.ENOENT: "it does not exist",
+    errno.ENOTDIR: "it is not a folder",
+}
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -432,6 +432,7 @@ class AsyncGenerationMixin:
         self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
     ) -> GenerationInfo:
         """Send a ``failed`` or ``unknown`` generation again. It may cost again."""
+        from .engine.core import NOTHING_SENT
         from .engine.records import load, update
 
         gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
@@ -441,6 +442,8 @@ class AsyncGenerationMixin:
                 "generations can be retried"
             )
         self.check_budget(gen.cost_estimate, None)  # type: ignore[attr-defined]
+        # Before the row changes: a read-only or full media folder must cost nothing.
+        self.library.store.check_writable(hint=NOTHING_SENT)  # type: ignore[attr-defined]
         update(self.library.db, generation_id, status="pending", error="")  # type: ignore[attr-defined]
         async with self._engine(gen.provider, on_event) as engine:
             await engine.run([generation_id])
