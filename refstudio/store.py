@@ -24,6 +24,8 @@ from typing import Protocol
 from .errors import StorageError
 
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+#: Where writes are staged before they are renamed into place (``media/.tmp``).
+TMP_DIR = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class LocalMediaStore:
         self._tmp_ready = False
 
     def _tmp_dir(self) -> Path:
-        tmp = self.root / ".tmp"
+        tmp = self.root / TMP_DIR
         if not self._tmp_ready:  # once per store, not once per image
             try:
                 tmp.mkdir(exist_ok=True)  # not parents: a missing media/ is not ours to remake
@@ -155,6 +157,18 @@ class LocalMediaStore:
 
     def exists(self, key: str) -> bool:
         return (self.root / key).is_file()
+
+
+def media_files(root: Path) -> list[Path]:
+    """Every file under a media folder, except the store's own temporary folder."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and p.relative_to(root).parts[0] != TMP_DIR)
+
+
+def count_media_files(root: Path) -> int:
+    return len(media_files(root))
 
 
 def out_of_space(exc: BaseException) -> bool:
