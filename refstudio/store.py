@@ -75,17 +75,17 @@ class LocalMediaStore:
 
         Called before anything is sent, so a read-only or full media folder costs nothing.
         """
+        tmp = self.root / TMP_DIR
         try:
-            with tempfile.TemporaryFile(dir=self._tmp_dir(), suffix=".part") as fh:
+            # No trace left: an unnamed file, in .tmp if it is there, else in the folder itself.
+            with tempfile.TemporaryFile(dir=tmp if tmp.is_dir() else self.root,
+                                        suffix=".part") as fh:
                 fh.write(b"\0")
                 fh.flush()
         except OSError as exc:
             error = self.write_error(exc)
             error.hint = hint
             raise error from exc
-        except StorageError as exc:
-            exc.hint = hint
-            raise
 
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob:
         """Store ``data`` (once) and return where it lives."""

@@ -41,6 +41,7 @@ from ..errors import (
     RefstudioError,
     StorageError,
     TransientError,
+    clause,
 )
 from ..models import Generation
 from ..providers.base import BoundImage, GenParams, Provider, TaskStatus
@@ -254,8 +255,9 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             except (AmbiguousSubmitError, ProtocolError) as exc:
-                message = (f"{exc}. The request may have been accepted and billed, so it was "
-                           f"not resent; `refstudio retry {gen_id}` resends it (may cost again)")
+                message = (f"{clause(exc)}. The request may have been accepted and billed, so it "
+                           f"was not resent; `refstudio retry {gen_id}` resends it (may cost "
+                           "again)")
                 return await self._fail(gen_id, "unknown", message)
             except ProviderError as exc:
                 return await self._fail(gen_id, "failed", str(exc))
@@ -285,8 +287,8 @@ class Engine:
             status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
         except AuthenticationError as exc:
             return await self._keep_submitted(
-                gen_id, f"{exc}; the task was accepted and may be paid, so it stays submitted: "
-                "fix the key, then `refstudio resume`")
+                gen_id, f"{clause(exc)}; the task was accepted and may be paid, so it stays "
+                "submitted: fix the key, then `refstudio resume`")
         if status is None:
             return await self._keep_submitted(
                 gen_id, f"still running after {self.settings.poll_deadline:.0f}s; "
@@ -299,7 +301,7 @@ class Engine:
             stored = await self._download_all(status)
         except StorageError as exc:
             # Done and paid, but media/ refused the file: keep it `submitted` for resume.
-            message = f"{exc}; `refstudio resume` stores it once the folder can take it"
+            message = f"{clause(exc)}; `refstudio resume` stores it once the folder can take it"
             with contextlib.suppress(StorageError):  # the database may sit on the same full
                 await self._keep_submitted(gen_id, message)  # disk; the row says `submitted`
             return Outcome(gen_id, "submitted", message, storage_error=exc)
@@ -432,7 +434,7 @@ def _raise_unstored(outcomes: Sequence[Outcome]) -> None:
     assert first is not None
     when = "there is space" if out_of_space(first) else "the folder is writable again"
     raise StorageError(
-        f"{first.message.rstrip('.')}, so {which} not stored. {it} safe at the provider: "
+        f"{clause(first)}, so {which} not stored. {it} safe at the provider: "
         f"run `refstudio resume` when {when} (nothing is sent or paid again)"
     )
 
