@@ -191,30 +191,35 @@ def test_config_that_is_not_utf8_is_one_config_error(root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "table"),
     [
-        "name = [",  # not TOML
-        'concurrency = "four"',
-        "concurrency = 2.5",
-        "concurrency = 0",
-        "concurrency = inf",
-        "max_image_mb = inf",
-        "max_image_mb = nan",
-        "name = 5",
-        "[defaults]\naspect_ratio = [16, 9]",
-        "[defaults]\nprovider = 3",
+        ("name = [", ""),  # not TOML
+        ('concurrency = "four"', ""),
+        ("concurrency = 2.5", ""),
+        ("concurrency = 0", ""),
+        ("concurrency = inf", ""),
+        ("max_image_mb = inf", ""),
+        ("max_image_mb = nan", ""),
+        ("name = 5", ""),
+        ("aspect_ratio = [16, 9]", "defaults"),
+        ("provider = 3", "defaults"),
     ],
 )
-def test_broken_config_is_one_config_error(root: Path, bad: str) -> None:
+def test_broken_config_is_one_config_error(root: Path, bad: str, table: str) -> None:
     toml = root / "refstudio.toml"
-    key = bad.split("\n")[-1].split()[0]
-    lines = [ln for ln in toml.read_text().splitlines()
-             if not ln.startswith(key) and not (bad.startswith("[defaults]")
-                                                and ln.startswith("[defaults]"))]
-    toml.write_text(bad + "\n" + "\n".join(lines) + "\n")
+    key = bad.split()[0]
+    lines = [ln for ln in toml.read_text().splitlines() if not ln.startswith(key)]
+    if table:  # the bad line goes inside its table, so nothing else is misplaced
+        at = lines.index(f"[{table}]") + 1
+        lines[at:at] = [bad]
+    else:
+        lines.insert(0, bad)
+    toml.write_text("\n".join(lines) + "\n")
     before = snapshot_files(root)
     line = one_error(run_cli("--project", str(root), "ref", "list"), 3)
     assert str(toml) in line
+    if bad != "name = [":
+        assert f"{table + '.' if table else ''}{key} must be" in line
     assert snapshot_files(root) == before
 
 
