@@ -279,6 +279,17 @@ def check_media_dir(project: Project) -> None:
                            hint=f"move it away and restore media/ from a backup; {_DOCTOR}")
 
 
+def make_media_dir(project: Project) -> None:
+    """Make ``media/`` if there is nothing by that name (not even a broken link)."""
+    media = project.media_dir
+    if media.is_symlink() or media.exists():
+        return
+    try:
+        media.mkdir()
+    except OSError as exc:
+        raise StorageError(f"cannot make the media folder {media}: {exc.strerror}") from exc
+
+
 def check_db_path(project: Project) -> None:
     """:class:`StorageError` when ``library.db`` is a folder (SQLite's own words are obscure)."""
     db = project.db_path

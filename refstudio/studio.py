@@ -23,7 +23,14 @@ from typing import Any
 from .db import Database
 from .library import AddedImage, ImageInfo, Library, ReferenceInfo
 from .packs import PackMixin
-from .project import Project, check_layout, load_config, open_project, write_new_project
+from .project import (
+    Project,
+    check_layout,
+    load_config,
+    make_media_dir,
+    open_project,
+    write_new_project,
+)
 from .provenance import ProvenanceMixin
 from .results import GenerationQueries
 from .store import LocalMediaStore, count_media_files
@@ -43,11 +50,15 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixi
 
     def __init__(self, project: Project) -> None:
         self.project = project
+        fresh = not project.db_path.exists()
+        if fresh:
+            # A project without its library yet (a copied example, a checkout): nothing can be
+            # lost by making media/. Beside an existing library, a missing media/ is refused.
+            make_media_dir(project)
         check_layout(project)
         #: Things the user should hear about this project, said once by whoever opened it (the
         #: CLI prints each as a ``warning:`` line), e.g. a library.db made anew beside old media.
         self.notices: list[str] = []
-        fresh = not project.db_path.exists()
         self.db = Database(project.db_path)
         try:
             self.db.migrate()
