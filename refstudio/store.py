@@ -148,15 +148,22 @@ class LocalMediaStore:
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            return (self.root / key).read_bytes()
+            return self.local_path(key).read_bytes()
         except OSError as exc:
             raise StorageError(f"media file missing or unreadable: {key} ({exc.strerror})") from exc
 
     def local_path(self, key: str) -> Path:
+        """Where ``key`` lives. A key that would leave the folder (absolute, ``..``: only a
+        hand-edited library.db has one) is a StorageError, so no row can make refstudio read,
+        upload or delete a file elsewhere."""
+        if key.startswith(("/", "\\")) or ".." in key.replace("\\", "/").split("/") or (
+                len(key) > 1 and key[1] == ":"):
+            raise StorageError(f"the library names {key!r} as a media file, a path outside "
+                               f"{self.root}", hint="`refstudio doctor` lists such rows")
         return self.root / key
 
     def exists(self, key: str) -> bool:
-        return (self.root / key).is_file()
+        return self.local_path(key).is_file()
 
 
 def media_files(root: Path) -> list[Path]:

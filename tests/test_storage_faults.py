@@ -470,3 +470,29 @@ def test_media_link_inside_the_project_is_fine(root: Path) -> None:
     result = run_cli("--project", str(root), "ref", "list")
     assert result.returncode == 0, result.stderr
     assert "@mara" in result.stdout
+
+
+def test_a_library_row_naming_a_file_outside_media_is_never_read(
+    sim: Simulator, root: Path, tmp_path: Path
+) -> None:
+    """A hand-edited (or hostile) library.db points @mara's image at a file outside the project,
+    with the right hash even: nothing reads, uploads or sends it."""
+    conn = sqlite3.connect(root / "library.db")
+    [(asset_id, rel)] = conn.execute("SELECT id, path FROM asset").fetchall()
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    secret.write_bytes((root / "media" / rel).read_bytes())
+    hostile = os.path.relpath(secret, root / "media")
+    assert hostile.startswith("..")
+    with conn:
+        conn.execute("UPDATE asset SET path = ? WHERE id = ?", (hostile, asset_id))
+    conn.close()
+    before = snapshot_files(root)
+    line = one_error(run_cli("--project", str(root), "gen", "@mara on a pier",
+                             "--provider", "wavespeed", "--resolution", "720p"), 13)
+    assert "a path outside" in line
+    assert sim.stats()["uploads"] == 0 and sim.stats()["submits_received"] == 0
+    assert snapshot_files(root) == before
+    report = run_cli("--project", str(root), "doctor")
+    one_error(report, 13)
+    assert "a path outside media/" in report.stdout
