@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -33,16 +34,26 @@ BUSY_TIMEOUT_MS = 30_000
 class Database:
     """A project's database: a read engine and a write engine over one connection pool."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, inspect_only: bool = False) -> None:
+        """``inspect_only``: for looking at a library that may be damaged (``refstudio doctor``):
+        never creates the file, never switches its journal mode, and is never migrated."""
         self.path = path
-        self.engine: Engine = create_engine(
-            f"sqlite:///{path}",
-            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-            poolclass=QueuePool,
-            pool_size=5,
-            max_overflow=10,
-        )
-        event.listen(self.engine, "connect", _on_connect)
+        if inspect_only:
+            def connect() -> sqlite3.Connection:
+                uri = f"file:{quote(str(path))}?mode=rw"
+                return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       check_same_thread=False)
+
+            self.engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool)
+        else:
+            self.engine = create_engine(
+                f"sqlite:///{path}",
+                connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                poolclass=QueuePool,
+                pool_size=5,
+                max_overflow=10,
+            )
+        event.listen(self.engine, "connect", _on_inspect if inspect_only else _on_connect)
         event.listen(self.engine, "begin", _on_begin)
         self.write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
 
@@ -52,7 +63,9 @@ class Database:
             with self.write_engine.begin() as conn:
                 return apply_migrations(conn)
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot open the library at {self.path}: {_reason(exc)}") from exc
+            raise StorageError(f"cannot open the library at {self.path}: {_reason(exc)}",
+                               hint="`refstudio doctor` checks the project; a damaged "
+                                    "library.db is restored from a backup") from exc
 
     def integrity_check(self) -> str:
         with self.engine.connect() as conn:
@@ -71,6 +84,11 @@ def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _on_inspect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def _on_begin(conn: Any) -> None:

@@ -201,3 +201,9 @@ class WorkflowError(RefstudioError):
 
 class StorageError(RefstudioError):
     exit_code = 13
+
+
+def clause(text: object) -> str:
+    """``text`` (an error, or its words) ready to have more words put after it: without the
+    full stop it may end with, so "…a response." + ". The request…" cannot make "..". """
+    return str(text).rstrip().rstrip(".").rstrip()

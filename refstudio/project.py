@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ProjectExistsError, ProjectNotFoundError
+from .errors import ConfigError, ProjectExistsError, ProjectNotFoundError, StorageError
 from .fsutil import ProtectedArea, UnreadableFileError, read_regular_text
 
 if sys.version_info >= (3, 11):
@@ -120,7 +120,7 @@ def find_project_root(explicit: Path | str | None = None, cwd: Path | None = Non
     """Locate the project: ``explicit`` path, then ``$REFSTUDIO_PROJECT``, then upward from cwd."""
     if explicit is not None:
         root = Path(explicit).expanduser().resolve()
-        if not (root / CONFIG_FILE).is_file():
+        if not _has_config(root):
             raise ProjectNotFoundError(
                 f"{root} is not a refstudio project (no {CONFIG_FILE})",
                 hint=f"create one with: refstudio init {explicit}",
@@ -129,7 +129,7 @@ def find_project_root(explicit: Path | str | None = None, cwd: Path | None = Non
     env = os.environ.get(ENV_PROJECT)
     if env:
         root = Path(env).expanduser().resolve()
-        if not (root / CONFIG_FILE).is_file():
+        if not _has_config(root):
             raise ProjectNotFoundError(
                 f"{ENV_PROJECT}={env} is not a refstudio project (no {CONFIG_FILE})",
                 hint=f"create one with: refstudio init {env}",
@@ -137,12 +137,28 @@ def find_project_root(explicit: Path | str | None = None, cwd: Path | None = Non
         return root
     here = (cwd or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / CONFIG_FILE).is_file():
+        if _has_config(folder):
             return folder
     raise ProjectNotFoundError(
         f"not inside a refstudio project ({here} and its parents have no {CONFIG_FILE})",
         hint="create one with `refstudio init DIR`, or pass --project DIR / set REFSTUDIO_PROJECT",
     )
+
+
+def _has_config(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``refstudio.toml`` file; a folder (or a pipe, a device) by that
+    name is a broken project, refused here rather than skipped or read (a pipe would hang)."""
+    path = folder / CONFIG_FILE
+    try:
+        if path.is_file():
+            return True
+        if not path.exists():
+            return False
+    except OSError as exc:  # e.g. a folder we may not look into
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    kind = "a folder" if path.is_dir() else "not a regular file"
+    raise ConfigError(f"{path} is {kind}; a project's {CONFIG_FILE} must be a file",
+                      hint=f"move it away, then `refstudio init {folder}` makes a new one")
 
 
 def write_new_project(root: Path, name: str | None = None) -> None:
@@ -168,7 +184,8 @@ def load_config(root: Path) -> ProjectConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     except UnreadableFileError as exc:
-        raise ConfigError(f"cannot read {exc}") from exc
+        hint = "save it as UTF-8" if "UTF-8" in exc.reason else None
+        raise ConfigError(f"cannot read {exc}", hint=hint) from exc
     return parse_config(raw, path)
 
 
@@ -203,14 +220,18 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         if not low <= poll_lag <= high:
             raise ConfigError(f"{path}: poll_lag must be between {low} and {high:.0f} seconds, "
                               f"not {poll_lag}")
+    concurrency = raw.get("concurrency", 2)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"{path}: concurrency must be a whole number of at least 1, "
+                          f"not {concurrency!r}")
     return ProjectConfig(
-        name=str(raw.get("name", "refstudio")),
+        name=_text(raw.get("name", "refstudio"), path, "name"),
         max_image_mb=_number(raw.get("max_image_mb", 20), path, "max_image_mb"),
         budget=None if budget is None else _number(budget, path, "budget"),
-        aspect_ratio=str(defaults.get("aspect_ratio", "16:9")),
-        resolution=str(defaults.get("resolution", "1080p")),
-        provider=defaults.get("provider") or None,
-        concurrency=max(1, int(_number(raw.get("concurrency", 2), path, "concurrency"))),
+        aspect_ratio=_text(defaults.get("aspect_ratio", "16:9"), path, "defaults.aspect_ratio"),
+        resolution=_text(defaults.get("resolution", "1080p"), path, "defaults.resolution"),
+        provider=_text(defaults.get("provider", ""), path, "defaults.provider") or None,
+        concurrency=concurrency,
         poll_lag=poll_lag,
         prices=prices,
     )
@@ -231,6 +252,61 @@ def _number(value: Any, path: Path, key: str) -> float:
             or not math.isfinite(value) or value < 0):
         raise ConfigError(f"{path}: {key} must be a finite number, 0 or more, not {value!r}")
     return float(value)
+
+
+def _text(value: Any, path: Path, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {key} must be a string in quotes, not {value!r}")
+    return value
+
+
+def check_layout(project: Project) -> None:
+    """Refuse, before anything is opened or written, a project whose storage is not where and
+    what it must be (see :func:`check_media_dir`, :func:`check_db_path`); nothing is changed."""
+    check_media_dir(project)
+    check_db_path(project)
+
+
+_DOCTOR = "`refstudio doctor` shows what the library expects"
+
+
+def check_media_dir(project: Project) -> None:
+    """:class:`StorageError` unless ``media/`` is a folder inside the project (a link to a
+    folder elsewhere would let a shared project make refstudio read and write outside it)."""
+    media = project.media_dir
+    if not (media.is_symlink() or media.exists()):
+        raise StorageError(f"the media folder {media} is missing",
+                           hint=f"restore it from a backup (or make an empty one if the library "
+                                f"never held an image); {_DOCTOR}")
+    target = media.resolve()
+    if not target.is_relative_to(project.root.resolve()):
+        raise StorageError(
+            f"the media folder {media} is a link to {target}, outside the project",
+            hint="refstudio reads and writes images only inside the project folder: "
+                 "move them into media/",
+        )
+    if not target.is_dir():
+        raise StorageError(f"the media folder {media} is not a folder",
+                           hint=f"move it away and restore media/ from a backup; {_DOCTOR}")
+
+
+def make_media_dir(project: Project) -> None:
+    """Make ``media/`` if there is nothing by that name (not even a broken link)."""
+    media = project.media_dir
+    if media.is_symlink() or media.exists():
+        return
+    try:
+        media.mkdir()
+    except OSError as exc:
+        raise StorageError(f"cannot make the media folder {media}: {exc.strerror}") from exc
+
+
+def check_db_path(project: Project) -> None:
+    """:class:`StorageError` when ``library.db`` is a folder (SQLite's own words are obscure)."""
+    db = project.db_path
+    if db.is_dir():
+        raise StorageError(f"the library {db} is a folder, not a database",
+                           hint=f"move it away (and restore library.db from a backup); {_DOCTOR}")
 
 
 def open_project(explicit: Path | str | None = None) -> Project:

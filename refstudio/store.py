@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -30,6 +31,8 @@ MAX_BLOB_BYTES = 512_000_000
 DAMAGED_HINT = ("it was changed after refstudio stored it: put the original bytes back (adding "
                 "the original file again, e.g. `refstudio ref image add NAME FILE`, rewrites "
                 "it) or restore media/ from a backup")
+#: Where writes are staged before they are renamed into place (``media/.tmp``).
+TMP_DIR = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,36 @@ class LocalMediaStore:
         self._tmp_ready = False
 
     def _tmp_dir(self) -> Path:
-        tmp = self.root / ".tmp"
+        tmp = self.root / TMP_DIR
         if not self._tmp_ready:  # once per store, not once per image
-            tmp.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.mkdir(exist_ok=True)  # not parents: a missing media/ is not ours to remake
+            except OSError as exc:
+                raise self.write_error(exc) from exc
             self._tmp_ready = True
         return tmp
+
+    def write_error(self, exc: OSError) -> StorageError:
+        """The one-line error for a write into the media folder that the OS refused."""
+        why = _WRITE_ERRORS.get(exc.errno or 0) or exc.strerror or type(exc).__name__
+        return StorageError(f"cannot write to the media folder {self.root}: {why}")
+
+    def check_writable(self, *, hint: str | None = None) -> None:
+        """Raise :class:`StorageError` (with ``hint``) unless the store can take a new file.
+
+        Called before anything is sent, so a read-only or full media folder costs nothing.
+        """
+        tmp = self.root / TMP_DIR
+        try:
+            # No trace left: an unnamed file, in .tmp if it is there, else in the folder itself.
+            with tempfile.TemporaryFile(dir=tmp if tmp.is_dir() else self.root,
+                                        suffix=".part") as fh:
+                fh.write(b"\0")
+                fh.flush()
+        except OSError as exc:
+            error = self.write_error(exc)
+            error.hint = hint
+            raise error from exc
 
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob:
         """Store ``data`` (once) and return where it lives.
@@ -82,7 +110,11 @@ class LocalMediaStore:
         sha = hashlib.sha256(data).hexdigest()
         key = blob_key(sha, extension)
         if not self._intact(key, sha):
-            fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
+            tmp_dir = self._tmp_dir()
+            try:
+                fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+            except OSError as exc:
+                raise self.write_error(exc) from exc
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -91,7 +123,7 @@ class LocalMediaStore:
                 self._publish(Path(tmp_name), key)
             except OSError as exc:
                 _unlink_quietly(Path(tmp_name))
-                raise StorageError(f"cannot write to the media folder {self.root}: {exc}") from exc
+                raise self.write_error(exc) from exc
         return StoredBlob(sha, key, len(data))
 
     async def put_stream(
@@ -108,25 +140,32 @@ class LocalMediaStore:
         """
         hasher = hashlib.sha256()
         size = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
+        tmp_dir = self._tmp_dir()
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+        except OSError as exc:
+            raise self.write_error(exc) from exc
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                async for chunk in chunks:
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                if check is not None:
-                    await asyncio.to_thread(check, tmp)
-                # fsync takes milliseconds to tens of them: keep it off the event loop.
-                await asyncio.to_thread(os.fsync, fh.fileno())
-            sha = hasher.hexdigest()
-            key = blob_key(sha, extension)
-            if await asyncio.to_thread(self._intact, key, sha):
-                _unlink_quietly(tmp)
-            else:
-                self._publish(tmp, key)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    async for chunk in chunks:
+                        hasher.update(chunk)
+                        size += len(chunk)
+                        fh.write(chunk)
+                    fh.flush()
+                    if check is not None:
+                        await asyncio.to_thread(check, tmp)
+                    # fsync takes milliseconds to tens of them: keep it off the event loop.
+                    await asyncio.to_thread(os.fsync, fh.fileno())
+                sha = hasher.hexdigest()
+                key = blob_key(sha, extension)
+                if await asyncio.to_thread(self._intact, key, sha):
+                    _unlink_quietly(tmp)
+                else:
+                    self._publish(tmp, key)
+            except OSError as exc:  # the providers' streams raise their own errors, not OSError
+                raise self.write_error(exc) from exc
             return StoredBlob(sha, key, size)
         except BaseException:
             _unlink_quietly(tmp)
@@ -139,7 +178,7 @@ class LocalMediaStore:
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            return read_regular(self.root / key, limit=MAX_BLOB_BYTES)
+            return read_regular(self.local_path(key), limit=MAX_BLOB_BYTES)
         except UnreadableFileError as exc:
             raise StorageError(f"media file missing or unreadable: {key} ({exc.reason})") from exc
 
@@ -167,10 +206,47 @@ class LocalMediaStore:
             return False
 
     def local_path(self, key: str) -> Path:
+        """Where ``key`` lives. A key that would leave the folder (absolute, ``..``: only a
+        hand-edited library.db has one) is a StorageError, so no row can make refstudio read,
+        upload or delete a file elsewhere."""
+        if key.startswith(("/", "\\")) or ".." in key.replace("\\", "/").split("/") or (
+                len(key) > 1 and key[1] == ":"):
+            raise StorageError(f"the library names {key!r} as a media file, a path outside "
+                               f"{self.root}", hint="`refstudio doctor` lists such rows")
         return self.root / key
 
     def exists(self, key: str) -> bool:
-        return (self.root / key).is_file()
+        return self.local_path(key).is_file()
+
+
+def media_files(root: Path) -> list[Path]:
+    """Every file under a media folder, except the store's own temporary folder."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and p.relative_to(root).parts[0] != TMP_DIR)
+
+
+def count_media_files(root: Path) -> int:
+    return len(media_files(root))
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether a (storage) error was caused by a full disk or an exhausted quota."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+#: Plain words for what most often stops a write into the media folder.
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "it is on a read-only file system",
+    errno.EACCES: "permission denied (the folder is read-only)",
+    errno.EPERM: "permission denied (the folder is read-only)",
+    errno.ENOENT: "it does not exist",
+    errno.ENOTDIR: "it is not a folder",
+}
 
 
 def _unlink_quietly(path: Path) -> None:

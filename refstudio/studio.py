@@ -23,10 +23,17 @@ from typing import Any
 from .db import Database
 from .library import AddedImage, ImageInfo, Library, ReferenceInfo
 from .packs import PackMixin
-from .project import Project, load_config, open_project, write_new_project
+from .project import (
+    Project,
+    check_layout,
+    load_config,
+    make_media_dir,
+    open_project,
+    write_new_project,
+)
 from .provenance import ProvenanceMixin
 from .results import GenerationQueries
-from .store import LocalMediaStore
+from .store import LocalMediaStore, count_media_files
 from .studio_gen import AsyncGenerationMixin, GenerationMixin
 from .workflow import WorkflowMixin
 
@@ -43,6 +50,15 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixi
 
     def __init__(self, project: Project) -> None:
         self.project = project
+        fresh = not project.db_path.exists()
+        if fresh:
+            # A project without its library yet (a copied example, a checkout): nothing can be
+            # lost by making media/. Beside an existing library, a missing media/ is refused.
+            make_media_dir(project)
+        check_layout(project)
+        #: Things the user should hear about this project, said once by whoever opened it (the
+        #: CLI prints each as a ``warning:`` line), e.g. a library.db made anew beside old media.
+        self.notices: list[str] = []
         self.db = Database(project.db_path)
         try:
             self.db.migrate()
@@ -50,6 +66,14 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixi
             self.db.dispose()  # don't leave a pool open behind a library we refused to open
             raise
         self.store = LocalMediaStore(project.media_dir)
+        if fresh:
+            unknown = count_media_files(project.media_dir)
+            if unknown:
+                self.notices.append(
+                    f"{project.db_path.name} was missing and is now a new, empty library, but "
+                    f"media/ holds {unknown} image file(s) it does not know: run `refstudio "
+                    "doctor` to list them (`refstudio doctor --fix` adopts them as @recovered)"
+                )
         self.library = Library(
             self.db,
             self.store,

@@ -446,6 +446,7 @@ class AsyncGenerationMixin:
         self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
     ) -> GenerationInfo:
         """Send a ``failed`` or ``unknown`` generation again. It may cost again."""
+        from .engine.core import NOTHING_SENT
         from .engine.records import load, requeue
 
         gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
@@ -455,6 +456,8 @@ class AsyncGenerationMixin:
                 "generations can be retried"
             )
         self.check_budget(gen.cost_estimate, None)  # type: ignore[attr-defined]
+        # Before the row changes: a read-only or full media folder must cost nothing.
+        self.library.store.check_writable(hint=NOTHING_SENT)  # type: ignore[attr-defined]
         # Checked again under the budget lock, in the transaction that makes it pending.
         requeue(self.library.db, generation_id,  # type: ignore[attr-defined]
                 budget=self.project.config.budget)  # type: ignore[attr-defined]

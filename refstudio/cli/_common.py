@@ -81,10 +81,14 @@ def err_console() -> "Console":
 
 
 def open_studio() -> "Studio":
-    """Open the project chosen by --project, $REFSTUDIO_PROJECT or the working directory."""
+    """Open the project chosen by --project, $REFSTUDIO_PROJECT or the working directory, and
+    say what it has to say (:attr:`Studio.notices`) as warning lines."""
     from ..studio import Studio
 
-    return Studio.open(state.project)
+    studio = Studio.open(state.project)
+    for notice in studio.notices:
+        warn(notice)
+    return studio
 
 
 def print_json(data: Any) -> None:

@@ -20,6 +20,7 @@ it never resubmits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -39,11 +40,13 @@ from ..errors import (
     ProtocolError,
     ProviderError,
     RefstudioError,
+    StorageError,
     TransientError,
+    clause,
 )
 from ..models import Generation
 from ..providers.base import BoundImage, GenParams, Provider, TaskStatus
-from ..store import LocalMediaStore
+from ..store import LocalMediaStore, out_of_space
 from . import records
 from .poller import PollLoop
 from .retry import Backoff, RateGate
@@ -55,6 +58,7 @@ OWNER = f"{os.getpid()}@{socket.gethostname()}"
 #: one of them are live work; rows owned by a closed engine of this process may be taken over.
 _LIVE_OWNERS: set[str] = set()
 _OWNER_SEQ = itertools.count(1)
+NOTHING_SENT = "nothing was sent or paid; fix the folder, then run the command again"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class Outcome:
     generation_id: int
     status: str
     error: str = ""
+    #: Set when the task finished but media/ refused its outputs (full disk, read-only folder).
+    storage_error: StorageError | None = field(default=None, compare=False)
 
 
 EventSink = Callable[[Event], None]
@@ -150,9 +156,12 @@ class Engine:
     def record_many(self, requests: Sequence[records.PreparedRequest], cost: float) -> list[int]:
         """Write-ahead for a batch: one transaction for all rows, before any is sent.
 
-        Raises BudgetExceededError (writing nothing) when the batch would break the budget.
-        Work of a provider that is not paid (offline, the simulator) is recorded at no cost.
+        Raises BudgetExceededError (writing nothing) when the batch would break the budget, and
+        StorageError (nothing recorded) when the media folder cannot take a file: paying for
+        images that cannot be stored helps nobody. Work of a provider that is not paid (offline,
+        the simulator) is recorded at no cost.
         """
+        self.store.check_writable(hint=NOTHING_SENT)
         if not self.provider.paid:
             cost = 0.0
         ids = records.create_pending_many(
@@ -180,7 +189,9 @@ class Engine:
 
         workers = min(len(ids), max(1, self.settings.concurrency))
         await asyncio.gather(*(worker() for _ in range(workers)))
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        _raise_unstored(done)
+        return done
 
     async def resume(self) -> list[Outcome]:
         """Finish what dead processes left: poll submitted work; never resubmit anything."""
@@ -206,6 +217,7 @@ class Engine:
                 records.update(self.db, gen.id, status="failed", error=message, owner=None)
                 outcomes.append(Outcome(gen.id, "failed", message))
         outcomes.extend(await asyncio.gather(*waits))
+        _raise_unstored(outcomes)
         return outcomes
 
     # -- one generation --------------------------------------------------------------------------
@@ -264,8 +276,9 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             except (AmbiguousSubmitError, ProtocolError) as exc:
-                message = (f"{exc}. The request may have been accepted and billed, so it was "
-                           f"not resent; `refstudio retry {gen_id}` resends it (may cost again)")
+                message = (f"{clause(exc)}. The request may have been accepted and billed, so it "
+                           f"was not resent; `refstudio retry {gen_id}` resends it (may cost "
+                           "again)")
                 return await self._fail(gen_id, "unknown", message)
             except ProviderError as exc:
                 return await self._fail(gen_id, "failed", str(exc))
@@ -295,8 +308,8 @@ class Engine:
             status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
         except AuthenticationError as exc:
             return await self._keep_submitted(
-                gen_id, f"{exc}; the task was accepted and may be paid, so it stays submitted: "
-                "fix the key, then `refstudio resume`")
+                gen_id, f"{clause(exc)}; the task was accepted and may be paid, so it stays "
+                "submitted: fix the key, then `refstudio resume`")
         if status is None:
             return await self._keep_submitted(
                 gen_id, f"still running after {self.settings.poll_deadline:.0f}s; "
@@ -307,6 +320,12 @@ class Engine:
         self.emit(gen_id, "downloading")
         try:
             stored = await self._download_all(status)
+        except StorageError as exc:
+            # Done and paid, but media/ refused the file: keep it `submitted` for resume.
+            message = f"{clause(exc)}; `refstudio resume` stores it once the folder can take it"
+            with contextlib.suppress(StorageError):  # the database may sit on the same full
+                await self._keep_submitted(gen_id, message)  # disk; the row says `submitted`
+            return Outcome(gen_id, "submitted", message, storage_error=exc)
         except RefstudioError as exc:
             # The task is paid and done; keep it `submitted` so resume downloads it later.
             return await self._keep_submitted(
@@ -344,14 +363,18 @@ class Engine:
         while True:
             attempt += 1
             try:
-                sniffed = _Sniffer(self.provider.download(output))
-                first = await sniffed.prime()
-                fmt, ext = _sniff_format(first)
+                # Closed here, not by the garbage collector: a download abandoned half-way (full
+                # disk, wrong format) must release its connection now, inside this event loop.
                 sizes: list[tuple[int, int]] = []
-                # Checked before it is published: a corrupt download leaves nothing in media/.
-                blob = await self.store.put_stream(
-                    sniffed.chunks(), extension=ext, check=functools.partial(_measure, sizes)
-                )
+                async with _closing(self.provider.download(output)) as source:
+                    sniffed = _Sniffer(source)
+                    first = await sniffed.prime()
+                    fmt, ext = _sniff_format(first)
+                    # Checked before it is published: a corrupt download leaves nothing in media/.
+                    async with _closing(sniffed.chunks()) as chunks:
+                        blob = await self.store.put_stream(
+                            chunks, extension=ext, check=functools.partial(_measure, sizes)
+                        )
                 width, height = sizes[0]
                 return blob.sha256, blob.key, fmt, width, height, blob.size
             except TransientError as exc:
@@ -383,6 +406,17 @@ class _Sniffer:
             yield chunk
 
 
+@contextlib.asynccontextmanager
+async def _closing(stream: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[bytes]]:
+    """``contextlib.aclosing`` for any async iterator (async generators have ``aclose``)."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _sniff_format(head: bytes) -> tuple[str, str]:
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG", "png"
@@ -407,6 +441,29 @@ def _image_size(path: os.PathLike[str] | str) -> tuple[int, int]:
         return size
     except Exception as exc:  # any Pillow complaint means the bytes we got are unusable
         raise TransientError(f"a downloaded output is not a valid image ({exc})") from exc
+
+
+def _raise_unstored(outcomes: Sequence[Outcome]) -> None:
+    """End a call with one StorageError when finished outputs could not be stored.
+
+    Raised only once every generation of the call has reached its end (the others completed
+    or were recorded), so nothing is left half-way; the unstored ones stay ``submitted``.
+    """
+    unstored = sorted((o for o in outcomes if o.storage_error is not None),
+                      key=lambda o: o.generation_id)
+    if not unstored:
+        return
+    ids = [o.generation_id for o in unstored]
+    which, it = ((f"the finished image of generation #{ids[0]} was", "It is") if len(ids) == 1
+                 else ("the finished images of generations " + ", ".join(f"#{i}" for i in ids)
+                       + " were", "They are"))
+    first = unstored[0].storage_error
+    assert first is not None
+    when = "there is space" if out_of_space(first) else "the folder is writable again"
+    raise StorageError(
+        f"{clause(first)}, so {which} not stored. {it} safe at the provider: "
+        f"run `refstudio resume` when {when} (nothing is sent or paid again)"
+    )
 
 
 def _owner_alive(owner: str | None) -> bool:
