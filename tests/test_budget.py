@@ -95,7 +95,6 @@ def test_project_file_limits_must_be_finite(
     err = _one_error(result, ConfigError.exit_code)
     # concurrency is a count, so its message asks for a whole number instead
     assert "finite" in err or "whole number" in err
-    assert "inf" in err or "nan" in err
     assert snapshot_project(root) == before
     with pytest.raises(ConfigError):
         Studio.open(root)
