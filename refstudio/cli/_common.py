@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ..studio import Studio
 
 EXIT_INTERRUPTED = 130
+#: Usage errors (click's own code), and a confirmation that was refused or could not be asked.
+EXIT_USAGE = 2
 
 
 class State:
