@@ -270,3 +270,41 @@ def test_resume_refuses_to_send_over_budget_and_changes_nothing(
     assert r.returncode == 0, r.stderr
     assert "never sent" in r.stdout
     assert sim.stats()["submits_received"] == sent
+
+
+def test_rerun_workflow_sends_its_own_never_sent_rows_not_new_ones(
+    sim: Simulator, env: dict[str, str], root: Path
+) -> None:
+    toml = root / "refstudio.toml"
+    toml.write_text(toml.read_text().replace("concurrency = 2", "concurrency = 1"))
+    (root / "workflows" / "lamps.toml").write_text(
+        '[[step]]\nid = "lamps"\nprompt = "three paper lamps"\nvariants = 3\nresolution = "720p"\n')
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "REFSTUDIO_"))}
+    db = root / "library.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refstudio", "--project", str(root), "run", "lamps",
+         "--provider", "wavespeed", "--concurrency", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**full, **env})
+    try:
+        deadline = time.monotonic() + 30
+        while sorted(_statuses(db).values()) != ["pending", "pending", "submitted"]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, _statuses(db)
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    killed = _statuses(db)
+    with Studio.open(root) as studio:
+        studio.provider_options["wavespeed"] = {"api_key": KEY, "base_url": sim.base_url}
+        report = studio.run_workflow("lamps", provider="wavespeed")
+        assert report.status == "completed", [(s.id, s.status, s.message) for s in report.steps]
+    final = _statuses(db)
+    assert set(final) == set(killed)  # the same three rows: none recorded twice
+    assert set(final.values()) == {"completed"}
+    stats = sim.stats()
+    assert stats["submits_accepted"] == 3
+    assert len({t["seed"] for t in stats["tasks"].values()}) == 3
