@@ -143,6 +143,9 @@ M003_SUBMIT_WINDOW = Migration(
         # The window in which an ambiguous submit's task, if any, was created (local clock).
         "ALTER TABLE generation ADD COLUMN sent_at DATETIME",
         "ALTER TABLE generation ADD COLUMN sent_until DATETIME",
+        # Where the latest submit went (WaveSpeed: the API base URL, never the key): records
+        # of another account or server say nothing about it.
+        "ALTER TABLE generation ADD COLUMN sent_to VARCHAR",
         # What reconcile (or another after-the-fact step) found out, e.g. "reconciled: ...".
         "ALTER TABLE generation ADD COLUMN note VARCHAR NOT NULL DEFAULT ''",
         # Rows written before this migration: an accepted task or an unknown fate may be paid.

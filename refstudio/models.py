@@ -120,6 +120,7 @@ class Generation(SQLModel, table=True):
     #: latest moment its task (if any) can have been created. Both on the local clock.
     sent_at: Optional[datetime] = None  # noqa: UP045
     sent_until: Optional[datetime] = None  # noqa: UP045
+    sent_to: Optional[str] = None  # noqa: UP045 - the provider account/endpoint (no secrets)
     note: str = ""  # what was found out afterwards, e.g. by reconcile
 
 

@@ -311,3 +311,24 @@ def test_cli_reconcile_json(sim: Simulator, studio: Studio, tmp_path: Path) -> N
     }]
     r = run_cli("--project", str(studio.root), "reconcile", env=env)
     assert r.returncode == 0 and "no unknown generations" in r.stdout
+
+
+def test_records_of_another_server_say_nothing(sim: Simulator, studio: Studio) -> None:
+    """A request lost on one server (say the simulator) is never proven "not accepted" by the
+    records of another (say the real service): that would resend it and pay."""
+    sim.config.submit_faults = ["502_lost"]
+    [g] = _gen(studio, "sent to the first server", seed=31)
+    assert studio.generation(g.id).status == "unknown"
+    time.sleep(SETTLE)
+    with Simulator(SimulatorConfig(latency=0.3, jitter=0.0, key=KEY, seed=12)) as elsewhere:
+        studio.provider_options["wavespeed"] = {"api_key": KEY, "base_url": elsewhere.base_url}
+        [result] = studio.reconcile()
+        assert studio.resume() == []
+        assert elsewhere.stats()["submits_received"] == 0
+        assert elsewhere.stats()["history_requests"] == 0
+    assert result.verdict == "unknown"
+    assert f"it was sent to {sim.base_url}" in result.reason and "now points at" in result.reason
+    assert studio.generation(g.id).status == "unknown"
+    studio.provider_options.clear()
+    [result] = studio.reconcile()  # back at the server it was sent to
+    assert result.verdict == "not_accepted"

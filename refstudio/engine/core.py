@@ -268,6 +268,15 @@ class Engine:
         results: list[Reconciled] = []
         by_model: dict[str, list[Generation]] = {}
         for gen in unknowns:
+            if gen.sent_to != self.provider.account:
+                # Another server's (or account's) records say nothing about this request.
+                where = (f"it was sent to {gen.sent_to}" if gen.sent_to else
+                         "refstudio did not record where it was sent (an older version)")
+                note = (f"reconcile: still unknown: {where}, but {name} now points at "
+                        f"{self.provider.account}, whose records say nothing about it")
+                records.update(self.db, _gid(gen), note=note)
+                results.append(Reconciled(_gid(gen), "unknown", note, "unknown"))
+                continue
             by_model.setdefault(gen.model, []).append(gen)
         for model, gens in sorted(by_model.items()):
             results.extend(await self._reconcile_model(model, gens))
@@ -373,7 +382,7 @@ class Engine:
             await self.gate.wait()
             # Committed before the request leaves (group commit: see writer.py). Database and
             # file work stays off the event loop so it never delays a poll (detection lag).
-            await self._writer.write(records.submitting(gen_id, body))
+            await self._writer.write(records.submitting(gen_id, body, self.provider.account))
             self.emit(gen_id, "submitting")
             try:
                 task = await self.provider.submit(body)

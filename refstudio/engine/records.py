@@ -206,7 +206,7 @@ _SUBMITTING = (
     .where(col(Generation.id) == bindparam("target_id"))
     .values(status="submitting", payload_json=bindparam("new_payload"),
             attempts=Generation.attempts + 1, updated_at=bindparam("new_at"),
-            sent_at=bindparam("new_at"), sent_until=None)
+            sent_at=bindparam("new_at"), sent_until=None, sent_to=bindparam("new_sent_to"))
 )
 _SUBMITTED = (
     sa_update(Generation)
@@ -260,10 +260,13 @@ def claim(db: Database, generation_ids: list[int], owner: str) -> None:
         )
 
 
-def submitting(generation_id: int, payload: dict[str, Any]) -> Change:
-    """The last write before the request leaves: from here on its fate may be unknown."""
+def submitting(generation_id: int, payload: dict[str, Any], sent_to: str | None = None) -> Change:
+    """The last write before the request leaves: from here on its fate may be unknown.
+
+    ``sent_to`` names where it goes (see :attr:`Provider.account`), never a secret.
+    """
     params = {"target_id": generation_id, "new_payload": json.dumps(payload),
-              "new_at": now_utc()}
+              "new_at": now_utc(), "new_sent_to": sent_to}
 
     def change(session: Session) -> None:
         session.connection().execute(_SUBMITTING, params)

@@ -148,6 +148,12 @@ class Provider(abc.ABC):
     def download(self, output: str) -> AsyncIterator[bytes]:
         """Stream one output's bytes (an URL, or a base64 payload) in chunks."""
 
+    @property
+    def account(self) -> str:
+        """Where requests go, as recorded with each submit: whose records can speak for them.
+        Never a secret."""
+        return self.name
+
     #: True when :meth:`task_history` can list the account's tasks (used to resolve `unknown`).
     supports_history: ClassVar[bool] = False
 

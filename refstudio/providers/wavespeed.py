@@ -230,6 +230,13 @@ class WaveSpeedProvider(Provider):
         """The API base URL in use (no trailing slash)."""
         return str(self._base_url).rstrip("/")
 
+    @property
+    def account(self) -> str:
+        """The API base URL: a history read elsewhere says nothing about requests sent here.
+        (The key is not part of it: it is a secret, and a new key of one account sees the
+        same history.)"""
+        return self.base_url
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key='****')"
 
