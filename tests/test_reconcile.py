@@ -230,6 +230,7 @@ def test_history_no_longer_reaching_back_leaves_it_unknown(
     [result] = studio.reconcile()
     assert result.verdict == "unknown"
     assert "longer ago than" in result.reason and "7 days" in result.reason
+    assert sim.stats()["history_requests"] == 0  # not even asked: it cannot answer
     assert studio.generation(g.id).status == "unknown"
 
 

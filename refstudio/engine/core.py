@@ -284,6 +284,20 @@ class Engine:
 
     async def _reconcile_model(self, model: str, gens: list[Generation]) -> list[Reconciled]:
         name = self.provider.name
+        # Windows the history no longer reaches are not asked for at all (a server may refuse
+        # dates before its retention, which would spoil the answer for the others).
+        reach = records.now_utc() - reconcile_mod.HISTORY_REACH
+        expired = [g for g in gens if reconcile_mod.window_of(g).start < reach]
+        gens = [g for g in gens if g not in expired]
+        results: list[Reconciled] = []
+        for gen in expired:
+            sent = reconcile_mod.window_of(gen).start.strftime("%Y-%m-%d %H:%M UTC")
+            note = (f"reconcile: still unknown: sent {sent}, longer ago than {name}'s history "
+                    "reaches (7 days); it can no longer tell")
+            records.update(self.db, _gid(gen), note=note)
+            results.append(Reconciled(_gid(gen), "unknown", note, "unknown"))
+        if not gens:
+            return results
         since, until = reconcile_mod.query_range(reconcile_mod.window_of(g) for g in gens)
         attempt = 0
         while True:
@@ -294,19 +308,18 @@ class Engine:
                 break
             except TransientError as exc:
                 if attempt >= self.settings.download_attempts:
-                    return await self._still_unknown(
+                    return results + await self._still_unknown(
                         gens, f"{name}'s history could not be read ({exc})")
                 delay = self.settings.poll_backoff.delay(attempt, exc.retry_after, self._rng)
                 if exc.status_code == 429:
                     self.gate.close_for(delay)
                 await asyncio.sleep(delay)
             except ProviderError as exc:
-                return await self._still_unknown(
+                return results + await self._still_unknown(
                     gens, f"{name}'s history could not be read ({exc})")
         claimed = records.claimed_task_ids(self.db, self.provider.name)
         others = records.with_lost_answers(self.db, self.provider.name)
         decisions = reconcile_mod.decide(gens, history, claimed, others, provider=name)
-        results: list[Reconciled] = []
         follows = []
         checked = records.now_utc().strftime("%Y-%m-%d %H:%M UTC")
         for decision in decisions:

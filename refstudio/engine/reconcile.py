@@ -51,6 +51,8 @@ QUERY_MARGIN = timedelta(minutes=15)
 TIME_ONLY_MAX_WINDOW = timedelta(minutes=2)
 #: Records near the end of the provider's retention may vanish while we read them.
 RETENTION_SAFETY = timedelta(hours=1)
+#: How far back a window may start for the history (WaveSpeed keeps 7 days) to be asked.
+HISTORY_REACH = timedelta(days=7) - RETENTION_SAFETY
 
 Verdict = Literal["adopted", "not_accepted", "unknown"]
 
