@@ -477,8 +477,15 @@ class AsyncGenerationMixin:
         if send:
             unsent = [r for r in open_rows if r.status == "pending" and not _owner_alive(r.owner)]
             cost = sum(r.cost_estimate for r in unsent)
-            if unsent:
-                self.check_budget(cost, None)  # type: ignore[attr-defined]
+            try:
+                if unsent:
+                    self.check_budget(cost, None)  # type: ignore[attr-defined]
+            except BudgetExceededError as exc:
+                raise BudgetExceededError(
+                    f"sending the {len(unsent)} never-sent generation(s): {exc.message}",
+                    hint="`refstudio resume --no-send` collects submitted work without "
+                    "sending anything; or raise `budget` in refstudio.toml",
+                ) from None
         providers = {r.provider for r in open_rows}
         with_unknowns = {r.provider for r in in_states(db, ("unknown",))
                          if provider in (None, r.provider)} - providers
