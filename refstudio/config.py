@@ -3,12 +3,17 @@
 Order of precedence: environment variables, then the user config file
 (``<platform config dir>/refstudio/config.toml``). The key is never written to a project,
 a database, a log or an error message; :func:`masked` is how it is shown.
+
+:func:`effective_settings` is the one place that decides which provider a command uses; both
+``refstudio config`` and every command that generates read it, so what ``config`` shows is what
+``gen``, ``render`` and ``run`` do.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +60,58 @@ def api_key() -> str | None:
 
 def base_url() -> str | None:
     return os.environ.get(ENV_BASE_URL) or load_user_config().get("wavespeed_base_url") or None
+
+
+DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    """The settings a command runs with, and where the provider choice came from."""
+
+    config_file: Path
+    api_key: str | None
+    base_url: str
+    default_provider: str
+    #: Why that provider: "given", "refstudio.toml", "user config", "API key" or "no API key".
+    provider_source: str
+
+    def __repr__(self) -> str:  # the key never shows, even in a debugger or a log
+        return (f"EffectiveSettings(default_provider={self.default_provider!r}, "
+                f"api_key={masked(self.api_key)!r}, base_url={self.base_url!r})")
+
+    def to_dict(self) -> dict[str, str]:
+        """What ``refstudio config`` prints (the key masked)."""
+        return {
+            "config_file": str(self.config_file),
+            "wavespeed_api_key": masked(self.api_key),
+            "wavespeed_base_url": self.base_url,
+            "default_provider": self.default_provider,
+            "provider_source": self.provider_source,
+        }
+
+
+def effective_settings(
+    provider: str | None = None, *, project_provider: str | None = None
+) -> EffectiveSettings:
+    """Resolve the settings once: key and endpoint from the environment, then the user config;
+    the provider from ``provider`` (an explicit choice), then the project's
+    ``[defaults].provider``, then the user config's ``default_provider``, then wavespeed when
+    a key is set (in either place), else offline."""
+    user = load_user_config()
+    key = os.environ.get(ENV_KEY) or user.get("wavespeed_api_key") or None
+    url = os.environ.get(ENV_BASE_URL) or user.get("wavespeed_base_url") or DEFAULT_BASE_URL
+    if provider:
+        chosen, source = provider, "given"
+    elif project_provider:
+        chosen, source = project_provider, "refstudio.toml"
+    elif user.get("default_provider"):
+        chosen, source = str(user["default_provider"]), "user config"
+    elif key:
+        chosen, source = "wavespeed", "API key"
+    else:
+        chosen, source = "offline", "no API key"
+    return EffectiveSettings(config_path(), key, url, chosen, source)
 
 
 def save_api_key(key: str) -> Path:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
@@ -76,6 +76,30 @@ def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+#: Key of the PostgreSQL advisory lock that serialises budget checks (any constant will do).
+BUDGET_LOCK_KEY = 0x7265_6673_7475  # "refstu"
+
+
+def lock_budget(session: Session) -> None:
+    """Inside a :func:`write_session`: hold the project's budget until the transaction ends.
+
+    Checking a budget and recording the work it allows must be one step, or two processes can
+    both read the same spend, both pass, and together go over. Callers lock, sum the spend,
+    insert, and commit in one write transaction. On SQLite the transaction's ``BEGIN IMMEDIATE``
+    already holds the database's single write lock, so a second process waits at its own BEGIN
+    and then sees the first one's rows; on PostgreSQL a transaction-scoped advisory lock does
+    the same without blocking unrelated writes.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return
+    if dialect == "postgresql":  # pragma: no cover - no PostgreSQL backend yet
+        session.connection().execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": BUDGET_LOCK_KEY})
+        return
+    raise StorageError(f"no budget lock for the {dialect} database")  # pragma: no cover
 
 
 @contextmanager

@@ -132,7 +132,9 @@ def run_demo(target: Path, say: Callable[[str], None] = print) -> DemoResult:
     say(f"copied the quickstart to {target} and drew its reference images in sources/")
     config = SimulatorConfig(latency=0.4, jitter=0.2, key="demo-key", seed=1)
     with Studio.open(target) as studio, Simulator(config) as sim:
-        studio.provider_options["wavespeed"] = {"api_key": "demo-key", "base_url": sim.base_url}
+        # simulated: the simulator's work is free, so the library records it at no cost.
+        studio.provider_options["wavespeed"] = {"api_key": "demo-key", "base_url": sim.base_url,
+                                                "simulated": True}
 
         def on_step(step_id: str, state: str, detail: str) -> None:
             if state in ("completed", "reused", "paused", "failed", "blocked"):

@@ -771,11 +771,46 @@ def _refuse_clashes_in(session: Session, refs: Iterable[_PackReference]) -> None
         + (" [carried for lineage]" if r.dependency else "")
         for r in clashes
     )
-    example = " ".join(f"--rename {r.name}={r.name[:12]}_2" for r in clashes)
     raise NameTakenError(
         f"the project already has references named: {shown}; nothing was imported",
-        hint=f"import them under other names, e.g. `{example}`",
+        hint=f"import them under free names: run the import again with "
+        f"`{_rename_options(session, refs, clashes)}`",
     )
+
+
+def _rename_options(
+    session: Session, refs: list[_PackReference], clashes: list[_PackReference]
+) -> str:
+    """``--rename`` options that make the import work: names free in the library and the pack.
+
+    Renames are given by the pack's own names (that is what ``--rename`` matches), and the ones
+    already asked for that did not clash are repeated, so the options are complete.
+    """
+    clashing = {id(r) for r in clashes}
+    used = {name_key(r.name) for r in refs if id(r) not in clashing}
+    renames: dict[str, str] = {r.original: r.name for r in refs
+                               if id(r) not in clashing and r.name != r.original}
+    for ref in clashes:
+        new = _free_name(session, ref.original, used)
+        used.add(name_key(new))
+        renames[ref.original] = new
+    return " ".join(f"--rename {old}={new}" for old, new in renames.items())
+
+
+def _free_name(session: Session, base: str, used: set[str]) -> str:
+    """``base_2``, ``base_3``... (cut to the name rule's 16 characters), the first one free."""
+    start = 2
+    while True:
+        candidates = []
+        for n in range(start, start + 50):
+            suffix = f"_{n}"
+            candidates.append(clean_name(base[: 16 - len(suffix)].rstrip("_") + suffix))
+        taken = set(session.exec(select(Reference.name_key).where(
+            col(Reference.name_key).in_([name_key(c) for c in candidates]))).all())
+        for candidate in candidates:
+            if name_key(candidate) not in taken and name_key(candidate) not in used:
+                return candidate
+        start += 50
 
 
 def _write(

@@ -8,13 +8,20 @@ seed) in ``gen4.SEED_MIN .. gen4.SEED_MAX``; None means "let the provider pick".
 
 from __future__ import annotations
 
+import math
 import re
 
 from . import gen4
 from .errors import ParameterError
 from .providers.base import GenParams
 
-__all__ = ["normalize_aspect_ratio", "validate_params", "validate_prompt_text"]
+__all__ = ["MAX_BATCH", "check_batch_size", "check_cost_limit", "normalize_aspect_ratio",
+           "validate_params", "validate_prompt_text"]
+
+#: Most variants one command (or one workflow step) asks for. The budget is the real limit;
+#: this one keeps a typo (-n 100000) from writing a hundred thousand rows. They are sent at the
+#: account's concurrency, never all at once.
+MAX_BATCH = 1000
 
 _RATIO_SEPARATORS = re.compile(r"\s*[xX/:]\s*")
 
@@ -88,3 +95,33 @@ def validate_prompt_text(text: str) -> str:
             hint="shorten it; template whitespace is already collapsed",
         )
     return text
+
+
+def check_cost_limit(value: float | None, name: str = "max_cost") -> float | None:
+    """A cost limit in US dollars as given (None: no limit), or ParameterError.
+
+    NaN compares false with everything, so a NaN limit would let any cost through; infinity
+    and negative numbers are no budget anyone means. All three are refused before any work.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(f"{name} must be a number of US dollars, not {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ParameterError(
+            f"{name} must be a finite amount of US dollars, 0 or more, not {value}",
+            hint="leave it out for no per-command limit",
+        )
+    return float(value)
+
+
+def check_batch_size(n: int, name: str = "n") -> int:
+    """The number of variants, or ParameterError outside 1..:data:`MAX_BATCH`."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ParameterError(f"{name} must be a whole number of variants, not {n!r}")
+    if not 1 <= n <= MAX_BATCH:
+        raise ParameterError(
+            f"{name} must be between 1 and {MAX_BATCH}, not {n}",
+            hint=f"send larger sets as several commands of at most {MAX_BATCH}",
+        )
+    return n

@@ -6,6 +6,7 @@ A project is a folder with ``refstudio.toml``, ``library.db``, ``media/``, ``tem
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -213,8 +214,10 @@ def _refuse_unknown(table: dict[str, Any], allowed: set[str], path: Path, prefix
 
 
 def _number(value: Any, path: Path, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{path}: {key} must be a non-negative number, not {value!r}")
+    # TOML has nan and inf; a NaN budget or price compares false with every cost (fail open).
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 0):
+        raise ConfigError(f"{path}: {key} must be a finite number, 0 or more, not {value!r}")
     return float(value)
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from .db import Database, read_session
 from .errors import GenerationNotFoundError
-from .models import Asset, Generation, Output, ReferenceImage
+from .models import Asset, Generation, Output, Reference, ReferenceImage
 from .store import LocalMediaStore
 
 if TYPE_CHECKING:
@@ -202,6 +202,7 @@ class GenerationQueries:
                 .where(col(Output.generation_id).in_(ids))
                 .order_by(Output.generation_id, Output.index)
             ).all()
+            bindings = _current_bindings(session, gens)
         outputs: dict[int, list[OutputInfo]] = {}
         for out, asset in rows:
             outputs.setdefault(out.generation_id, []).append(
@@ -225,7 +226,7 @@ class GenerationQueries:
                 prompt=g.prompt,
                 template_source=g.template_source,
                 params=json.loads(g.params_json),
-                bindings=json.loads(g.bindings_json),
+                bindings=bindings[g.id],  # type: ignore[index]
                 payload=json.loads(g.payload_json),
                 request_id=g.request_id,
                 error=g.error,
@@ -243,6 +244,48 @@ class GenerationQueries:
             )
             for g in gens
         ]
+
+
+def _current_bindings(
+    session: Session, gens: Sequence[Generation]
+) -> dict[int | None, list[dict[str, Any]]]:
+    """Each generation's bindings, with ``reference_id`` as the library stands now.
+
+    The name in a binding is the one written in the prompt and stays as history. Its
+    ``reference_id`` says which reference that is today: the one holding the bound image (same
+    image id, same bytes), else the one recorded when it was made, if it still exists and is not
+    younger than the generation (SQLite reuses the id of a deleted row). A renamed reference
+    keeps its id; a deleted one gives null, never another reference's id.
+    """
+    decoded = {g.id: json.loads(g.bindings_json) for g in gens}
+    image_ids = {b["image_id"] for bs in decoded.values() for b in bs if b.get("image_id")}
+    ref_ids = {b["reference_id"] for bs in decoded.values() for b in bs if b.get("reference_id")}
+    images: dict[int, tuple[int, str]] = {}
+    if image_ids:
+        for image_id, reference_id, sha256 in session.exec(
+            select(ReferenceImage.id, ReferenceImage.reference_id, Asset.sha256)
+            .join(Asset, col(Asset.id) == ReferenceImage.asset_id)
+            .where(col(ReferenceImage.id).in_(image_ids))
+        ).all():
+            images[image_id] = (reference_id, sha256)  # type: ignore[index]
+    born: dict[int, datetime] = {}
+    if ref_ids:
+        for ref_id, created_at in session.exec(
+            select(Reference.id, Reference.created_at).where(col(Reference.id).in_(ref_ids))
+        ).all():
+            born[ref_id] = created_at  # type: ignore[index]
+    created = {g.id: g.created_at for g in gens}
+    for gen_id, bindings in decoded.items():
+        for b in bindings:
+            holder = images.get(b.get("image_id") or 0)
+            recorded = b.get("reference_id")
+            if holder is not None and holder[1] == b.get("sha256"):
+                b["reference_id"] = holder[0]
+            elif recorded in born and born[recorded] <= created[gen_id]:
+                b["reference_id"] = recorded
+            else:
+                b["reference_id"] = None
+    return decoded
 
 
 def lineage_of_image(

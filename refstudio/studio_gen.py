@@ -53,6 +53,7 @@ class BoundReference:
     width: int
     height: int
     warnings: tuple[str, ...] = ()
+    reference_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class GenerationMixin:
                 width=b.image.width,
                 height=b.image.height,
                 warnings=b.image.warnings,
+                reference_id=lookup.reference_ids.get(b.name.lower()),
             )
             for b in resolved.bindings
         )
@@ -184,7 +186,13 @@ class GenerationMixin:
         )
 
     def price(self, provider: str, resolution: str) -> float:
-        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults."""
+        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults;
+        0 for a provider whose work is free (offline, or one set up as ``simulated``)."""
+        from .providers.registry import provider_class
+
+        if (not provider_class(provider).paid
+                or getattr(self, "provider_options", {}).get(provider, {}).get("simulated")):
+            return 0.0
         table = self.project.config.prices.get(provider) or DEFAULT_PRICES.get(provider, {})
         return float(table.get(resolution, DEFAULT_PRICES.get(provider, {}).get(resolution, 0.0)))
 
@@ -199,20 +207,22 @@ class GenerationMixin:
         return float(total or 0.0)
 
     def check_budget(self, cost: float, max_cost: float | None) -> None:
-        """Refuse, before anything is sent, work that would break a budget."""
-        if max_cost is not None and cost > max_cost + 1e-9:
+        """Refuse, before anything is sent, work that would break a budget.
+
+        An early answer only: the engine checks the project budget again, atomically with
+        recording the work (see :func:`refstudio.engine.records.create_pending_many`).
+        """
+        from .engine.records import BUDGET_SLACK, check_within_budget
+        from .params import check_cost_limit
+
+        max_cost = check_cost_limit(max_cost)
+        if max_cost is not None and cost > max_cost + BUDGET_SLACK:
             raise BudgetExceededError(
                 f"estimated cost ${cost:.2f} is over --max-cost ${max_cost:.2f}; nothing was sent"
             )
         budget = self.project.config.budget
         if budget is not None and cost > 0:
-            spent = self.spent()
-            if spent + cost > budget + 1e-9:
-                raise BudgetExceededError(
-                    f"estimated cost ${cost:.2f} would take this project to ${spent + cost:.2f}, "
-                    f"over its budget of ${budget:.2f}; nothing was sent",
-                    hint="raise `budget` in refstudio.toml, or generate fewer images",
-                )
+            check_within_budget(self.spent(), cost, budget)
 
     def retry_cost(self, generation_id: int) -> RetryCost:
         """What sending a generation again costs, and whether it was (maybe) paid before."""
@@ -379,9 +389,9 @@ class AsyncGenerationMixin:
     ) -> tuple[RenderResult, list[PreparedRequest]]:
         """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
         from .engine import BindingRecord, PreparedRequest
+        from .params import check_batch_size
 
-        if not 1 <= n <= 16:
-            raise InputError(f"-n must be between 1 and 16, not {n}")
+        check_batch_size(n)
         rendered = self.render(  # type: ignore[attr-defined]
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
@@ -391,7 +401,8 @@ class AsyncGenerationMixin:
         first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
                                                                   gen4.SEED_MAX - n)
         bindings = tuple(
-            BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id)
+            BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id,
+                          reference_id=r.reference_id)
             for r in rendered.references
         )
         requests = [
@@ -434,6 +445,9 @@ class AsyncGenerationMixin:
         Checks the budget before anything is sent. With ``promote``, the first output of the
         first completed generation becomes (a new version of) that reference.
         """
+        from .params import check_cost_limit
+
+        check_cost_limit(max_cost)
         if promote is not None:
             clean_name(promote)
         rendered, requests = self.prepare_requests(
@@ -468,18 +482,20 @@ class AsyncGenerationMixin:
         checks the budget first. Returns the generations it changed.
         """
         from .engine.core import _owner_alive
-        from .engine.records import in_states
+        from .engine.records import check_within_budget, committed_cost, in_states
 
         db = self.library.db  # type: ignore[attr-defined]
         open_rows = in_states(db, ("pending", "submitting", "submitted"))
         if provider:
             open_rows = [r for r in open_rows if r.provider == provider]
-        if send:
+        budget = self.project.config.budget  # type: ignore[attr-defined]
+        if send and budget is not None:
             unsent = [r for r in open_rows if r.status == "pending" and not _owner_alive(r.owner)]
             cost = sum(r.cost_estimate for r in unsent)
             try:
-                if unsent:
-                    self.check_budget(cost, None)  # type: ignore[attr-defined]
+                with read_session(db) as session:
+                    counted = committed_cost(session)  # these rows are in it already
+                check_within_budget(counted - cost, cost, budget)
             except BudgetExceededError as exc:
                 raise BudgetExceededError(
                     f"sending the {len(unsent)} never-sent generation(s): {exc.message}",
@@ -536,7 +552,7 @@ class AsyncGenerationMixin:
         earlier attempt accepted or maybe accepted: it may be paid twice).
         """
         from .engine.core import _owner_alive
-        from .engine.records import load, update
+        from .engine.records import load, requeue
 
         gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
         if gen.status not in ("failed", "unknown", "pending") or (
@@ -548,8 +564,12 @@ class AsyncGenerationMixin:
                 + "; only failed, unknown or never-sent generations can be retried"
             )
         self.check_budget(gen.cost_estimate, None)  # type: ignore[attr-defined]
-        update(self.library.db, generation_id, status="pending", error="")  # type: ignore[attr-defined]
         async with self._engine(gen.provider, on_event) as engine:
+            # Checked again under the budget lock, in the transaction that makes it pending and
+            # ours: a second `retry` of the same generation then finds it taken.
+            requeue(self.library.db, generation_id,  # type: ignore[attr-defined]
+                    budget=self.project.config.budget,  # type: ignore[attr-defined]
+                    owner=engine.owner, seen_owner=gen.owner)
             await engine.run([generation_id])
         return self.queries.get(generation_id)  # type: ignore[attr-defined]
 
@@ -562,7 +582,8 @@ class AsyncGenerationMixin:
 
         overrides = getattr(self, "provider_options", {}).get(name, {})
         if name == "wavespeed":
-            options = {"api_key": config.api_key(), "base_url": config.base_url(), **overrides}
+            settings = config.effective_settings(name)
+            options = {"api_key": settings.api_key, "base_url": settings.base_url, **overrides}
             return create(name, **options)
         return create(name, **overrides)
 
@@ -577,7 +598,7 @@ class AsyncGenerationMixin:
         provider = self.make_provider(provider_name)
         config = self.project.config  # type: ignore[attr-defined]
         settings = EngineSettings(concurrency=concurrency or config.concurrency,
-                                  target_lag=config.poll_lag)
+                                  target_lag=config.poll_lag, budget=config.budget)
         return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
                                    settings=settings, on_event=on_event), provider)
 

@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from refstudio import Studio, gen4
+from refstudio.errors import ConfigError
+from refstudio.gallery import build_gallery
+from refstudio.providers.wavespeed import WaveSpeedProvider
 
 
 def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:
@@ -34,6 +39,20 @@ def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:
             for output in g.outputs:
                 assert output.path.is_file()
                 assert output.image().size == expected
+        # The built-in simulator's work cost nothing, and every page says so.
+        assert [g.cost_estimate for g in gens] == [0.0] * 4
+        build_gallery(studio)
+        assert "4 outputs · $0.00 spent" in (target / "gallery" / "index.html").read_text()
+    history = subprocess.run([sys.executable, "-m", "refstudio", "-p", str(target), "history"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert "4 generation(s), 4 image(s), estimated $0.00" in history.stdout, history.stdout
+
+
+def test_only_a_loopback_address_can_be_the_free_simulator() -> None:
+    assert WaveSpeedProvider("k", "http://127.0.0.1:9", simulated=True).paid is False
+    assert WaveSpeedProvider("k", "http://127.0.0.1:9").paid is True
+    with pytest.raises(ConfigError, match="loopback"):
+        WaveSpeedProvider("k", "https://api.wavespeed.ai", simulated=True)
 
 
 def test_demo_refuses_an_existing_project(tmp_path: Path) -> None:

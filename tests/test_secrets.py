@@ -5,6 +5,7 @@ stored error messages, not in logs or a CLI run's output, including after 401s a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -144,3 +145,41 @@ def test_api_key_is_never_written_or_shown(
     assert not _leaks(caplog.text)
     captured = capfd.readouterr()
     assert not _leaks(captured.out + captured.err)
+
+
+def test_saved_key_is_used_and_never_written(
+    project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    """`config set-key` then `gen`/`render` with no key in the environment: the saved key picks
+    wavespeed (what `config` says), reaches the server, and lands nowhere in the project."""
+    root = project.root
+    project.add_reference("mara", [make_image(tmp_path / "mara.png", seed=2)])
+    project.close()
+    env = {k: v for k, v in os.environ.items() if k != "WAVESPEED_API_KEY"}
+    env |= {"COLUMNS": "200", "REFSTUDIO_NO_PROGRESS": "1"}
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "refstudio", *args], env=env,
+                              input=stdin, capture_output=True, text=True, timeout=120)
+
+    saved = cli("config", "set-key", stdin=KEY + "\n")
+    assert saved.returncode == 0, saved.stderr
+    outputs = [saved.stdout + saved.stderr]
+    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key=KEY, seed=5)) as sim:
+        env["WAVESPEED_BASE_URL"] = sim.base_url
+        shown = cli("config", "--json")
+        assert json.loads(shown.stdout)["default_provider"] == "wavespeed"
+        rendered = cli("-p", str(root), "render", "@mara on a pier", "--json")
+        assert rendered.returncode == 0, rendered.stderr
+        assert json.loads(rendered.stdout)["provider"] == "wavespeed"
+        made = cli("-p", str(root), "gen", "@mara on a pier", "--resolution", "720p", "--json")
+        assert made.returncode == 0, made.stderr
+        [gen] = json.loads(made.stdout)
+        assert (gen["provider"], gen["status"]) == ("wavespeed", "completed")
+        assert sim.stats()["submits_accepted"] == 1
+        outputs += [shown.stdout + shown.stderr, rendered.stdout + rendered.stderr,
+                    made.stdout + made.stderr]
+    for output in outputs:
+        assert not _leaks(output), output
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        assert not _leaks(path.read_bytes()), f"the API key is in {path}"

@@ -87,7 +87,9 @@ def _print_render(result: "RenderResult") -> None:
 def gen(
     prompt: Annotated[str | None, typer.Argument(help="Prompt text with @references.")] = None,
     template: TemplateOpt = None,
-    n: Annotated[int, typer.Option("-n", help="Number of variants (distinct seeds).")] = 1,
+    n: Annotated[
+        int, typer.Option("-n", help="Number of variants (distinct seeds), 1 to 1000.")
+    ] = 1,
     aspect_ratio: AspectOpt = None,
     resolution: ResolutionOpt = None,
     seed: SeedOpt = None,
@@ -103,17 +105,18 @@ def gen(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate images from a prompt or template and store them in the library."""
-    from ..errors import InputError
-    from ..providers.registry import default_provider_name
+    from ..config import effective_settings
+    from ..params import check_batch_size, check_cost_limit
 
-    if not 1 <= n <= 16:
-        raise InputError(f"-n must be between 1 and 16, not {n}")
+    check_cost_limit(max_cost, "--max-cost")
+    check_batch_size(n, "-n")
     with open_studio() as studio:
-        chosen = default_provider_name(provider or studio.project.config.provider)
-        if chosen == "offline" and not provider and not as_json:
+        chosen = effective_settings(provider, project_provider=studio.project.config.provider)
+        if chosen.provider_source == "no API key" and not as_json:
             err_console().print(
-                "[dim]no WAVESPEED_API_KEY set: using the offline provider (free local "
-                "previews). Set the key to generate with Gen-4.[/dim]"
+                "[dim]no WaveSpeed API key set: using the offline provider (free local "
+                "previews). Set WAVESPEED_API_KEY or run `refstudio config set-key` to "
+                "generate with Gen-4.[/dim]"
             )
         rendered = studio.render(
             prompt, template=template, variables=_variables(var), vars_file=vars_file,
@@ -163,7 +166,12 @@ def _print_generations(gens: list[Any]) -> None:
 
 
 class _Progress:
-    """One live line per generation: its state and elapsed time."""
+    """One live line per generation: its state and elapsed time (for a large batch, the ones
+    in flight and a count per state)."""
+
+    #: Rows listed one by one; beyond this only unfinished ones are, up to this many.
+    MAX_ROWS = 20
+    _DONE = frozenset({"completed", "failed", "unknown"})
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and os.environ.get("REFSTUDIO_NO_PROGRESS") != "1"
@@ -174,8 +182,9 @@ class _Progress:
         if self.enabled:
             from rich.live import Live
 
-            self.live = Live(self._table(), console=err_console(), refresh_per_second=8,
-                             transient=True)
+            # Live redraws from __rich__ at its own pace: an event only updates a dict, so a
+            # batch of 1,000 does not rebuild a 1,000-row table on each of its ~5,000 events.
+            self.live = Live(self, console=err_console(), refresh_per_second=8, transient=True)
             self.live.__enter__()
         return self
 
@@ -186,14 +195,23 @@ class _Progress:
     def update(self, event: Any) -> None:
         started = self.rows.get(event.generation_id, ("", time.monotonic(), ""))[1]
         self.rows[event.generation_id] = (event.state, started, event.detail)
-        if self.live is not None:
-            self.live.update(self._table())
+
+    def __rich__(self) -> Any:
+        return self._table()
 
     def _table(self) -> Any:
+        from collections import Counter
+
         from rich.table import Table
 
         table = Table("generation", "state", "elapsed", "detail", box=None)
         now = time.monotonic()
-        for gen_id, (state, started, detail) in sorted(self.rows.items()):
+        rows = sorted(self.rows.items())
+        if len(rows) > self.MAX_ROWS:
+            counts = Counter(state for state, _, _ in self.rows.values())
+            summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            table.caption = f"{len(rows)} generations: {summary}"
+            rows = [r for r in rows if r[1][0] not in self._DONE][: self.MAX_ROWS]
+        for gen_id, (state, started, detail) in rows:
             table.add_row(f"#{gen_id}", state, f"{now - started:5.1f}s", detail[:60])
         return table

@@ -58,20 +58,27 @@ def config_show(
     if ctx.invoked_subcommand is not None:
         return
     from .. import config
-    from ..providers.registry import default_provider_name
 
-    key = config.api_key()
-    settings = {
-        "config_file": str(config.config_path()),
-        "wavespeed_api_key": config.masked(key),
-        "wavespeed_base_url": config.base_url() or "https://api.wavespeed.ai",
-        "default_provider": default_provider_name(None) if not key else "wavespeed",
-    }
+    # The same function `gen`, `render` and `run` choose their provider with, so this shows
+    # what they will do here (a project's [defaults].provider included, when in one).
+    settings = config.effective_settings(project_provider=_project_provider()).to_dict()
     if as_json:
         print_json(settings)
         return
     for name, value in settings.items():
         console().print(f"{name}: {value}", markup=False)
+
+
+def _project_provider() -> str | None:
+    """The [defaults].provider of the project commands would run in here, if any."""
+    from ..errors import ProjectError
+    from ..project import open_project
+    from ._common import state
+
+    try:
+        return open_project(state.project).config.provider
+    except ProjectError:
+        return None  # no project here (or a broken one): user-level settings only
 
 
 @config_app.command("set-key")

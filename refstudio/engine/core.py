@@ -74,6 +74,9 @@ class EngineSettings:
     poll_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=10.0))
     download_attempts: int = 6
     upload_ttl: timedelta = timedelta(hours=12)
+    #: The project's budget (US dollars) or None: checked and recorded atomically with each
+    #: batch (see records.create_pending_many), so concurrent processes cannot overrun it.
+    budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -174,10 +177,16 @@ class Engine:
         return self.record_many([request], cost)[0]
 
     def record_many(self, requests: Sequence[records.PreparedRequest], cost: float) -> list[int]:
-        """Write-ahead for a batch: one transaction for all rows, before any is sent."""
+        """Write-ahead for a batch: one transaction for all rows, before any is sent.
+
+        Raises BudgetExceededError (writing nothing) when the batch would break the budget.
+        Work of a provider that is not paid (offline, the simulator) is recorded at no cost.
+        """
+        if not self.provider.paid:
+            cost = 0.0
         ids = records.create_pending_many(
             self.db, list(requests), provider=self.provider.name, model=self.provider.model,
-            cost=cost, owner=self.owner,
+            cost=cost, owner=self.owner, budget=self.settings.budget,
         )
         for gen_id, request in zip(ids, requests, strict=True):
             self._prepared[gen_id] = request
@@ -187,8 +196,20 @@ class Engine:
     async def run(self, generation_ids: Sequence[int]) -> list[Outcome]:
         """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
         # Ours now: a concurrent resume must leave them alone.
-        records.claim(self.db, list(generation_ids), self.owner)
-        return list(await asyncio.gather(*(self._drive(g) for g in generation_ids)))
+        ids = list(generation_ids)
+        records.claim(self.db, ids, self.owner)
+        # A few workers take generations in order, so a batch of 1,000 is 1,000 rows, not 1,000
+        # waiting tasks; the slots (concurrency) still bound what is in flight across all runs.
+        outcomes: list[Outcome | None] = [None] * len(ids)
+        queue = iter(enumerate(ids))
+
+        async def worker() -> None:
+            for index, gen_id in queue:
+                outcomes[index] = await self._drive(gen_id)
+
+        workers = min(len(ids), max(1, self.settings.concurrency))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return [o for o in outcomes if o is not None]
 
     async def resume(self, *, send: bool = False, reconcile: bool = False) -> list[Outcome]:
         """Finish what dead processes left. Never resends anything that may have been accepted.

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, func
 from sqlalchemy import case as sa_case
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, select
 
-from ..db import Database, read_session, write_session
-from ..errors import GenerationNotFoundError
+from ..db import Database, lock_budget, read_session, write_session
+from ..errors import BudgetExceededError, GenerationError, GenerationNotFoundError
 from ..models import Asset, Generation, Output
 
 
@@ -98,6 +98,35 @@ def create_pending(
                                owner=owner)[0]
 
 
+#: States whose cost counts against a budget: paid or maybe paid, and ``pending`` — work
+#: recorded to be sent, so a second process checking its budget meanwhile must count it too.
+BUDGET_STATES = ("pending", "submitting", "submitted", "completed", "unknown")
+#: Costs are float estimates; a batch exactly at the budget must pass despite rounding.
+BUDGET_SLACK = 1e-9
+
+
+def committed_cost(session: Session) -> float:
+    """Estimated cost of every generation in :data:`BUDGET_STATES`, read in ``session``."""
+    total = session.exec(
+        select(func.sum(Generation.cost_estimate)).where(
+            col(Generation.status).in_(BUDGET_STATES)
+        )
+    ).one()
+    return float(total or 0.0)
+
+
+def check_within_budget(spent: float, cost: float, budget: float | None) -> None:
+    """Raise :class:`BudgetExceededError` when ``cost`` on top of ``spent`` breaks ``budget``."""
+    if budget is None or cost <= 0:
+        return
+    if spent + cost > budget + BUDGET_SLACK:
+        raise BudgetExceededError(
+            f"estimated cost ${cost:.2f} would take this project to ${spent + cost:.2f}, "
+            f"over its budget of ${budget:.2f}; nothing was sent",
+            hint="raise `budget` in refstudio.toml, or generate fewer images",
+        )
+
+
 def create_pending_many(
     db: Database,
     requests: list[PreparedRequest],
@@ -106,9 +135,19 @@ def create_pending_many(
     model: str,
     cost: float,
     owner: str | None = None,
+    budget: float | None = None,
 ) -> list[int]:
-    """Write-ahead rows for a batch in one transaction (all exist before any is sent)."""
+    """Write-ahead rows for a batch in one transaction (all exist before any is sent).
+
+    With a ``budget``, the check and the insert are one transaction under the budget lock
+    (:func:`refstudio.db.lock_budget`): lock, sum, insert, commit. Two processes can then never
+    both pass on the same spend; the later one sees the earlier one's rows and raises
+    :class:`BudgetExceededError` having written nothing.
+    """
     with write_session(db) as session:
+        if budget is not None and cost > 0:
+            lock_budget(session)
+            check_within_budget(committed_cost(session), cost * len(requests), budget)
         rows = [
             Generation(
                 status="pending",
@@ -133,6 +172,76 @@ def create_pending_many(
         ids = [row.id for row in rows]
     assert all(i is not None for i in ids)
     return ids  # type: ignore[return-value]
+
+
+def requeue(db: Database, generation_id: int, *, budget: float | None = None,
+            owner: str | None = None, seen_owner: str | None = None) -> None:
+    """Make a ``failed``, ``unknown`` or abandoned ``pending`` generation ``pending`` again,
+    to be sent once more by ``owner``.
+
+    Sending it again may cost its price again, so with a ``budget`` that cost is checked on top
+    of everything already counted, under the budget lock, in the same transaction. A
+    ``pending`` row is taken only if its owner is still ``seen_owner`` (a stopped process's, or
+    none): two processes never both send it.
+    """
+    with write_session(db) as session:
+        if budget is not None:
+            lock_budget(session)
+        row = session.get(Generation, generation_id)
+        if row is None:
+            raise GenerationNotFoundError(f"no generation #{generation_id}")
+        taken = row.status == "pending" and row.owner != seen_owner
+        if row.status not in ("failed", "unknown", "pending") or taken:
+            # Another process got there first.
+            raise GenerationError(f"generation #{generation_id} is {row.status}"
+                                  + (" and being sent by another process" if taken else "")
+                                  + "; only failed, unknown or never-sent generations can be "
+                                  "retried")
+        if budget is not None:
+            spent = committed_cost(session)
+            if row.status == "pending":
+                spent -= row.cost_estimate  # counted already: check it once, not twice
+            check_within_budget(spent, row.cost_estimate, budget)
+        row.status, row.error, row.updated_at = "pending", "", now_utc()
+        row.owner = owner
+        session.add(row)
+
+
+def take_over(db: Database, rows: Sequence[tuple[int, str | None]], owner: str) -> list[int]:
+    """Claim ``pending`` rows whose owner is still the one seen (a stopped process's, or none).
+
+    Compare-and-set in one write transaction, so two processes resuming at once never both
+    take (and send) the same generation. Returns the ids taken.
+    """
+    taken: list[int] = []
+    if not rows:
+        return taken
+    with write_session(db) as session:
+        conn = session.connection()
+        for gen_id, seen in rows:
+            same = col(Generation.owner).is_(None) if seen is None else (
+                col(Generation.owner) == seen)
+            result = conn.execute(
+                sa_update(Generation)
+                .where(col(Generation.id) == gen_id, col(Generation.status) == "pending", same)
+                .values(owner=owner, updated_at=now_utc())
+            )
+            if result.rowcount:
+                taken.append(gen_id)
+    return taken
+
+
+def release(db: Database, gen_id: int, seen_owner: str | None, error: str) -> bool:
+    """Give up a stopped process's ``pending`` row (owner none), if nobody took it meanwhile."""
+    same = col(Generation.owner).is_(None) if seen_owner is None else (
+        col(Generation.owner) == seen_owner)
+    with write_session(db) as session:
+        result = session.connection().execute(
+            sa_update(Generation)
+            .where(col(Generation.id) == gen_id, col(Generation.status) == "pending", same)
+            .values(owner=None, error=error)
+        )
+        return bool(result.rowcount)
 
 
 def load(db: Database, generation_id: int) -> Generation:

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 #: Generations per page: a page of 100 cards with lazy thumbnails stays quick to open.
 PAGE_SIZE = 100
+#: States whose estimated cost the gallery counts as spent (as ``Studio.spent`` does).
+_PAID = frozenset({"submitting", "submitted", "completed", "unknown"})
 _OWN_PAGES = re.compile(r"^(generations-\d+|lineage-[a-z0-9_]+)\.html$")
 
 
@@ -203,7 +205,8 @@ class _Site:
             "references": len(data.refs),
             "generations": len(data.gens),
             "outputs": sum(len(g.outputs) for g in data.gens),
-            "cost": f"${sum(g.cost_estimate for g in data.gens):.2f}",
+            # What was or may have been paid: failed and never-sent work cost nothing.
+            "cost": f"${sum(g.cost_estimate for g in data.gens if g.status in _PAID):.2f}",
             "pages": max(1, -(-len(data.gens) // self.page_size)),
         }
 

@@ -10,6 +10,7 @@ from .mentions import LABEL_PATTERN, Mention, parse_mentions, prompt_to_send, sc
 from .resolve import Binding, ReferenceLookup, RefImage, RefRecord, ResolvedPrompt, resolve
 from .templates import (
     RefView,
+    TemplateLimits,
     load_vars_file,
     parse_var_assignments,
     render_string,
@@ -25,6 +26,7 @@ __all__ = [
     "RefView",
     "ReferenceLookup",
     "ResolvedPrompt",
+    "TemplateLimits",
     "load_vars_file",
     "parse_mentions",
     "parse_var_assignments",

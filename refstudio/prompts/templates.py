@@ -8,7 +8,10 @@ Decisions:
 * Environment: :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (templates may be shared
   between people, so they must not reach Python internals or mutate values), ``StrictUndefined``
   (a missing variable is an error, never an empty string), no autoescaping (prompts are not
-  HTML). String repetition and powers are capped so one expression cannot exhaust memory/CPU.
+  HTML).
+* Limits (:mod:`refstudio.prompts.sandbox`): a render is bounded in output, in the size of
+  every value it builds, in steps and nesting, and in time, so a hostile template fails fast with
+  a TemplateError instead of eating the machine. The output is streamed and counted as it comes.
 * Output: a prompt is one paragraph, so every run of whitespace (newlines, indentation) becomes
   one space and the ends are stripped. Authors can lay templates out freely; pass
   ``collapse_whitespace=False`` to keep the layout (only the ends are stripped then).
@@ -27,24 +30,25 @@ Decisions:
 from __future__ import annotations
 
 import json
-import operator
 import os
+import posixpath
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.loaders import split_template_path
 
 from ..errors import ParameterError, TemplateError
 from ..names import suggest
 from .resolve import ReferenceLookup, RefRecord
+from .sandbox import DEFAULT_LIMITS, LimitExceeded, PromptEnvironment, TemplateLimits, render_budget
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +58,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "TEMPLATE_SUFFIX",
     "RefView",
+    "TemplateLimits",
     "load_vars_file",
     "parse_var_assignments",
     "render_string",
@@ -61,11 +66,9 @@ __all__ = [
 ]
 
 TEMPLATE_SUFFIX = ".j2"
-#: Longest string/list one ``*`` may build, and the largest exponent ``**`` may use.
-MAX_REPEAT = 100_000
-MAX_EXPONENT = 1_000
 
 _WHITESPACE = re.compile(r"\s+")
+_MAX_MESSAGE = 300
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -181,6 +184,15 @@ class _ConfinedLoader(jinja2.FileSystemLoader):
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        # FileSystemLoader reads only regular files (a FIFO or device is "not found"); it reads
+        # them whole, so refuse a huge one before it is read.
+        limit = DEFAULT_LIMITS.max_source
+        for searchpath in self.searchpath:
+            path = posixpath.join(searchpath, *split_template_path(template))
+            if os.path.isfile(path):
+                if os.path.getsize(path) > limit:
+                    raise LimitExceeded(f"template {template!r} is larger than {limit} bytes")
+                break
         source, filename, uptodate = super().get_source(environment, template)
         if filename is not None:
             real = Path(os.path.realpath(filename))
@@ -189,28 +201,8 @@ class _ConfinedLoader(jinja2.FileSystemLoader):
         return source, filename, uptodate
 
 
-class _PromptEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox, with ``*`` and ``**`` capped so ``'x' * 10**10`` cannot exhaust the machine."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: jinja2.runtime.Context, op: str, left: Any, right: Any) -> Any:
-        if op == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, (str, list, tuple))
-                    and isinstance(count, int)
-                    and len(seq) * count > MAX_REPEAT
-                ):
-                    raise SecurityError(f"'*' would build more than {MAX_REPEAT} items")
-            return operator.mul(left, right)
-        if isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent larger than {MAX_EXPONENT}")
-        return operator.pow(left, right)
-
-
-def _make_environment(loader: jinja2.BaseLoader) -> _PromptEnvironment:
-    return _PromptEnvironment(
+def _make_environment(loader: jinja2.BaseLoader) -> PromptEnvironment:
+    return PromptEnvironment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -219,7 +211,7 @@ def _make_environment(loader: jinja2.BaseLoader) -> _PromptEnvironment:
 
 
 @lru_cache(maxsize=32)
-def _environment(root: str | None) -> _PromptEnvironment:
+def _environment(root: str | None) -> PromptEnvironment:
     # One environment per templates folder, so compiled templates are cached across renders;
     # FileSystemLoader checks mtimes, so edited files are still picked up.
     loader = _ConfinedLoader(Path(root)) if root is not None else jinja2.DictLoader({})
@@ -286,10 +278,17 @@ def _template_error(exc: BaseException, root: str | None, name: str) -> Template
             what = f"template {exc.name!r} {problem} (available templates: {listing})"
         elif isinstance(exc, UndefinedError):
             what = f"undefined: {exc.message}"
+        elif isinstance(exc, LimitExceeded):
+            what = f"over a template limit: {exc}"
         elif isinstance(exc, SecurityError):
             what = f"not allowed in a template: {exc}"
+        elif isinstance(exc, MemoryError):  # a last resort: the limits should come first
+            what = "the template needs more memory than there is"
         else:
             what = f"{type(exc).__name__}: {exc}"
+    what = " ".join(what.split())  # one line, whatever the exception said
+    if len(what) > _MAX_MESSAGE:  # an exception may quote a whole (huge) value
+        what = what[: _MAX_MESSAGE - 1] + "…"
     shown = _display_name(filename, root, name)
     where = f"{shown}:{line}" if line is not None else shown
     return TemplateError(f"{where}: {what}", source=shown, line=line)
@@ -322,14 +321,38 @@ def _render(
     variables: Mapping[str, Any],
     refs: Mapping[str, RefRecord] | ReferenceLookup | None,
     collapse_whitespace: bool,
+    limits: TemplateLimits,
 ) -> str:
     context = _context(variables, refs)
     try:
-        output = load().render(context)
+        with render_budget(limits) as budget:
+            output = _stream(load(), context, limits, budget.check_time)
     except Exception as exc:
         # Template code is user code: whatever it raises is the author's error to fix.
         raise _template_error(exc, root, name) from exc
     return _finish(output, collapse_whitespace)
+
+
+def _stream(
+    template: jinja2.Template,
+    context: dict[str, Any],
+    limits: TemplateLimits,
+    check_time: Callable[[], None],
+) -> str:
+    """Render chunk by chunk, stopping as soon as the output or the time is over its limit."""
+    chunks: list[str] = []
+    size = 0
+    stream = cast(Generator[str, None, None], template.generate(context))
+    try:
+        for chunk in stream:
+            size += len(chunk)
+            if size > limits.max_output:
+                raise LimitExceeded(f"the prompt is longer than {limits.max_output} characters")
+            check_time()
+            chunks.append(chunk)
+    finally:
+        stream.close()
+    return "".join(chunks)
 
 
 def render_string(
@@ -340,15 +363,23 @@ def render_string(
     *,
     templates_dir: str | os.PathLike[str] | None = None,
     collapse_whitespace: bool = True,
+    limits: TemplateLimits = DEFAULT_LIMITS,
 ) -> str:
     """Render an inline template ``source`` and return the prompt text.
 
     ``name`` is what errors call it; ``templates_dir`` (optional) lets it ``include``/``import``
-    project templates. Raises :class:`~refstudio.errors.TemplateError` (with ``source`` and
-    ``line``) for any template problem, :class:`~refstudio.errors.ParameterError` when a
+    project templates; ``limits`` bounds the time, memory and output of the render. Raises
+    :class:`~refstudio.errors.TemplateError` (with ``source`` and ``line``) for any template
+    problem, including going over a limit, :class:`~refstudio.errors.ParameterError` when a
     variable is called ``refs`` while reference data is passed.
     """
     root = _root_of(templates_dir)
+    if len(source) > limits.max_source:
+        raise TemplateError(
+            f"{name}: over a template limit: the template is longer than "
+            f"{limits.max_source} characters",
+            source=name,
+        )
     return _render(
         lambda: _compile_inline(root, source, name),
         root,
@@ -356,6 +387,7 @@ def render_string(
         variables,
         refs,
         collapse_whitespace,
+        limits,
     )
 
 
@@ -366,11 +398,12 @@ def render_template(
     refs: Mapping[str, RefRecord] | ReferenceLookup | None = None,
     *,
     collapse_whitespace: bool = True,
+    limits: TemplateLimits = DEFAULT_LIMITS,
 ) -> str:
     """Render ``templates_dir/template_name`` (``.j2`` added when missing) to prompt text.
 
     Raises :class:`~refstudio.errors.TemplateError` naming the file and line; a missing template
-    lists the available ones.
+    lists the available ones. ``limits`` as for :func:`render_string`.
     """
     root = _root_of(templates_dir)
     name = template_name
@@ -383,6 +416,7 @@ def render_template(
         variables,
         refs,
         collapse_whitespace,
+        limits,
     )
 
 

@@ -119,8 +119,10 @@ class Provider(abc.ABC):
     #: Model identifier recorded with every generation.
     model: ClassVar[str]
     max_references: ClassVar[int] = 3
-    #: True when requests cost money (the engine applies budgets and write-ahead only then).
-    paid: ClassVar[bool] = True
+    #: False when this provider's work costs nothing (the offline previews, the built-in
+    #: simulator): the engine then records its cost as 0 and no budget applies to it. A class
+    #: default an instance may override, since one WaveSpeed client may talk to the simulator.
+    paid: bool = True
 
     @classmethod
     @abc.abstractmethod

@@ -44,7 +44,7 @@ class OfflineProvider(Provider):
 
     name: ClassVar[str] = "offline"
     model: ClassVar[str] = "refstudio/offline-preview"
-    paid: ClassVar[bool] = False
+    paid: bool = False
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.root = cache_dir or _cache_dir()

@@ -7,7 +7,6 @@ plugin would be, so nothing here special-cases them.
 from __future__ import annotations
 
 import functools
-import os
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -37,10 +36,12 @@ def provider_class(name: str) -> type[Provider]:
 
 
 def default_provider_name(configured: str | None = None) -> str:
-    """The explicit choice, else wavespeed when a key is set, else offline."""
-    if configured:
-        return configured
-    return "wavespeed" if os.environ.get("WAVESPEED_API_KEY") else "offline"
+    """The explicit choice, else what :func:`refstudio.config.effective_settings` decides (the
+    same answer ``refstudio config`` shows: wavespeed when a key is set or saved, else offline).
+    """
+    from ..config import effective_settings
+
+    return effective_settings(configured).default_provider
 
 
 def create(name: str, **kwargs: Any) -> Provider:

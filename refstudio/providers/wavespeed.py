@@ -159,6 +159,8 @@ class WaveSpeedProvider(Provider):
     :meth:`aclose` (or ``async with``). Construction fails with
     :class:`~refstudio.errors.AuthenticationError` when no key is given or set in the environment.
     ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
+    ``simulated=True`` says ``base_url`` is the built-in simulator (a loopback address): its
+    work is free, so the engine records it at no cost.
     """
 
     name: ClassVar[str] = "wavespeed"
@@ -172,6 +174,7 @@ class WaveSpeedProvider(Provider):
         timeout: httpx.Timeout | None = None,
         max_connections: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
+        simulated: bool = False,
     ) -> None:
         key = (api_key if api_key is not None else os.environ.get(ENV_API_KEY, "")).strip()
         if not key:
@@ -200,6 +203,15 @@ class WaveSpeedProvider(Provider):
                 hint=f"check {ENV_BASE_URL}",
             )
         self._base_url = base
+        if simulated:
+            # Free work must never be assumed of the real service: only a loopback address can
+            # be the built-in simulator (refstudio.simulator), and only the caller who started
+            # it says so.
+            if base.host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+                raise ConfigError(
+                    f"simulated=True needs the simulator's loopback address, not {raw_base!r}"
+                )
+            self.paid = False
         # Explicit timeouts win everywhere; otherwise each operation picks its own defaults.
         self._timeout_override = timeout
         self._client = httpx.AsyncClient(

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkflowError
 from .plan import Plan, PlannedStep, build_plan
-from .runner import RunReport, StepListener, StepReport, WorkflowRunner, ensure_refs, estimate
+from .runner import (
+    RunReport,
+    StepListener,
+    StepReport,
+    WorkflowRunner,
+    ensure_refs,
+    estimate,
+    image_step_of,
+)
 from .spec import Workflow, load_workflow
 
 if TYPE_CHECKING:
@@ -67,6 +75,7 @@ class WorkflowMixin:
             templates_dir=self.project.templates_dir,  # type: ignore[attr-defined]
             overrides=variables,
             defaults=(config.aspect_ratio, config.resolution),
+            image_step=image_step_of(self, str(wf.path)),
         )
 
     async def run_workflow(
@@ -87,12 +96,22 @@ class WorkflowMixin:
         whose status is ``completed``, ``paused`` (a manual pick, or an unknown request) or
         ``failed``; with ``dry_run``, ``planned``.
         """
+        from ..params import check_cost_limit
         from ..providers.registry import default_provider_name
 
+        check_cost_limit(max_cost)
         plan = self.plan_workflow(workflow, variables=variables)
         provider_name = default_provider_name(
             provider or self.project.config.provider  # type: ignore[attr-defined]
         )
+        for step in plan.steps:
+            wanted = step.spec.provider
+            if wanted is not None and wanted != provider_name:
+                raise WorkflowError(
+                    f'{plan.workflow.path.name}: step "{step.id}": provider = "{wanted}", but '
+                    f'this run uses "{provider_name}" (a run uses one provider for every step)',
+                    hint=f"run it with --provider {wanted}, or remove the step's provider key",
+                )
         cost, notes = estimate(self, plan, provider_name)
         self.check_budget(cost, max_cost)  # type: ignore[attr-defined]
         if dry_run:

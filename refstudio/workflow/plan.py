@@ -7,23 +7,30 @@ they run in file order, and a mention waits for the last of them that comes befo
 steps above it that mention that name (they bind the image they were written against).
 ``after = [...]`` adds explicit edges.
 
-Checked here: template errors, mentions nobody provides (with a did-you-mean), more than three
-references in a step, bad parameters, and cycles.
+Checked here, so ``--dry-run`` refuses what a run would refuse only after paying: template
+errors, mentions nobody provides (with a did-you-mean), a step mentioning a name only it
+promotes, labels no image will have and two labels of one reference in a step, more than three
+references in a step, bad parameters, cycles, and promotions that would fail: a name breaking
+the tag rule, an unknown kind, a bad label, ``keep_primary`` without a label, a ``pick`` beyond
+the step's variants, a label the reference already has (or another step gives it too).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import gen4
 from ..errors import RefstudioError, TooManyReferencesError, WorkflowError
-from ..names import suggest
+from ..names import clean_name, suggest
 from ..params import validate_params
-from ..prompts import render_string, render_template, scan
-from .spec import StepSpec, Workflow
+from ..prompts import RefImage, RefRecord, render_string, render_template, resolve, scan
+from .spec import PromoteSpec, StepSpec, Workflow
+
+#: Given a library image id, the id of the step of this workflow whose output it is, if any.
+ImageStep = Callable[[int], "str | None"]
 
 
 @dataclass
@@ -88,9 +95,16 @@ def build_plan(
     templates_dir: Any,
     overrides: Mapping[str, Any] | None = None,
     defaults: tuple[str, str] = (gen4.DEFAULT_ASPECT_RATIO, gen4.DEFAULT_RESOLUTION),
+    image_step: ImageStep | None = None,
 ) -> Plan:
-    """Render every step, find its dependencies, and order the steps. Raises WorkflowError."""
+    """Render every step, find its dependencies, and order the steps. Raises WorkflowError.
+
+    ``image_step`` tells which library images this workflow's own steps promoted (so a rerun
+    may promote onto a label it gave before); without it every existing label counts as taken.
+    """
     variables = {**workflow.spec.vars, **(overrides or {})}
+    _check_refs(workflow)
+    _check_promotes(workflow, lookup, image_step)
     known = {n.lower(): n for n in library_names}
     known.update({n.lower(): n for n in workflow.spec.refs})
     promoters: dict[str, list[str]] = {}
@@ -131,6 +145,13 @@ def build_plan(
                     waits_for[key] = before[-1]
                 elif key not in known:
                     waits_for[key] = providers[0]
+            elif key not in known and key in promoters:
+                raise WorkflowError(
+                    f"{where}: mentions @{name}, which only this step itself promotes: it is not "
+                    "in the library or in [refs], so there is no image to bind",
+                    hint="mention it in a later step, or add it first (`refstudio ref add`, "
+                    "or the workflow's [refs])",
+                )
             elif key not in known and key not in promoters:
                 close = suggest(name, [*known.values(), *promoters])
                 raise WorkflowError(
@@ -139,6 +160,7 @@ def build_plan(
                     hint=("did you mean " + ", ".join("@" + c for c in close) + "?") if close
                     else "add it with `refstudio ref add`, or to the workflow's [refs]",
                 )
+        _check_bindings(text, where, lookup, workflow, waits_for)
         # Steps promoting the same name form a chain in file order.
         chain: set[str] = set()
         if step.promote is not None:
@@ -173,6 +195,136 @@ def build_plan(
             )
         )
     return Plan(workflow, _order(workflow, planned), variables)
+
+
+def _check_refs(workflow: Workflow) -> None:
+    """The workflow's [refs] are made at run time; check now what making them would check."""
+    from ..library import check_kind, check_tag
+
+    for name, ref in workflow.spec.refs.items():
+        try:
+            clean_name(name)
+            check_kind(ref.kind)
+            for tag in ref.tags:
+                check_tag(tag)
+        except RefstudioError as exc:
+            raise WorkflowError(
+                f"{workflow.path.name}: refs.{name}: {exc.message}", hint=exc.hint
+            ) from None
+
+
+def _check_promotes(workflow: Workflow, lookup: Any, image_step: ImageStep | None) -> None:
+    """Refuse every promotion that would fail after its step was paid for."""
+    from ..library import check_kind, check_label
+
+    labels: dict[tuple[str, str], str] = {}  # (name key, label) -> step id giving it
+    promoted: set[str] = set()  # name keys promoted by the steps so far
+    for step in workflow.steps:
+        promote = step.promote
+        if promote is None:
+            continue
+        where = f"{workflow.path.name}: step \"{step.id}\": promote"
+        try:
+            name = clean_name(promote.name)
+            if promote.kind is not None:
+                check_kind(promote.kind)
+            check_label(promote.label)
+        except RefstudioError as exc:
+            raise WorkflowError(f"{where}: {exc.message}", hint=exc.hint) from None
+        exists = (
+            lookup.find(name) is not None
+            or name.lower() in promoted  # an earlier step makes it
+        )
+        promoted.add(name.lower())
+        if promote.keep_primary and promote.label is None and exists:
+            raise WorkflowError(
+                f"{where}: keep_primary adds the output to @{name} as a labelled view: "
+                "give it a label too"
+            )
+        if isinstance(promote.pick, int) and promote.pick >= step.variants:
+            raise WorkflowError(
+                f"{where}: pick = {promote.pick}, but the step makes {step.variants} "
+                f"variant(s), numbered 0 to {step.variants - 1}",
+                hint='pick an index below variants, or pick = "first" or "manual"',
+            )
+        if promote.label is None:
+            continue
+        key = (name.lower(), promote.label)
+        if key in labels:
+            raise WorkflowError(
+                f"{where}: step \"{labels[key]}\" already promotes an image labelled "
+                f"{promote.label!r} to @{name}; a reference has one image per label"
+            )
+        labels[key] = step.id
+        record = lookup.find(name)
+        for image in record.images if record is not None else ():
+            if image.label == promote.label and (
+                image_step is None or image_step(image.image_id) != step.id
+            ):
+                raise WorkflowError(
+                    f"{where}: @{record.name} already has an image labelled "
+                    f"{promote.label!r}; promoting another would fail after paying",
+                    hint="choose another label, or remove that image from the reference first",
+                )
+
+
+def _check_bindings(
+    text: str, where: str, lookup: Any, workflow: Workflow, waits_for: Mapping[str, str]
+) -> None:
+    """Resolve a step's mentions against the library as the step will find it.
+
+    Catches what only resolving catches (``@mara:back`` when no image of @mara will have that
+    label, ``@mara`` with ``@mara:side`` when they are two images, a reference without images).
+    """
+    try:
+        resolve(text, _AsTheStepSeesIt(lookup, workflow, waits_for), source=where)
+    except TooManyReferencesError:
+        raise
+    except RefstudioError as exc:
+        raise WorkflowError(f"{where}: {exc.message}", hint=exc.hint) from None
+
+
+class _AsTheStepSeesIt:
+    """The library after the [refs] are made and the promotions a step waits for are done."""
+
+    def __init__(self, lookup: Any, workflow: Workflow, waits_for: Mapping[str, str]) -> None:
+        self.lookup = lookup
+        self.workflow = workflow
+        self.waits_for = waits_for
+        self._next_id = 0
+
+    def _image(self, label: str | None, primary: bool) -> RefImage:
+        self._next_id -= 1  # ids no real image has
+        return RefImage(self._next_id, label, primary, "", "", 0, 0)
+
+    def find(self, name: str) -> RefRecord | None:
+        record = self.lookup.find(name)
+        key = name.lower()
+        refs = {n.lower(): n for n in self.workflow.spec.refs}
+        if key in refs and (record is None or not record.images):
+            # Made from its files when the run starts: unlabelled images, the first primary.
+            files = self.workflow.spec.refs[refs[key]].images
+            images = tuple(self._image(None, i == 0) for i in range(len(files)))
+            record = RefRecord(refs[key], "", "", (), images)
+        provider = self.waits_for.get(key)
+        if provider is None:
+            return record
+        images_after = list(record.images) if record is not None else []
+        for step in self.workflow.steps:
+            promote: PromoteSpec | None = step.promote
+            if promote is not None and promote.name.lstrip("@").lower() == key:
+                primary = not promote.keep_primary
+                if primary:
+                    images_after = [replace(i, is_primary=False) for i in images_after]
+                images_after.append(self._image(promote.label, primary))
+            if step.id == provider:
+                break
+        stored = record.name if record is not None else name
+        return RefRecord(stored, "", "", (), tuple(images_after))
+
+    def all_names(self) -> list[str]:
+        names: list[str] = self.lookup.all_names()
+        return names
 
 
 def _order(workflow: Workflow, steps: list[PlannedStep]) -> list[PlannedStep]:

@@ -20,7 +20,7 @@ from sqlmodel import col, select
 
 from ..db import read_session, write_session
 from ..errors import RefstudioError
-from ..models import Generation, Output, Run, utcnow
+from ..models import Generation, Output, ReferenceImage, Run, utcnow
 from ..providers.registry import provider_class
 from .plan import Plan, PlannedStep
 
@@ -305,6 +305,23 @@ def _made_by_steps(studio: Any, output_id: int | None, step_ids: set[str]) -> bo
     return gen is not None and gen.step_id in step_ids
 
 
+def image_step_of(studio: Any, workflow: str) -> Callable[[int], str | None]:
+    """For the planner: which step of ``workflow`` made a library image (by promoting it)."""
+
+    def image_step(image_id: int) -> str | None:
+        with read_session(studio.db) as session:
+            row = session.exec(
+                select(Generation.step_id)
+                .join(Output, col(Output.generation_id) == col(Generation.id))
+                .join(ReferenceImage, col(ReferenceImage.source_output_id) == col(Output.id))
+                .join(Run, col(Generation.run_id) == col(Run.id))
+                .where(ReferenceImage.id == image_id, Run.workflow == workflow)
+            ).first()
+        return row
+
+    return image_step
+
+
 def _already_promoted(studio: Any, name: str, outputs: list[GenerationInfo | Any]) -> bool:
     try:
         ref = studio.library.get(name)
@@ -380,4 +397,12 @@ def bound_names(step: PlannedStep, library_names: Mapping[str, str]) -> list[str
     return out
 
 
-__all__ = ["RunReport", "StepReport", "WorkflowRunner", "bound_names", "ensure_refs", "estimate"]
+__all__ = [
+    "RunReport",
+    "StepReport",
+    "WorkflowRunner",
+    "bound_names",
+    "ensure_refs",
+    "estimate",
+    "image_step_of",
+]

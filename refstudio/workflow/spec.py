@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import WorkflowError
+from ..params import MAX_BATCH
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,7 +83,7 @@ class StepSpec(_Strict):
     aspect_ratio: str | None = None
     resolution: str | None = None
     seed: int | None = None
-    variants: int = Field(default=1, ge=1, le=16)
+    variants: int = Field(default=1, ge=1, le=MAX_BATCH)
     after: list[str] = []
     promote: PromoteSpec | None = None
     provider: str | None = None
