@@ -223,7 +223,7 @@ class Engine:
         stale = [g for g in records.in_states(self.db, ("pending", "submitting", "submitted"))
                  if g.provider == self.provider.name and not _owner_alive(g.owner)]
         waits = []
-        to_send: list[int] = []
+        to_send: list[tuple[int, str | None]] = []  # (generation, the owner it was left by)
         for gen in stale:
             assert gen.id is not None
             if gen.status == "submitted":
@@ -242,12 +242,12 @@ class Engine:
                 self.emit(gen.id, "unknown", message)
                 outcomes.append(Outcome(gen.id, "unknown", message))
             elif send:
-                to_send.append(gen.id)
+                to_send.append((gen.id, gen.owner))
             else:
                 message = ("never sent, so nothing was paid; `refstudio resume` sends it, "
                            "`refstudio resume --no-send` only collects")
-                records.update(self.db, gen.id, owner=None, error=message)
-                outcomes.append(Outcome(gen.id, "pending", message))
+                if records.release(self.db, gen.id, gen.owner, message):
+                    outcomes.append(Outcome(gen.id, "pending", message))
         outcomes.extend(await asyncio.gather(*waits))
         if reconcile and self.provider.supports_history:
             settled = await self.reconcile()
@@ -256,7 +256,7 @@ class Engine:
                 if result.verdict == "unknown" and result.generation_id not in by_id:
                     continue  # unknown before and still unknown: nothing new to report
                 if result.verdict == "not_accepted" and send:
-                    to_send.append(result.generation_id)
+                    to_send.append((result.generation_id, None))
                     outcomes = [o for o in outcomes if o.generation_id != result.generation_id]
                     by_id = {o.generation_id: i for i, o in enumerate(outcomes)}
                     continue
@@ -266,8 +266,10 @@ class Engine:
                 else:
                     by_id[result.generation_id] = len(outcomes)
                     outcomes.append(outcome)
-        if to_send:
-            outcomes.extend(await self.run(to_send))
+        # Taken with compare-and-set: a second resume running now sends none of these again.
+        taken = records.take_over(self.db, to_send, self.owner)
+        if taken:
+            outcomes.extend(await self.run(taken))
         return outcomes
 
     async def reconcile(self) -> list[Reconciled]:

@@ -165,8 +165,15 @@ class WorkflowRunner:
                 return StepReport(spec.id, "paused", [previous.id], message=message)
             if previous is not None and previous.status == "pending":
                 # Recorded by an earlier run that stopped before sending it: send that one
-                # rather than record the same request twice.
+                # rather than record the same request twice (if no other process took it).
+                from ..engine.records import take_over
+
                 assert previous.id is not None
+                if not take_over(self.studio.db, [(previous.id, previous.owner)], engine.owner):
+                    message = (f"generation #{previous.id} for this request is being sent by "
+                               "another process; run the workflow again when it is done")
+                    self.on_step(spec.id, "paused", message)
+                    return StepReport(spec.id, "paused", [previous.id], message=message)
                 ids.append(previous.id)
                 new_ids.append(previous.id)
                 continue
