@@ -311,3 +311,35 @@ def test_rerun_workflow_sends_its_own_never_sent_rows_not_new_ones(
     stats = sim.stats()
     assert stats["submits_accepted"] == 3
     assert len({t["seed"] for t in stats["tasks"].values()}) == 3
+
+
+def test_two_resumes_at_once_send_each_never_sent_generation_once(
+    sim: Simulator, env: dict[str, str], root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refstudio import AsyncStudio
+
+    db = root / "library.db"
+    proc = _start_gen(root, env, 6, 700)
+    _stop_after_two_submitted(proc, db, signal.SIGKILL)
+    time.sleep(0.3)
+    never_sent = {g for g, s in _statuses(db).items() if s == "pending"}
+    assert never_sent
+    sent = sim.stats()["submits_received"]
+    monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+    monkeypatch.setenv("WAVESPEED_BASE_URL", sim.base_url)
+
+    async def both() -> None:
+        # Both read the stopped process's rows before either sends: only one may take each.
+        first, second = AsyncStudio.open(root), AsyncStudio.open(root)
+        try:
+            await asyncio.gather(first.resume(), second.resume())
+        finally:
+            first.close()
+            second.close()
+
+    asyncio.run(both())
+    stats = sim.stats()
+    assert stats["submits_received"] == sent + len(never_sent)
+    seeds = [t["seed"] for t in stats["tasks"].values()]
+    assert len(seeds) == len(set(seeds))
+    assert set(_statuses(db).values()) <= {"completed", "unknown"}
