@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .fsutil import UnreadableFileError, read_regular_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,6 +29,7 @@ ENV_KEY = "WAVESPEED_API_KEY"
 ENV_BASE_URL = "WAVESPEED_BASE_URL"
 ENV_CONFIG = "REFSTUDIO_CONFIG"
 _KNOWN = {"wavespeed_api_key", "wavespeed_base_url", "default_provider"}
+MAX_USER_CONFIG_BYTES = 1_000_000
 
 
 def config_path() -> Path:
@@ -44,8 +46,10 @@ def load_user_config() -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(read_regular_text(path, limit=MAX_USER_CONFIG_BYTES))
+    except UnreadableFileError as exc:
+        raise ConfigError(f"cannot read {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     unknown = sorted(set(data) - _KNOWN)
     if unknown:

@@ -18,6 +18,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from .errors import InputError
+
 
 def draw_character(path: Path, *, coat: tuple[int, int, int] = (170, 40, 40)) -> Path:
     """A simple, evenly lit full-body character on a plain background (800x1000)."""
@@ -120,6 +122,10 @@ def run_demo(target: Path, say: Callable[[str], None] = print) -> DemoResult:
     from .studio import Studio
 
     source = quickstart_folder()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        # The demo copies and draws files by fixed names: never into a folder of the user's.
+        raise InputError(f"{target} already holds files; the demo needs a new or empty folder",
+                         hint="name a new folder, e.g. `refstudio demo refstudio-demo-2`")
     target.mkdir(parents=True, exist_ok=True)
     for name in ("refstudio.toml", "workflows", "templates"):
         src = source / name

@@ -24,6 +24,7 @@ from .errors import (
     NameTakenError,
     ReferenceNotFoundError,
 )
+from .fsutil import UnreadableFileError, read_regular
 from .imaging import ProbedImage, open_image, probe_image
 from .models import REFERENCE_KINDS, Asset, Reference, ReferenceImage, ReferenceTag, utcnow
 from .names import clean_name, name_key, suggest
@@ -135,20 +136,15 @@ class Library:
         path = Path(path)
         source = str(path)
         try:
-            size = path.stat().st_size
-            if size > self.max_image_bytes:
-                raise ImageError(
-                    f"{source}: {size / 1e6:.1f} MB is over the "
-                    f"{self.max_image_bytes / 1e6:.0f} MB limit",
-                    hint="shrink the image, or raise max_image_mb in refstudio.toml",
-                )
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ImageError(f"{source}: no such file") from exc
-        except IsADirectoryError as exc:
-            raise ImageError(f"{source}: is a folder, not an image") from exc
-        except OSError as exc:
-            raise ImageError(f"{source}: cannot read ({exc.strerror})") from exc
+            # A regular file only, and never more than the limit (+1 byte to tell): /dev/zero,
+            # a FIFO or a file growing under us cannot hang the command or fill memory.
+            data = read_regular(path, limit=self.max_image_bytes)
+        except UnreadableFileError as exc:
+            raise ImageError(
+                str(exc),
+                hint="shrink the image, or raise max_image_mb in refstudio.toml"
+                if exc.too_large else None,
+            ) from exc
         return self.probe_bytes(data, source=source)
 
     def probe_bytes(self, data: bytes, *, source: str) -> ProbedImage:

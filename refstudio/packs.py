@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import stat
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +40,13 @@ from sqlmodel import Session, col, select
 
 from .db import read_session, write_session
 from .errors import ImageError, InputError, NameTakenError, RefstudioError, StorageError
+from .fsutil import (
+    ProtectedArea,
+    UnreadableFileError,
+    atomic_file,
+    check_output_file,
+    open_regular,
+)
 from .imaging import KEPT_FORMATS
 from .library import check_kind, check_label, check_tag
 from .models import Asset, Generation, Output, Reference, ReferenceImage, ReferenceTag, utcnow
@@ -51,6 +56,7 @@ from .store import EXTENSIONS, blob_key
 if TYPE_CHECKING:
     from .db import Database
     from .library import Library
+    from .project import Project
     from .store import LocalMediaStore
 
 PACK_FORMAT = "refstudio-pack"
@@ -115,22 +121,32 @@ class PackImportResult:
 
 
 def export_pack(
-    library: Library, names: Sequence[str], path: Path | str
+    library: Library,
+    names: Sequence[str],
+    path: Path | str,
+    *,
+    protected: ProtectedArea,
+    overwrite: bool = False,
 ) -> PackExportResult:
-    """Write references ``names`` with their lineage closure to the zip file ``path``."""
+    """Write references ``names`` with their lineage closure to the zip file ``path``.
+
+    An existing ``path`` is replaced only with ``overwrite``; a file of the project (see
+    :func:`refstudio.fsutil.check_output_file`) never is.
+    """
     if not names:
         raise InputError("name at least one reference to export")
     wanted = [library.get(n) for n in names]  # NotFound with did-you-mean, before any work
     requested_ids = list(dict.fromkeys(r.id for r in wanted))
+    given = Path(path).expanduser()
+    if given.is_dir():
+        raise InputError(f"{given} is a folder; give the pack's file name, e.g. pack.zip")
+    target = check_output_file(given, protected=protected, overwrite=overwrite)
     with read_session(library.db) as session:
         manifest, media = _build_manifest(session, requested_ids)
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise InputError(f"{target} is a folder; give the pack's file name, e.g. pack.zip")
     size = _write_zip(library.store, manifest, media, target)
     refs = manifest["references"]
     return PackExportResult(
-        path=target.resolve(),
+        path=target,
         references=tuple(r["name"] for r in refs if not r["dependency"]),
         dependencies=tuple(r["name"] for r in refs if r["dependency"]),
         generations=len(manifest["generations"]),
@@ -306,31 +322,17 @@ def _write_zip(
     """Write the zip next to ``target`` and rename it into place (no half-written pack)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".pack-", suffix=".part")
-    except OSError as exc:
-        raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
+        with atomic_file(target) as fh, zipfile.ZipFile(fh, "w") as zf:
             zf.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False),
                         compress_type=zipfile.ZIP_DEFLATED)
             for sha, asset in sorted(media.items()):
-                data = store.read_bytes(asset.path)
-                if hashlib.sha256(data).hexdigest() != sha:
-                    raise StorageError(
-                        f"media file {asset.path} does not match its recorded hash; "
-                        "the media folder is damaged, nothing was exported")
+                data = store.read_verified(asset.path, sha)  # a damaged file is refused
                 # Images are compressed already: storing them costs nothing and keeps the
                 # importer's ratio check meaningful.
                 zf.writestr(_media_name(sha, asset.format), data,
                             compress_type=zipfile.ZIP_STORED)
-        os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target.stat().st_size
 
 
@@ -701,34 +703,43 @@ def import_pack(
     source = Path(path).expanduser()
     label = source.name
     rename = dict(rename or {})
+    # Only a regular file is opened (a FIFO or /dev/zero named as the pack must not hang or
+    # fill memory); the zip reader then seeks in it and reads only what the checks allow.
     try:
-        zf = zipfile.ZipFile(source)
-    except FileNotFoundError as exc:
-        raise InputError(f"{source}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise InputError(f"{source}: is a folder, not a pack") from exc
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise InputError(f"{label}: not a zip file ({exc})") from exc
-    with zf:
+        fh = open_regular(source)
+    except UnreadableFileError as exc:
+        raise InputError(f"{exc}; nothing was imported") from exc
+    with fh:
         try:
-            entries = _check_entries(zf, library.max_image_bytes)
-            raw = _read_entry(zf, entries[MANIFEST_NAME], MAX_MANIFEST_BYTES)
-            pack = _parse_manifest(raw, rename)
-            listed = {entry for entry, _ in pack.media.values()}
-            present = set(entries) - {MANIFEST_NAME}
-            if listed != present:
-                missing = sorted(listed - present)
-                extra = sorted(present - listed)
-                raise _Bad("media files and manifest disagree"
-                           + (f"; missing: {', '.join(missing[:3])}" if missing else "")
-                           + (f"; not listed: {', '.join(extra[:3])}" if extra else ""))
-            checked = [_check_media(library, zf, entries[entry], sha, fmt, label)
-                       for sha, (entry, fmt) in pack.media.items()]
-        except _Bad as exc:
-            raise InputError(f"{label}: {exc.message}; nothing was imported",
-                             hint=exc.hint) from exc
-        _refuse_clashes(library, pack.references)
-        return _write(library, zf, pack, checked)
+            zf = zipfile.ZipFile(fh)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise InputError(f"{label}: not a zip file ({exc})") from exc
+        with zf:
+            return _import_open(library, zf, label, rename)
+
+
+def _import_open(
+    library: Library, zf: zipfile.ZipFile, label: str, rename: Mapping[str, str]
+) -> PackImportResult:
+    try:
+        entries = _check_entries(zf, library.max_image_bytes)
+        raw = _read_entry(zf, entries[MANIFEST_NAME], MAX_MANIFEST_BYTES)
+        pack = _parse_manifest(raw, rename)
+        listed = {entry for entry, _ in pack.media.values()}
+        present = set(entries) - {MANIFEST_NAME}
+        if listed != present:
+            missing = sorted(listed - present)
+            extra = sorted(present - listed)
+            raise _Bad("media files and manifest disagree"
+                       + (f"; missing: {', '.join(missing[:3])}" if missing else "")
+                       + (f"; not listed: {', '.join(extra[:3])}" if extra else ""))
+        checked = [_check_media(library, zf, entries[entry], sha, fmt, label)
+                   for sha, (entry, fmt) in pack.media.items()]
+    except _Bad as exc:
+        raise InputError(f"{label}: {exc.message}; nothing was imported",
+                         hint=exc.hint) from exc
+    _refuse_clashes(library, pack.references)
+    return _write(library, zf, pack, checked)
 
 
 def _check_media(
@@ -945,16 +956,21 @@ class PackMixin:
     """``export_pack`` / ``import_pack`` on :class:`refstudio.Studio`."""
 
     library: Library
+    project: Project
 
-    def export_pack(self, names: Sequence[str], path: Path | str) -> PackExportResult:
+    def export_pack(
+        self, names: Sequence[str], path: Path | str, *, overwrite: bool = False
+    ) -> PackExportResult:
         """Write references ``names`` with their images and lineage to a zip at ``path``.
 
         The pack also carries the references bound into the generations those images came
-        from (recursively), marked as dependencies, so every lineage edge survives.
+        from (recursively), marked as dependencies, so every lineage edge survives. An existing
+        file is replaced only with ``overwrite=True``; the project's own files never are.
         """
         if isinstance(names, str):
             names = [names]
-        return export_pack(self.library, names, path)
+        return export_pack(self.library, names, path,
+                           protected=self.project.protected_area(), overwrite=overwrite)
 
     def import_pack(
         self, path: Path | str, rename: Mapping[str, str] | None = None

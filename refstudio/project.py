@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ProjectExistsError, ProjectNotFoundError
+from .fsutil import ProtectedArea, UnreadableFileError, read_regular_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +25,8 @@ CONFIG_FILE = "refstudio.toml"
 DB_FILE = "library.db"
 PROJECT_DIRS = ("media", "templates", "workflows")
 ENV_PROJECT = "REFSTUDIO_PROJECT"
+#: Largest refstudio.toml read; the default one is 1.5 KB.
+MAX_CONFIG_BYTES = 1_000_000
 
 DEFAULT_CONFIG = """\
 # refstudio project settings. The API key does not belong here: set WAVESPEED_API_KEY in the
@@ -103,6 +106,15 @@ class Project:
     def workflows_dir(self) -> Path:
         return self.root / "workflows"
 
+    def protected_area(self) -> ProtectedArea:
+        """What output a user names must never replace: the library and its SQLite journals,
+        ``refstudio.toml``, anything in ``media/``, and (for output folders) the project itself.
+        """
+        db = self.db_path
+        journals = tuple(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))
+        return ProtectedArea(files=(db, *journals, self.root / CONFIG_FILE),
+                             folders=(self.media_dir,), roots=(self.root,))
+
 
 def find_project_root(explicit: Path | str | None = None, cwd: Path | None = None) -> Path:
     """Locate the project: ``explicit`` path, then ``$REFSTUDIO_PROJECT``, then upward from cwd."""
@@ -152,11 +164,11 @@ def load_config(root: Path) -> ProjectConfig:
     """Read and check ``refstudio.toml``."""
     path = root / CONFIG_FILE
     try:
-        raw = tomllib.loads(path.read_text("utf-8"))
+        raw = tomllib.loads(read_regular_text(path, limit=MAX_CONFIG_BYTES))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnreadableFileError as exc:
+        raise ConfigError(f"cannot read {exc}") from exc
     return parse_config(raw, path)
 
 

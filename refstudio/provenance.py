@@ -12,6 +12,7 @@ WebP outputs are converted to PNG. The stored original in ``media/`` is only eve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
@@ -20,9 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ImageError, InputError, OutputNotFoundError, StorageError
-from .fsutil import atomic_write_bytes
+from .fsutil import (
+    ProtectedArea,
+    UnreadableFileError,
+    atomic_write_bytes,
+    check_output_file,
+    read_regular,
+)
+from .store import DAMAGED_HINT
 
 if TYPE_CHECKING:
+    from .project import Project
     from .results import GenerationInfo, GenerationQueries, OutputInfo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -96,15 +105,11 @@ def read_provenance(path: Path | str) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_READ_BYTES:
-            raise ImageError(f"{path}: too large to be an exported image")
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise InputError(f"{path}: is a folder, not an image") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+        data = read_regular(path, limit=MAX_READ_BYTES)
+    except UnreadableFileError as exc:
+        if exc.too_large:
+            raise ImageError(f"{path}: too large to be an exported image") from exc
+        raise InputError(str(exc)) from exc
     return provenance_from_bytes(data, source=str(path))
 
 
@@ -231,14 +236,25 @@ def _to_png(data: bytes) -> bytes:
 
 
 def export_image(
-    queries: GenerationQueries, generation_id: int, index: int, path: Path | str
+    queries: GenerationQueries,
+    generation_id: int,
+    index: int,
+    path: Path | str,
+    *,
+    protected: ProtectedArea,
+    overwrite: bool = False,
 ) -> Path:
-    """Write output ``index`` of a generation to ``path`` as a PNG carrying its provenance."""
-    target = Path(path).expanduser()
-    if target.suffix.lower() != ".png":
-        raise InputError(f"{target}: exported images are PNG files; name it *.png")
-    if target.is_dir():
-        raise InputError(f"{target} is a folder; give the file name to write, e.g. out.png")
+    """Write output ``index`` of a generation to ``path`` as a PNG carrying its provenance.
+
+    An existing ``path`` is replaced only with ``overwrite``; a file of the project (see
+    :func:`refstudio.fsutil.check_output_file`) never is. The stored bytes are checked against
+    their hash first, so a damaged media file is refused rather than exported.
+    """
+    given = Path(path).expanduser()
+    if given.suffix.lower() != ".png":
+        raise InputError(f"{given}: exported images are PNG files; name it *.png")
+    if given.is_dir():
+        raise InputError(f"{given} is a folder; give the file name to write, e.g. out.png")
     gen = queries.get(generation_id)
     output = next((o for o in gen.outputs if o.index == index), None)
     if output is None:
@@ -246,33 +262,42 @@ def export_image(
         raise OutputNotFoundError(f"generation #{generation_id} has no output {index} "
                                   f"(status {gen.status}; outputs: {have})")
     original = output.path.resolve()
-    if target.resolve() == original:
-        raise InputError(f"{target} is the stored original; choose another file")
+    if given.resolve() == original:
+        raise InputError(f"{given} is the stored original; choose another file")
+    target = check_output_file(given, protected=protected, overwrite=overwrite)
     try:
-        data = original.read_bytes()
-    except OSError as exc:
+        data = read_regular(original, limit=MAX_READ_BYTES)
+    except UnreadableFileError as exc:
         raise StorageError(f"the stored output {original} is missing or unreadable "
-                           f"({exc.strerror})") from exc
+                           f"({exc.reason})") from exc
+    if hashlib.sha256(data).hexdigest() != output.sha256:
+        raise StorageError(f"media file {original} does not match its recorded hash; "
+                           "nothing was exported", hint=DAMAGED_HINT)
     png = png_with_provenance(data, provenance_of(gen, output))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, png)
     except OSError as exc:
-        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    return target.resolve()
+        raise StorageError(f"cannot write {given}: {exc.strerror or exc}") from exc
+    return target
 
 
 class ProvenanceMixin:
     """``export_image`` on :class:`refstudio.Studio`."""
 
     queries: GenerationQueries
+    project: Project
 
-    def export_image(self, generation_id: int, index: int, path: Path | str) -> Path:
+    def export_image(
+        self, generation_id: int, index: int, path: Path | str, *, overwrite: bool = False
+    ) -> Path:
         """Write an output as a PNG whose text chunks record its provenance; return its path.
 
-        JPEG and WebP outputs are converted; the stored original is never changed.
+        JPEG and WebP outputs are converted; the stored original is never changed. An existing
+        file is replaced only with ``overwrite=True``; the project's own files never are.
         """
-        return export_image(self.queries, generation_id, index, path)
+        return export_image(self.queries, generation_id, index, path,
+                            protected=self.project.protected_area(), overwrite=overwrite)
 
 
 __all__ = [

@@ -5,7 +5,7 @@ temporary file in the store, are flushed to disk, then renamed into place: a cra
 a stray ``.part`` file, never a half image under a final name that the database could point to.
 
 :class:`MediaStore` is the small interface the rest of refstudio uses; :class:`LocalMediaStore`
-implements it on a folder. An S3-compatible store can implement the same four methods later.
+implements it on a folder. An S3-compatible store can implement the same methods later.
 """
 
 from __future__ import annotations
@@ -15,14 +15,21 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .errors import StorageError
+from .fsutil import UnreadableFileError, read_regular
 
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+#: Largest media file read back. Far above any image the model takes or makes (a few MB); it
+#: only stops a media file replaced by something huge from being read into memory.
+MAX_BLOB_BYTES = 512_000_000
+DAMAGED_HINT = ("it was changed after refstudio stored it: put the original bytes back (adding "
+                "the original file again, e.g. `refstudio ref image add NAME FILE`, rewrites "
+                "it) or restore media/ from a backup")
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,15 @@ class StoredBlob:
 
 class MediaStore(Protocol):
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob: ...
-    async def put_stream(self, chunks: AsyncIterator[bytes], *, extension: str) -> StoredBlob: ...
+    async def put_stream(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        extension: str,
+        check: Callable[[Path], object] | None = None,
+    ) -> StoredBlob: ...
     def read_bytes(self, key: str) -> bytes: ...
+    def read_verified(self, key: str, sha256: str) -> bytes: ...
     def local_path(self, key: str) -> Path: ...
     def exists(self, key: str) -> bool: ...
 
@@ -60,10 +74,14 @@ class LocalMediaStore:
         return tmp
 
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob:
-        """Store ``data`` (once) and return where it lives."""
+        """Store ``data`` (once) and return where it lives.
+
+        A file already under that name whose bytes no longer match it is replaced: adding the
+        original again is how a damaged media file is repaired.
+        """
         sha = hashlib.sha256(data).hexdigest()
         key = blob_key(sha, extension)
-        if not self.exists(key):
+        if not self._intact(key, sha):
             fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as fh:
@@ -76,8 +94,18 @@ class LocalMediaStore:
                 raise StorageError(f"cannot write to the media folder {self.root}: {exc}") from exc
         return StoredBlob(sha, key, len(data))
 
-    async def put_stream(self, chunks: AsyncIterator[bytes], *, extension: str) -> StoredBlob:
-        """Stream chunks to a temporary file while hashing, then publish under their hash."""
+    async def put_stream(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        extension: str,
+        check: Callable[[Path], object] | None = None,
+    ) -> StoredBlob:
+        """Stream chunks to a temporary file while hashing, then publish under their hash.
+
+        ``check`` (run off the event loop) sees the complete temporary file before it is
+        published; whatever it raises is raised here and nothing is left in the store.
+        """
         hasher = hashlib.sha256()
         size = 0
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp_dir(), suffix=".part")
@@ -89,11 +117,13 @@ class LocalMediaStore:
                     size += len(chunk)
                     fh.write(chunk)
                 fh.flush()
+                if check is not None:
+                    await asyncio.to_thread(check, tmp)
                 # fsync takes milliseconds to tens of them: keep it off the event loop.
                 await asyncio.to_thread(os.fsync, fh.fileno())
             sha = hasher.hexdigest()
             key = blob_key(sha, extension)
-            if self.exists(key):
+            if await asyncio.to_thread(self._intact, key, sha):
                 _unlink_quietly(tmp)
             else:
                 self._publish(tmp, key)
@@ -109,9 +139,32 @@ class LocalMediaStore:
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            return (self.root / key).read_bytes()
-        except OSError as exc:
-            raise StorageError(f"media file missing or unreadable: {key} ({exc.strerror})") from exc
+            return read_regular(self.root / key, limit=MAX_BLOB_BYTES)
+        except UnreadableFileError as exc:
+            raise StorageError(f"media file missing or unreadable: {key} ({exc.reason})") from exc
+
+    def read_verified(self, key: str, sha256: str) -> bytes:
+        """The stored bytes, checked against the hash they were stored under.
+
+        Raises :class:`StorageError` naming the file when they differ: a changed media file
+        must never be uploaded or exported as if it were the image the library recorded.
+        """
+        data = self.read_bytes(key)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise StorageError(
+                f"media file {self.root / key} does not match its recorded hash; "
+                "refusing to use it", hint=DAMAGED_HINT)
+        return data
+
+    def _intact(self, key: str, sha256: str) -> bool:
+        """Whether ``key`` exists and holds the bytes it is named for (a rare, deduplicating
+        path: checking it keeps a damaged file from being kept forever)."""
+        if not self.exists(key):
+            return False
+        try:
+            return hashlib.sha256(self.read_bytes(key)).hexdigest() == sha256
+        except StorageError:
+            return False
 
     def local_path(self, key: str) -> Path:
         return self.root / key

@@ -21,6 +21,8 @@ def gallery(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the gallery in the web browser when done.")
     ] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write into a --out folder that holds other files.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print stable JSON.")] = False,
 ) -> None:
     """Build a static HTML gallery: the library, every generation, and each lineage.
@@ -30,7 +32,7 @@ def gallery(
     from ..gallery import build_gallery
 
     with open_studio() as studio:
-        report = build_gallery(studio, out)
+        report = build_gallery(studio, out, overwrite=force)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -8,6 +8,8 @@ import typer
 from ._common import console, open_studio, print_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Replace an existing file (never one of the project's own).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -21,11 +23,12 @@ def register(app: typer.Typer) -> None:
 def export(
     names: Annotated[list[str], typer.Argument(help="References to put in the pack.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The zip file to write.")],
+    force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write references, their images and their lineage to a zip another project can import."""
     with open_studio() as studio:
-        result = studio.export_pack(names, out)
+        result = studio.export_pack(names, out, overwrite=force)
     if as_json:
         print_json(result.to_dict())
         return
@@ -77,13 +80,14 @@ def import_pack(
 def export_image(
     output: Annotated[str, typer.Argument(help="GEN_ID or GEN_ID:INDEX of the output.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The PNG file to write.")],
+    force: ForceOpt = False,
 ) -> None:
     """Write an output as a PNG carrying its prompt, references, seed and settings."""
     from .history_cmds import _parse_output
 
     gen_id, index = _parse_output(output)
     with open_studio() as studio:
-        path = studio.export_image(gen_id, index, out)
+        path = studio.export_image(gen_id, index, out, overwrite=force)
     console().print(f"wrote {path} (output {gen_id}:{index}, with provenance)")
 
 

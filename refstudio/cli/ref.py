@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import console, open_studio, print_json, warn
+from ._common import console, open_studio, print_json, printable, warn
 
 if TYPE_CHECKING:
     from ..library import AddedImage, ReferenceInfo
@@ -146,7 +146,7 @@ def _print_plain_list(refs: "list[ReferenceInfo]") -> None:
         for row in rows
     ]
     lines.append(f"{len(refs)} reference(s)")
-    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.write(printable("\n".join(lines), keep_lines=True) + "\n")
 
 
 @ref_app.command("show")

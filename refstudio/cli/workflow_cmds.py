@@ -27,6 +27,9 @@ def run(
     max_cost: Annotated[
         float | None, typer.Option(help="Refuse if the estimate is over this (USD).")
     ] = None,
+    allow_outside: Annotated[bool, typer.Option(
+        "--allow-outside", help="Let [refs] images come from outside the project folder.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print stable JSON.")] = False,
 ) -> None:
     """Run a workflow: steps ordered by the references they promote and mention.
@@ -40,7 +43,7 @@ def run(
     variables = parse_var_assignments(var or [])
     with open_studio() as studio:
         if dry_run and not as_json:
-            _print_plan(studio, workflow, variables)
+            _print_plan(studio, workflow, variables, allow_outside)
 
         def on_step(step_id: str, state: str, detail: str) -> None:
             if not as_json:
@@ -50,6 +53,7 @@ def run(
         report = studio.run_workflow(
             workflow, dry_run=dry_run, concurrency=concurrency, provider=provider,
             variables=variables, max_cost=max_cost, on_step=on_step,
+            allow_outside=allow_outside,
         )
     if as_json:
         print_json(report.to_dict())
@@ -63,12 +67,13 @@ def run(
         raise typer.Exit(0)
 
 
-def _print_plan(studio: object, workflow: str, variables: dict) -> None:
+def _print_plan(studio: object, workflow: str, variables: dict, allow_outside: bool) -> None:
     from rich.table import Table
 
     from ..workflow.runner import bound_names, estimate
 
-    plan = studio.plan_workflow(workflow, variables=variables)  # type: ignore[attr-defined]
+    plan = studio.plan_workflow(  # type: ignore[attr-defined]
+        workflow, variables=variables, allow_outside=allow_outside)
     names = {n.lower(): n for n in studio.library.all_names()}  # type: ignore[attr-defined]
     provider = studio.project.config.provider  # type: ignore[attr-defined]
     from ..providers.registry import default_provider_name

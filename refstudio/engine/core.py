@@ -23,6 +23,7 @@ accepted. :meth:`Engine.reconcile` settles ``unknown`` rows from the provider's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -389,7 +390,8 @@ class Engine:
             try:
                 submitted = await self._submit(gen_id)
             except RefstudioError as exc:
-                return await self._fail(gen_id, "failed", str(exc))
+                message = f"{exc} ({exc.hint})" if exc.hint else str(exc)
+                return await self._fail(gen_id, "failed", message)
             if isinstance(submitted, Outcome):
                 return submitted
             task_id, poll_url, resolution, accepted_at = submitted
@@ -529,10 +531,12 @@ class Engine:
                 sniffed = _Sniffer(self.provider.download(output))
                 first = await sniffed.prime()
                 fmt, ext = _sniff_format(first)
-                blob = await self.store.put_stream(sniffed.chunks(), extension=ext)
-                width, height = await asyncio.to_thread(
-                    _image_size, self.store.local_path(blob.key)
+                sizes: list[tuple[int, int]] = []
+                # Checked before it is published: a corrupt download leaves nothing in media/.
+                blob = await self.store.put_stream(
+                    sniffed.chunks(), extension=ext, check=functools.partial(_measure, sizes)
                 )
+                width, height = sizes[0]
                 return blob.sha256, blob.key, fmt, width, height, blob.size
             except TransientError as exc:
                 if attempt >= self.settings.download_attempts:
@@ -571,6 +575,10 @@ def _sniff_format(head: bytes) -> tuple[str, str]:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP", "webp"
     raise ProtocolError("an output is not a PNG, JPEG or WebP image")
+
+
+def _measure(sizes: list[tuple[int, int]], path: os.PathLike[str] | str) -> None:
+    sizes.append(_image_size(path))
 
 
 def _image_size(path: os.PathLike[str] | str) -> tuple[int, int]:

@@ -65,7 +65,9 @@ class UploadCache:
     async def _upload(self, sha256: str) -> str:
         with read_session(self.db) as session:
             asset = session.exec(select(Asset).where(Asset.sha256 == sha256)).one()
-        data = self.store.read_bytes(asset.path)
+        # Hashed while read for the upload anyway: a media file changed since it was stored is
+        # refused here, never sent to the model as if it were the recorded image.
+        data = self.store.read_verified(asset.path, sha256)
         ext = asset.path.rsplit(".", 1)[-1]
         uploaded = await self.provider.upload(
             data, filename=f"{sha256[:16]}.{ext}", content_type=CONTENT_TYPES[asset.format]

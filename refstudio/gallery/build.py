@@ -12,6 +12,7 @@ Layout of ``<out>/`` (default ``<project>/gallery/``)::
     lineage-<name>.html     one per reference: which output became which image, as a chain
     gallery.css
     thumbs/<sha256>.jpg     thumbnails, cached by content hash across rebuilds
+    .refstudio-gallery      marks the folder as a gallery's, so a rebuild may replace its files
 
 Full-size images are linked where they already live (``../media/…`` for the default location)
 instead of being copied: a gallery of a big project costs only its thumbnails on disk.
@@ -36,7 +37,7 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, check_output_dir
 from .downloads import ensure_downloads
 from .text import format_duration, format_time, linkify_mentions
 from .thumbs import ensure_thumbnails, thumb_name
@@ -51,6 +52,8 @@ PAGE_SIZE = 100
 #: States whose estimated cost the gallery counts as spent (as ``Studio.spent`` does).
 _PAID = frozenset({"submitting", "submitted", "completed", "unknown"})
 _OWN_PAGES = re.compile(r"^(generations-\d+|lineage-[a-z0-9_]+)\.html$")
+#: Left in every gallery folder, so a rebuild knows the files there are its own to replace.
+MARKER = ".refstudio-gallery"
 
 
 @dataclass(frozen=True)
@@ -86,15 +89,26 @@ def build_gallery(
     *,
     page_size: int = PAGE_SIZE,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> GalleryReport:
     """Write the gallery of ``studio``'s project to ``out_dir`` (default ``<project>/gallery``).
 
     Thumbnails already in ``out_dir/thumbs`` are reused; only new images are thumbnailed.
     Returns a :class:`GalleryReport` with the page count, thumbnails made and reused, and time.
+    A folder that holds files no gallery build wrote is written into only with ``overwrite``;
+    the project folder itself and ``media/`` never are.
     """
     started = time.perf_counter()
-    out = Path(out_dir).expanduser().resolve() if out_dir else studio.root / "gallery"
+    out = check_output_dir(
+        out_dir if out_dir else studio.root / "gallery",
+        protected=studio.project.protected_area(),
+        # The default folder is refstudio's by convention (and galleries built before the
+        # marker existed have none).
+        overwrite=overwrite or not out_dir,
+        marker=MARKER,
+    )
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
     data = _collect(studio)
     site = _Site(out, data, page_size)
     thumbs = ensure_thumbnails(data.sources, out / "thumbs", site.wanted_thumbnails(), workers)

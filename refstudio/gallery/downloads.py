@@ -3,16 +3,19 @@
 Each output is written once as ``downloads/<generation>-<index>.png`` with the prompt, the
 references (name + content hash), seed, parameters, provider, model and generation id in PNG
 text chunks (:mod:`refstudio.provenance`); ``refstudio inspect FILE`` reads them back. The
-stored originals in ``media/`` are never touched. A rebuild only writes what is new.
+stored originals in ``media/`` are never touched, and one that no longer matches its hash gets no
+download. A rebuild only writes what is new.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, read_regular
+from ..store import MAX_BLOB_BYTES
 
 if TYPE_CHECKING:
     from ..results import GenerationInfo
@@ -45,7 +48,9 @@ def ensure_downloads(gens: list[GenerationInfo], folder: Path) -> DownloadResult
                 result.files[(gen.id, output.index)] = name
                 continue
             try:
-                data = output.path.read_bytes()
+                data = read_regular(output.path, limit=MAX_BLOB_BYTES)
+                if hashlib.sha256(data).hexdigest() != output.sha256:
+                    continue  # a damaged original is not handed out as the output
                 png = png_with_provenance(data, provenance_of(gen, output))
             except Exception:  # a missing or unreadable original: no link, not a failed build
                 continue

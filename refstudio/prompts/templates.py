@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import re
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -46,6 +45,7 @@ from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateSyntaxErr
 from jinja2.loaders import split_template_path
 
 from ..errors import ParameterError, TemplateError
+from ..fsutil import UnreadableFileError, read_regular_text
 from ..names import suggest
 from .resolve import ReferenceLookup, RefRecord
 from .sandbox import DEFAULT_LIMITS, LimitExceeded, PromptEnvironment, TemplateLimits, render_budget
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 TEMPLATE_SUFFIX = ".j2"
+#: Largest variables file read (real ones are a few KB); templates are capped by the sandbox.
+MAX_VARS_BYTES = 4_000_000
 
 _WHITESPACE = re.compile(r"\s+")
 _MAX_MESSAGE = 300
@@ -171,6 +173,14 @@ class _OutsideTemplates(TemplateNotFound):
     """A template name that resolves outside the templates folder."""
 
 
+class _UnreadableTemplate(TemplateNotFound):
+    """A template file that is not a regular file, is too large, or cannot be read."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
+        self.reason = reason
+
+
 class _ConfinedLoader(jinja2.FileSystemLoader):
     """A FileSystemLoader that refuses files whose real path leaves the templates folder.
 
@@ -184,21 +194,29 @@ class _ConfinedLoader(jinja2.FileSystemLoader):
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        # FileSystemLoader reads only regular files (a FIFO or device is "not found"); it reads
-        # them whole, so refuse a huge one before it is read.
-        limit = DEFAULT_LIMITS.max_source
-        for searchpath in self.searchpath:
-            path = posixpath.join(searchpath, *split_template_path(template))
-            if os.path.isfile(path):
-                if os.path.getsize(path) > limit:
-                    raise LimitExceeded(f"template {template!r} is larger than {limit} bytes")
-                break
-        source, filename, uptodate = super().get_source(environment, template)
-        if filename is not None:
-            real = Path(os.path.realpath(filename))
-            if not real.is_relative_to(self._root):
-                raise _OutsideTemplates(template)
-        return source, filename, uptodate
+        # FileSystemLoader's own lookup, but confined before anything is read, and read with a
+        # bound: a template that is (or links to) a FIFO, a device or a huge file is refused.
+        filename = os.path.join(str(self._root), *split_template_path(template))
+        if not Path(os.path.realpath(filename)).is_relative_to(self._root):
+            raise _OutsideTemplates(template)
+        try:
+            source = read_regular_text(filename, limit=DEFAULT_LIMITS.max_source)
+        except UnreadableFileError as exc:
+            if exc.reason == "no such file":
+                raise TemplateNotFound(template) from None
+            if exc.too_large:
+                limit = DEFAULT_LIMITS.max_source
+                raise LimitExceeded(f"template {template!r} is larger than {limit} bytes") from None
+            raise _UnreadableTemplate(template, exc.reason) from None
+        mtime = os.path.getmtime(filename)
+
+        def uptodate() -> bool:
+            try:
+                return os.path.getmtime(filename) == mtime
+            except OSError:
+                return False
+
+        return source, os.path.normpath(filename), uptodate
 
 
 def _make_environment(loader: jinja2.BaseLoader) -> PromptEnvironment:
@@ -270,7 +288,9 @@ def _template_error(exc: BaseException, root: str | None, name: str) -> Template
         what = f"syntax error: {exc.message}"
     else:
         filename, line = _template_location(exc.__traceback__)
-        if isinstance(exc, TemplateNotFound):
+        if isinstance(exc, _UnreadableTemplate):
+            what = f"template {exc.name!r} {exc.reason}"
+        elif isinstance(exc, TemplateNotFound):
             available = _available(root)
             listing = ", ".join(available) if available else "none"
             outside = isinstance(exc, _OutsideTemplates) or ".." in str(exc.name).split("/")
@@ -434,11 +454,11 @@ def load_vars_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if suffix not in (".toml", ".json"):
         raise ParameterError(f"variables file {p}: expected a .toml or .json file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ParameterError(f"variables file {p}: cannot read it ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise ParameterError(f"variables file {p}: not UTF-8 text") from exc
+        text = read_regular_text(p, limit=MAX_VARS_BYTES)
+    except UnreadableFileError as exc:
+        if exc.reason.startswith("is not UTF-8"):
+            raise ParameterError(f"variables file {p}: not UTF-8 text") from exc
+        raise ParameterError(f"variables file {p}: cannot read it ({exc.reason})") from exc
     try:
         data: Any = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
     except tomllib.TOMLDecodeError as exc:

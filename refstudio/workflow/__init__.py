@@ -61,12 +61,21 @@ class WorkflowMixin:
         )
 
     def plan_workflow(
-        self, workflow: Path | str, *, variables: Mapping[str, Any] | None = None
+        self,
+        workflow: Path | str,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        allow_outside: bool = False,
     ) -> Plan:
-        """Parse and check a workflow and order its steps. Writes nothing, sends nothing."""
+        """Parse and check a workflow and order its steps. Writes nothing, sends nothing.
+
+        ``[refs]`` images are found relative to the workflow file; ones outside the project
+        folder are refused unless ``allow_outside``.
+        """
         from ..lookup import LibraryLookup
 
         wf = load_workflow(self.find_workflow(workflow))
+        wf.check_image_paths(self.root, allow_outside=allow_outside)  # type: ignore[attr-defined]
         config = self.project.config  # type: ignore[attr-defined]
         return build_plan(
             wf,
@@ -89,18 +98,20 @@ class WorkflowMixin:
         max_cost: float | None = None,
         on_step: StepListener | None = None,
         on_event: Callable[[Event], None] | None = None,
+        allow_outside: bool = False,
     ) -> RunReport:
         """Run (or with ``dry_run``, only plan) a workflow file; resumable by running again.
 
         Checks the whole plan and the budget before anything is paid for. Returns a RunReport
         whose status is ``completed``, ``paused`` (a manual pick, or an unknown request) or
-        ``failed``; with ``dry_run``, ``planned``.
+        ``failed``; with ``dry_run``, ``planned``. ``allow_outside`` lets ``[refs]`` images come
+        from outside the project folder.
         """
         from ..params import check_cost_limit
         from ..providers.registry import default_provider_name
 
         check_cost_limit(max_cost)
-        plan = self.plan_workflow(workflow, variables=variables)
+        plan = self.plan_workflow(workflow, variables=variables, allow_outside=allow_outside)
         provider_name = default_provider_name(
             provider or self.project.config.provider  # type: ignore[attr-defined]
         )

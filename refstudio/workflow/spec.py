@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import WorkflowError
+from ..fsutil import UnreadableFileError, read_regular_text
 from ..params import MAX_BATCH
 
 if sys.version_info >= (3, 11):
@@ -42,6 +43,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+#: Largest workflow file read; real ones are a few KB.
+MAX_WORKFLOW_BYTES = 1_000_000
 
 
 class _Strict(BaseModel):
@@ -111,16 +114,37 @@ class Workflow:
         """A path written in the workflow, relative to the workflow file's folder."""
         return (self.path.parent / relative).resolve()
 
+    def check_image_paths(self, project_root: Path, *, allow_outside: bool = False) -> None:
+        """Refuse ``[refs]`` images outside ``project_root`` unless ``allow_outside``.
+
+        A workflow file may come from someone else: without this it could make the library
+        read (and a later upload send) any file on the disk. Paths are compared after
+        resolving symlinks and ``..``.
+        """
+        if allow_outside:
+            return
+        root = project_root.resolve()
+        for name, ref in self.spec.refs.items():
+            for i, written in enumerate(ref.images):
+                resolved = self.resolve_path(written)
+                if resolved != root and root not in resolved.parents:
+                    raise WorkflowError(
+                        f"{self.path}: refs.{name}.images[{i}]: {written!r} is {resolved}, "
+                        f"outside the project folder {root}",
+                        hint="copy the image into the project (e.g. sources/), or pass "
+                        "--allow-outside (allow_outside=True in Python) to read it from there",
+                    )
+
 
 def load_workflow(path: Path | str) -> Workflow:
     """Read and check a workflow file. Raises WorkflowError naming the file and the key."""
     path = Path(path)
     try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise WorkflowError(f"no workflow file {path}") from None
-    except OSError as exc:
-        raise WorkflowError(f"cannot read {path}: {exc.strerror}") from None
+        text = read_regular_text(path, limit=MAX_WORKFLOW_BYTES)
+    except UnreadableFileError as exc:
+        if exc.reason == "no such file":
+            raise WorkflowError(f"no workflow file {path}") from None
+        raise WorkflowError(f"cannot read the workflow {exc}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
