@@ -134,7 +134,27 @@ M002_GENERATIONS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (M001_LIBRARY, M002_GENERATIONS)
+M003_SUBMIT_WINDOW = Migration(
+    "m003_submit_window",
+    (
+        # Submits of a generation that were, or may have been, accepted (and so billed): what
+        # `retry` tells the user it costs, and what reconcile checks against the provider.
+        "ALTER TABLE generation ADD COLUMN paid_attempts INTEGER NOT NULL DEFAULT 0",
+        # The window in which an ambiguous submit's task, if any, was created (local clock).
+        "ALTER TABLE generation ADD COLUMN sent_at DATETIME",
+        "ALTER TABLE generation ADD COLUMN sent_until DATETIME",
+        # Where the latest submit went (WaveSpeed: the API base URL, never the key): records
+        # of another account or server say nothing about it.
+        "ALTER TABLE generation ADD COLUMN sent_to VARCHAR",
+        # What reconcile (or another after-the-fact step) found out, e.g. "reconciled: ...".
+        "ALTER TABLE generation ADD COLUMN note VARCHAR NOT NULL DEFAULT ''",
+        # Rows written before this migration: an accepted task or an unknown fate may be paid.
+        "UPDATE generation SET paid_attempts = 1 "
+        "WHERE request_id IS NOT NULL OR status = 'unknown'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (M001_LIBRARY, M002_GENERATIONS, M003_SUBMIT_WINDOW)
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at VARCHAR)"
 

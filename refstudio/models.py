@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 REFERENCE_KINDS: tuple[str, ...] = ("character", "location", "style", "object", "other")
 
 GENERATION_STATES: tuple[str, ...] = (
-    "pending",  # row written, nothing sent yet
+    "pending",  # nothing sent yet, or certainly not accepted: `refstudio resume` sends it
     "submitting",  # the request is leaving the machine
     "submitted",  # the provider accepted it: request_id is known
     "completed",  # every output is stored in media/
@@ -114,6 +114,14 @@ class Generation(SQLModel, table=True):
     updated_at: Optional[datetime] = None  # noqa: UP045
     submitted_at: Optional[datetime] = None  # noqa: UP045
     completed_at: Optional[datetime] = None  # noqa: UP045
+    #: Submits that were, or may have been, accepted (and billed) by the provider.
+    paid_attempts: int = 0
+    #: When the latest submit was about to leave; for an ``unknown`` one, ``sent_until`` is the
+    #: latest moment its task (if any) can have been created. Both on the local clock.
+    sent_at: Optional[datetime] = None  # noqa: UP045
+    sent_until: Optional[datetime] = None  # noqa: UP045
+    sent_to: Optional[str] = None  # noqa: UP045 - the provider account/endpoint (no secrets)
+    note: str = ""  # what was found out afterwards, e.g. by reconcile
 
 
 class Output(SQLModel, table=True):

@@ -94,6 +94,10 @@ class GenerationInfo:
     completed_at: datetime | None
     inference_ms: int | None
     outputs: tuple[OutputInfo, ...] = ()
+    #: What was found out afterwards (e.g. "reconciled: …", "not accepted: …").
+    note: str = ""
+    #: Submits that were, or may have been, accepted and billed.
+    paid_attempts: int = 0
 
     @property
     def seed(self) -> int | None:
@@ -134,6 +138,8 @@ class GenerationInfo:
             "completed_at": _iso(self.completed_at),
             "inference_ms": self.inference_ms,
             "outputs": [o.to_dict() for o in self.outputs],
+            "note": self.note,
+            "paid_attempts": self.paid_attempts,
         }
 
 
@@ -233,6 +239,8 @@ class GenerationQueries:
                 completed_at=g.completed_at,
                 inference_ms=g.inference_ms,
                 outputs=tuple(outputs.get(g.id, ())),  # type: ignore[arg-type]
+                note=g.note,
+                paid_attempts=g.paid_attempts,
             )
             for g in gens
         ]

@@ -1,7 +1,8 @@
 """The public Python API: :class:`Studio` opens a project and does everything the CLI does.
 
 :class:`AsyncStudio` is the same API for asyncio code: the same method names, with the ones that
-talk to a provider (``generate``, ``resume``, ``retry``, ``run_workflow``) as coroutines.
+talk to a provider (``generate``, ``resume``, ``reconcile``, ``retry``, ``run_workflow``) as
+coroutines.
 :class:`Studio` runs that async core to completion for plain scripts.
 
 >>> from refstudio import Studio
@@ -212,9 +213,11 @@ class Studio(_StudioBase):
 
     generate = _blocking(AsyncGenerationMixin.generate)
     resume = _blocking(AsyncGenerationMixin.resume)
+    reconcile = _blocking(AsyncGenerationMixin.reconcile)
     retry = _blocking(AsyncGenerationMixin.retry)
     run_workflow = _blocking(WorkflowMixin.run_workflow)
 
 
 class AsyncStudio(_StudioBase):
-    """A refstudio project for asyncio code: ``generate``, ``resume``, ``retry`` are coroutines."""
+    """A refstudio project for asyncio code: ``generate``, ``resume``, ``reconcile``, ``retry``
+    are coroutines."""

@@ -6,7 +6,7 @@ Split from :mod:`refstudio.studio` so that module stays about opening projects a
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,7 @@ from sqlmodel import col, func, select
 from . import gen4
 from .db import read_session, write_session
 from .errors import (
+    AuthenticationError,
     BudgetExceededError,
     GenerationError,
     InputError,
@@ -26,7 +27,7 @@ from .models import Asset, Generation, Output, Reference, ReferenceImage
 from .names import clean_name, name_key
 
 if TYPE_CHECKING:
-    from .engine import Event, Outcome, PreparedRequest
+    from .engine import Event, Outcome, PreparedRequest, Reconciled
     from .library import Library, ReferenceInfo
     from .project import Project
     from .providers.base import Provider
@@ -81,6 +82,16 @@ class RenderResult:
             "cost_estimate": self.cost_estimate,
             "warnings": list(self.warnings),
         }
+
+
+@dataclass(frozen=True)
+class RetryCost:
+    """What :meth:`Studio.retry` would cost: ``cost`` (US dollars, estimated),
+    ``paid_before`` (earlier submits that were or may have been billed), in words."""
+
+    cost: float
+    paid_before: int
+    message: str
 
 
 class GenerationMixin:
@@ -212,6 +223,30 @@ class GenerationMixin:
         budget = self.project.config.budget
         if budget is not None and cost > 0:
             check_within_budget(self.spent(), cost, budget)
+
+    def retry_cost(self, generation_id: int) -> RetryCost:
+        """What sending a generation again costs, and whether it was (maybe) paid before."""
+        from .engine.records import load
+
+        gen = load(self.library.db, generation_id)
+        price = f"${gen.cost_estimate:.2f}"
+        before = gen.paid_attempts
+        if gen.status == "unknown":
+            before = max(before, 1)
+            message = (f"sending it again costs {price}, and it may be paid twice: the earlier "
+                       "request may have been accepted and billed (its answer was lost). "
+                       "`refstudio reconcile` checks the provider's records first")
+        elif before == 0:
+            message = (f"sending it costs {price}; it was never accepted by the provider, so "
+                       "nothing was paid for it before")
+        elif gen.request_id and before == 1:
+            message = (f"sending it again costs {price} more: the provider accepted it before "
+                       f"(task {gen.request_id}) and it {gen.status} there; whether that "
+                       "attempt is billed is up to the provider")
+        else:
+            message = (f"sending it again costs {price} more: {before} earlier attempt(s) were "
+                       "or may have been accepted and billed")
+        return RetryCost(cost=gen.cost_estimate, paid_before=before, message=message)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -432,46 +467,115 @@ class AsyncGenerationMixin:
         return infos
 
     async def resume(
-        self, *, provider: str | None = None, on_event: Callable[[Event], None] | None = None
+        self,
+        *,
+        send: bool = True,
+        provider: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> list[GenerationInfo]:
-        """Poll to completion what stopped processes left submitted; never resubmits."""
-        providers = {provider} if provider else self._providers_with_open_work()
+        """Finish what stopped processes left; never resend what may have been accepted.
+
+        Collects ``submitted`` work (polls, downloads); settles ``unknown`` work from the
+        provider's own records where it keeps them (see :meth:`reconcile`); and, with ``send``
+        (the default), sends the generations that were never sent (``pending``: they are what
+        was asked for, and nothing was paid for them). ``send=False`` only collects. Sending
+        checks the budget first. Returns the generations it changed.
+        """
+        from .engine.core import _owner_alive
+        from .engine.records import check_within_budget, committed_cost, in_states
+
+        db = self.library.db  # type: ignore[attr-defined]
+        open_rows = in_states(db, ("pending", "submitting", "submitted"))
+        if provider:
+            open_rows = [r for r in open_rows if r.provider == provider]
+        budget = self.project.config.budget  # type: ignore[attr-defined]
+        if send and budget is not None:
+            unsent = [r for r in open_rows if r.status == "pending" and not _owner_alive(r.owner)]
+            cost = sum(r.cost_estimate for r in unsent)
+            try:
+                with read_session(db) as session:
+                    counted = committed_cost(session)  # these rows are in it already
+                check_within_budget(counted - cost, cost, budget)
+            except BudgetExceededError as exc:
+                raise BudgetExceededError(
+                    f"sending the {len(unsent)} never-sent generation(s): {exc.message}",
+                    hint="`refstudio resume --no-send` collects submitted work without "
+                    "sending anything; or raise `budget` in refstudio.toml",
+                ) from None
+        providers = {r.provider for r in open_rows}
+        with_unknowns = {r.provider for r in in_states(db, ("unknown",))
+                         if provider in (None, r.provider)} - providers
         outcomes: list[Outcome] = []
-        for name in sorted(providers):
+        for name in sorted(providers | with_unknowns):
+            try:
+                scope = self._engine(name, on_event)
+            except AuthenticationError:
+                if name in providers:
+                    raise
+                continue  # only `unknown` work, and no key to ask the provider about it
+            async with scope as engine:
+                outcomes.extend(await engine.resume(send=send, reconcile=True))
+        return self.queries.many(_unique(o.generation_id for o in outcomes))  # type: ignore[attr-defined]
+
+    async def reconcile(
+        self,
+        *,
+        provider: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> list[Reconciled]:
+        """Settle ``unknown`` generations from the provider's own records (WaveSpeed's task
+        history). Sends nothing.
+
+        A task matched to a generation without doubt is adopted (its outputs collected, the
+        generation completed and noted "reconciled"); a generation whose whole submit window
+        the records cover with no task in it is "not accepted" and becomes ``pending``, so
+        :meth:`resume` sends it, paid for the first time; any other stays ``unknown`` with the
+        reason in its note. Providers without records (offline) leave everything as it is.
+        """
+        from .engine.records import in_states
+
+        db = self.library.db  # type: ignore[attr-defined]
+        names = {r.provider for r in in_states(db, ("unknown",))
+                 if provider in (None, r.provider)}
+        results: list[Reconciled] = []
+        for name in sorted(names):
             async with self._engine(name, on_event) as engine:
-                outcomes.extend(await engine.resume())
-        return self.queries.many([o.generation_id for o in outcomes])  # type: ignore[attr-defined]
+                results.extend(await engine.reconcile())
+        return results
 
     async def retry(
         self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
     ) -> GenerationInfo:
-        """Send a ``failed`` or ``unknown`` generation again. It may cost again."""
-        from .engine.core import NOTHING_SENT
+        """Send a ``failed``, ``unknown`` or never-sent (``pending``) generation again.
+
+        :meth:`retry_cost` says what it costs (never accepted: paid for the first time; an
+        earlier attempt accepted or maybe accepted: it may be paid twice).
+        """
+        from .engine.core import NOTHING_SENT, _owner_alive
         from .engine.records import load, requeue
 
         gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
-        if gen.status not in ("failed", "unknown"):
+        if gen.status not in ("failed", "unknown", "pending") or (
+            gen.status == "pending" and _owner_alive(gen.owner)
+        ):
             raise GenerationError(
-                f"generation #{generation_id} is {gen.status}; only failed or unknown "
-                "generations can be retried"
+                f"generation #{generation_id} is {gen.status}"
+                + (" and being sent right now" if gen.status == "pending" else "")
+                + "; only failed, unknown or never-sent generations can be retried"
             )
         self.check_budget(gen.cost_estimate, None)  # type: ignore[attr-defined]
         # Before the row changes: a read-only or full media folder must cost nothing.
         self.library.store.check_writable(hint=NOTHING_SENT)  # type: ignore[attr-defined]
-        # Checked again under the budget lock, in the transaction that makes it pending.
-        requeue(self.library.db, generation_id,  # type: ignore[attr-defined]
-                budget=self.project.config.budget)  # type: ignore[attr-defined]
         async with self._engine(gen.provider, on_event) as engine:
+            # Checked again under the budget lock, in the transaction that makes it pending and
+            # ours: a second `retry` of the same generation then finds it taken.
+            requeue(self.library.db, generation_id,  # type: ignore[attr-defined]
+                    budget=self.project.config.budget,  # type: ignore[attr-defined]
+                    owner=engine.owner, seen_owner=gen.owner)
             await engine.run([generation_id])
         return self.queries.get(generation_id)  # type: ignore[attr-defined]
 
     # -- plumbing ------------------------------------------------------------------------------
-
-    def _providers_with_open_work(self) -> set[str]:
-        from .engine.records import in_states
-
-        rows = in_states(self.library.db, ("pending", "submitting", "submitted"))  # type: ignore[attr-defined]
-        return {r.provider for r in rows}
 
     def make_provider(self, name: str) -> Provider:
         """Instantiate a provider with the user's key and endpoint settings."""
@@ -527,4 +631,10 @@ class _EngineScope:
         await self.provider.aclose()
 
 
-__all__ = ["AsyncGenerationMixin", "BoundReference", "GenerationMixin", "RenderResult"]
+def _unique(ids: Iterable[int]) -> list[int]:
+    return list(dict.fromkeys(ids))
+
+
+__all__ = [
+    "AsyncGenerationMixin", "BoundReference", "GenerationMixin", "RenderResult", "RetryCost",
+]

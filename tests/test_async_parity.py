@@ -15,7 +15,7 @@ from conftest import ImageMaker
 
 from refstudio import AsyncStudio, Studio, gen4
 
-PROVIDER_VERBS = ("generate", "resume", "retry", "run_workflow")
+PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow")
 
 
 def _public(cls: type) -> set[str]:

@@ -275,8 +275,9 @@ def test_failed_gen_show_and_retry(proj: Path, env: dict[str, str], sim: Simulat
         text=True,
         timeout=120,
     )
-    assert r.returncode == 1
-    assert "may cost" in r.stderr
+    # No terminal to ask: refused like a usage error, saying what it would cost.
+    assert r.returncode == 2
+    assert "accepted it before" in r.stderr and "--yes" in r.stderr
     assert sim.stats()["submits_received"] == 1
     again = ok_json(proj, env, "retry", str(g["id"]), "--yes")
     assert again["status"] == "completed"

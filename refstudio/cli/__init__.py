@@ -1,6 +1,7 @@
 """The ``refstudio`` command: a thin shell over :class:`refstudio.Studio`.
 
-Exit codes: 0 success, 2 usage error, and the ``exit_code`` of each
+Exit codes: 0 success, 2 usage error (or a confirmation refused, or needed without a terminal:
+``--yes``), and the ``exit_code`` of each
 :mod:`refstudio.errors` class for failures (3 project, 4 input, 5 image, 6 not found,
 7 prompt, 8 budget, 10 provider, 11 generation, 12 workflow, 13 storage), 130 interrupted.
 """

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ..studio import Studio
 
 EXIT_INTERRUPTED = 130
+#: Usage errors (click's own code), and a confirmation that was refused or could not be asked.
+EXIT_USAGE = 2
 
 # C0 and C1 control characters, DEL, and the bidirectional overrides that reorder what a
 # terminal shows: user text (a name, a path, a prompt) must never move the cursor, recolour the

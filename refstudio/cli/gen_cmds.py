@@ -141,7 +141,8 @@ def gen(
         except KeyboardInterrupt:
             err_console().print(
                 "interrupted: work already submitted is recorded and still running at the "
-                "provider. Run `refstudio resume` to collect it (nothing is paid twice)."
+                "provider. `refstudio resume` collects it and sends what was never sent "
+                "(nothing is paid twice); `refstudio resume --no-send` only collects."
             )
             raise
     if as_json:

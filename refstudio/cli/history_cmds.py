@@ -1,10 +1,10 @@
-"""Verbs over recorded work: promote, lineage, history, show, retry, resume."""
+"""Verbs over recorded work: promote, lineage, history, show, retry, resume, reconcile."""
 
 from typing import Annotated, Any
 
 import typer
 
-from ._common import console, err_console, open_studio, print_json
+from ._common import EXIT_USAGE, console, err_console, open_studio, print_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON.")]
 
@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command("show")(show)
     app.command("retry")(retry)
     app.command("resume")(resume)
+    app.command("reconcile")(reconcile)
 
 
 def _parse_output(handle: str) -> tuple[int, int]:
@@ -123,7 +124,7 @@ def show(generation_id: int, as_json: JsonOpt = False) -> None:
 
     out = console()
     out.print(f"[bold]generation #{g.id}[/bold]  {g.status}  {g.provider} {g.model}")
-    for key in ("prompt", "template_source", "request_id", "error"):
+    for key in ("prompt", "template_source", "request_id", "error", "note"):
         value = getattr(g, key)
         if value:
             out.print(f"{key}: {value}", markup=False)
@@ -139,23 +140,28 @@ def retry(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send a failed or unknown generation again. It may cost again."""
+    """Send a failed, unknown or never-sent generation again, saying first what it costs."""
+    import sys
+
+    from ._common import fail
+
     with open_studio() as studio:
         g = studio.generation(generation_id)
-        if g.status not in ("failed", "unknown"):
+        if g.status not in ("failed", "unknown", "pending"):
             from ..errors import GenerationError
 
-            raise GenerationError(f"generation #{g.id} is {g.status}; only failed or unknown "
-                                  "generations can be retried")
+            raise GenerationError(f"generation #{g.id} is {g.status}; only failed, unknown or "
+                                  "never-sent generations can be retried")
+        cost = studio.retry_cost(generation_id)
         if not yes:
-            err_console().print(
-                f"generation #{g.id} is {g.status}. Sending it again may cost "
-                f"${g.cost_estimate:.2f} again"
-                + (" (the first request may already have been billed)." if g.status == "unknown"
-                   else ".")
-            )
-            if not typer.confirm("Send it again?", err=True):
-                raise typer.Exit(1)
+            question = f"generation #{g.id} is {g.status}: {cost.message}."
+            if not sys.stdin.isatty():
+                # No one to ask: refuse like a usage error rather than guess an answer.
+                fail(f"{question} Not sent: confirmation needed and there is no terminal to "
+                     "ask", code=EXIT_USAGE, hint=f"run `refstudio retry {g.id} --yes` to send it")
+            err_console().print(question)
+            if not typer.confirm("Send it?", err=True):
+                fail("not sent", code=EXIT_USAGE, hint=f"`refstudio retry {g.id} --yes` sends it")
         g = studio.retry(generation_id)
     if as_json:
         print_json(g.to_dict())
@@ -165,14 +171,63 @@ def retry(
         raise typer.Exit(11)
 
 
-def resume(as_json: JsonOpt = False) -> None:
-    """Collect work a stopped process left at the provider. Never resubmits."""
+def resume(
+    no_send: Annotated[
+        bool, typer.Option("--no-send", help="Only collect submitted work; send nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Finish interrupted work: collect what was submitted, send what was never sent.
+
+    Never resends a request that may have been accepted: those stay `unknown` unless the
+    provider's own records settle them (see `refstudio reconcile`, which this runs too).
+    """
     with open_studio() as studio:
-        gens = studio.resume()
+        gens = studio.resume(send=not no_send)
+        left = studio.history(status="unknown", limit=None)
+        waiting = [g for g in studio.history(status="pending", limit=None)
+                   if g.id not in {x.id for x in gens}]
     if as_json:
         print_json([g.to_dict() for g in gens])
         return
     if not gens:
         console().print("nothing to resume")
     for g in gens:
-        console().print(f"#{g.id} {g.status} {g.error}")
+        _print_line(g)
+    if waiting:
+        console().print(f"{len(waiting)} generation(s) were never sent"
+                        + (": `refstudio resume` sends them" if no_send else ""))
+    shown = {g.id for g in gens}
+    older = [g for g in left if g.id not in shown]
+    if older:
+        console().print(f"{len(older)} earlier generation(s) are still unknown: "
+                        "`refstudio reconcile` says why")
+
+
+def reconcile(as_json: JsonOpt = False) -> None:
+    """Settle `unknown` generations from the provider's own records. Sends nothing.
+
+    Adopts a task that is certainly a generation's own (collects its outputs), marks a
+    generation the records prove was never accepted as `pending` (`refstudio resume` then
+    sends it, paid for the first time), and leaves the rest `unknown`, saying why.
+    """
+    with open_studio() as studio:
+        results = studio.reconcile()
+    if as_json:
+        print_json([r.to_dict() for r in results])
+        return
+    if not results:
+        console().print("no unknown generations")
+    for r in results:
+        head = {"adopted": "adopted", "not_accepted": "not accepted",
+                "unknown": "still unknown"}.get(r.verdict, r.verdict)
+        detail = r.reason + (f" ({r.status}{': ' + r.error if r.error else ''})"
+                             if r.verdict == "adopted" else "")
+        console().print(f"#{r.generation_id} {head}: {detail}", markup=False)
+
+
+def _print_line(g: Any) -> None:
+    text = g.error or g.note
+    if g.note and g.error and g.note not in g.error:
+        text = f"{g.error} [{g.note}]"
+    console().print(f"#{g.id} {g.status} {text}".rstrip(), markup=False)

@@ -12,9 +12,12 @@ Each arrow into a state is a committed row (see :mod:`.records`), committed in g
 :class:`.writer.GroupWriter` when many generations change state at once.
 
 All tasks in flight share one poll loop (:class:`.poller.PollLoop`) and one :class:`RateGate`.
-A process that dies leaves rows in ``submitting`` or ``submitted``; :meth:`Engine.resume`
-(run before new work) polls the submitted ones to completion and marks the others ``unknown``;
-it never resubmits.
+A process that dies leaves rows in ``pending``, ``submitting`` or ``submitted``;
+:meth:`Engine.resume` polls the submitted ones to completion, marks the ``submitting`` ones
+``unknown`` (their request may have been accepted) and, only when asked to (``send=True``),
+sends the ``pending`` ones, which never left. It never resends anything that may have been
+accepted. :meth:`Engine.reconcile` settles ``unknown`` rows from the provider's own records
+(see :mod:`.reconcile`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ..errors import (
 from ..models import Generation
 from ..providers.base import BoundImage, GenParams, Provider, TaskStatus
 from ..store import LocalMediaStore, out_of_space
+from . import reconcile as reconcile_mod
 from . import records
 from .poller import PollLoop
 from .retry import Backoff, RateGate
@@ -81,6 +85,31 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class Reconciled:
+    """What reconcile did with one ``unknown`` generation.
+
+    ``verdict``: ``adopted`` (a task of the provider was matched to it; ``status`` says how
+    collecting it ended), ``not_accepted`` (the provider's records prove no task was created;
+    it is ``pending`` again) or ``unknown`` (it cannot tell; ``reason`` says why).
+    """
+
+    generation_id: int
+    verdict: str
+    reason: str
+    status: str
+    error: str = ""
+    task_id: str | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(self.generation_id, self.status, self.error or self.reason)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.generation_id, "verdict": self.verdict, "status": self.status,
+                "reason": self.reason, "task_id": self.task_id, "error": self.error}
+
+
+@dataclass(frozen=True)
 class Event:
     """A progress notice for displays: generation id, its state, and a short detail."""
 
@@ -91,8 +120,9 @@ class Event:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a generation ended in this call: ``completed``, ``failed``, ``unknown`` or ``submitted``
-    (still running at the deadline or interrupted: resumable)."""
+    """How a generation ended in this call: ``completed``, ``failed``, ``unknown``, ``submitted``
+    (still running at the deadline or interrupted: resumable) or ``pending`` (never sent: a
+    resume with sending sends it)."""
 
     generation_id: int
     status: str
@@ -193,12 +223,19 @@ class Engine:
         _raise_unstored(done)
         return done
 
-    async def resume(self) -> list[Outcome]:
-        """Finish what dead processes left: poll submitted work; never resubmit anything."""
+    async def resume(self, *, send: bool = False, reconcile: bool = False) -> list[Outcome]:
+        """Finish what dead processes left. Never resends anything that may have been accepted.
+
+        Polls ``submitted`` work to completion; marks ``submitting`` work ``unknown`` (its
+        request may have left); with ``reconcile``, settles ``unknown`` work from the
+        provider's records where it can; with ``send``, sends the ``pending`` work (never
+        sent, or proven not accepted), which otherwise stays ``pending`` for a later resume.
+        """
         outcomes: list[Outcome] = []
         stale = [g for g in records.in_states(self.db, ("pending", "submitting", "submitted"))
-                 if not _owner_alive(g.owner)]
+                 if g.provider == self.provider.name and not _owner_alive(g.owner)]
         waits = []
+        to_send: list[tuple[int, str | None]] = []  # (generation, the owner it was left by)
         for gen in stale:
             assert gen.id is not None
             if gen.status == "submitted":
@@ -207,18 +244,156 @@ class Engine:
                                           _elapsed_since(gen), _resolution(gen)))
             elif gen.status == "submitting":
                 message = ("the process stopped while sending this request; it may have been "
-                           f"accepted and billed. `refstudio retry {gen.id}` resends it "
-                           "(it may cost again)")
-                records.update(self.db, gen.id, status="unknown", error=message, owner=None)
+                           f"accepted and billed, so it was not resent. `refstudio reconcile` "
+                           f"looks for it in the provider's records; `refstudio retry {gen.id}` "
+                           "resends it (may cost again)")
+                # No body can leave after now: the window closes once the server is done with
+                # whatever it received.
+                records.commit(self.db, records.unknown(
+                    gen.id, message, records.now_utc() + reconcile_mod.LATE_CREATION))
                 self.emit(gen.id, "unknown", message)
                 outcomes.append(Outcome(gen.id, "unknown", message))
+            elif send:
+                to_send.append((gen.id, gen.owner))
             else:
-                message = "interrupted before it was sent; nothing was paid"
-                records.update(self.db, gen.id, status="failed", error=message, owner=None)
-                outcomes.append(Outcome(gen.id, "failed", message))
+                message = ("never sent, so nothing was paid; `refstudio resume` sends it, "
+                           "`refstudio resume --no-send` only collects")
+                if records.release(self.db, gen.id, gen.owner, message):
+                    outcomes.append(Outcome(gen.id, "pending", message))
         outcomes.extend(await asyncio.gather(*waits))
+        if reconcile and self.provider.supports_history:
+            settled = await self.reconcile()
+            by_id = {o.generation_id: i for i, o in enumerate(outcomes)}
+            for result in settled:
+                if result.verdict == "unknown" and result.generation_id not in by_id:
+                    continue  # unknown before and still unknown: nothing new to report
+                if result.verdict == "not_accepted" and send:
+                    to_send.append((result.generation_id, None))
+                    outcomes = [o for o in outcomes if o.generation_id != result.generation_id]
+                    by_id = {o.generation_id: i for i, o in enumerate(outcomes)}
+                    continue
+                outcome = result.outcome
+                if result.generation_id in by_id:
+                    outcomes[by_id[result.generation_id]] = outcome
+                else:
+                    by_id[result.generation_id] = len(outcomes)
+                    outcomes.append(outcome)
+        # Taken with compare-and-set: a second resume running now sends none of these again.
+        taken = records.take_over(self.db, to_send, self.owner)
+        if taken:
+            outcomes.extend(await self.run(taken))
         _raise_unstored(outcomes)
         return outcomes
+
+    async def reconcile(self) -> list[Reconciled]:
+        """Settle this provider's ``unknown`` generations from its task history.
+
+        Adopts a task that is certainly a generation's own (stores its id, collects its
+        outputs: completed, noted "reconciled"); marks ``pending`` again a generation whose
+        window the history fully covers with no task in it ("not accepted": sending it is paid
+        for the first time); leaves the rest ``unknown``, saying why in its note.
+        """
+        unknowns = [g for g in records.in_states(self.db, ("unknown",))
+                    if g.provider == self.provider.name and not _owner_alive(g.owner)]
+        if not unknowns:
+            return []
+        name = self.provider.name
+        if not self.provider.supports_history:
+            reason = f"the {name} provider keeps no task history to check against"
+            return [Reconciled(_gid(g), "unknown", reason, "unknown") for g in unknowns]
+        results: list[Reconciled] = []
+        by_model: dict[str, list[Generation]] = {}
+        for gen in unknowns:
+            if gen.sent_to != self.provider.account:
+                # Another server's (or account's) records say nothing about this request.
+                where = (f"it was sent to {gen.sent_to}" if gen.sent_to else
+                         "refstudio did not record where it was sent (an older version)")
+                note = (f"reconcile: still unknown: {where}, but {name} now points at "
+                        f"{self.provider.account}, whose records say nothing about it")
+                records.update(self.db, _gid(gen), note=note)
+                results.append(Reconciled(_gid(gen), "unknown", note, "unknown"))
+                continue
+            by_model.setdefault(gen.model, []).append(gen)
+        for model, gens in sorted(by_model.items()):
+            results.extend(await self._reconcile_model(model, gens))
+        return results
+
+    async def _reconcile_model(self, model: str, gens: list[Generation]) -> list[Reconciled]:
+        name = self.provider.name
+        # Windows the history no longer reaches are not asked for at all (a server may refuse
+        # dates before its retention, which would spoil the answer for the others).
+        reach = records.now_utc() - reconcile_mod.HISTORY_REACH
+        expired = [g for g in gens if reconcile_mod.window_of(g).start < reach]
+        gens = [g for g in gens if g not in expired]
+        results: list[Reconciled] = []
+        for gen in expired:
+            sent = reconcile_mod.window_of(gen).start.strftime("%Y-%m-%d %H:%M UTC")
+            note = (f"reconcile: still unknown: sent {sent}, longer ago than {name}'s history "
+                    "reaches (7 days); it can no longer tell")
+            records.update(self.db, _gid(gen), note=note)
+            results.append(Reconciled(_gid(gen), "unknown", note, "unknown"))
+        if not gens:
+            return results
+        since, until = reconcile_mod.query_range(reconcile_mod.window_of(g) for g in gens)
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.gate.wait()
+            try:
+                history = await self.provider.task_history(model=model, since=since, until=until)
+                break
+            except TransientError as exc:
+                if attempt >= self.settings.download_attempts:
+                    return results + await self._still_unknown(
+                        gens, f"{name}'s history could not be read ({exc})")
+                delay = self.settings.poll_backoff.delay(attempt, exc.retry_after, self._rng)
+                if exc.status_code == 429:
+                    self.gate.close_for(delay)
+                await asyncio.sleep(delay)
+            except ProviderError as exc:
+                return results + await self._still_unknown(
+                    gens, f"{name}'s history could not be read ({exc})")
+        claimed = records.claimed_task_ids(self.db, self.provider.name)
+        others = records.with_lost_answers(self.db, self.provider.name)
+        decisions = reconcile_mod.decide(gens, history, claimed, others, provider=name)
+        follows = []
+        checked = records.now_utc().strftime("%Y-%m-%d %H:%M UTC")
+        for decision in decisions:
+            gen_id = decision.generation_id
+            if decision.verdict == "adopted" and decision.task is not None:
+                task = decision.task
+                note = f"reconciled: {decision.reason}"
+                if not records.adopt(self.db, gen_id, task.task_id, task.poll_url,
+                                     task.created_at, note, self.owner):
+                    continue  # retried or claimed meanwhile: nothing to settle
+                self.emit(gen_id, "submitted", note)
+                elapsed = max(0.0, (records.now_utc() - task.created_at).total_seconds())
+                follows.append(self._adopted(gen_id, task.task_id, task.poll_url, elapsed,
+                                             _resolution_of(gens, gen_id), decision.reason))
+            elif decision.verdict == "not_accepted":
+                note = (f"not accepted: {decision.reason}; `refstudio resume` sends it "
+                        "(paid for the first time)")
+                if records.mark_not_accepted(self.db, gen_id, note):
+                    self.emit(gen_id, "pending", note)
+                    results.append(Reconciled(gen_id, "not_accepted", note, "pending"))
+            else:
+                note = f"reconcile ({checked}): still unknown: {decision.reason}"
+                records.update(self.db, gen_id, note=note)
+                results.append(Reconciled(gen_id, "unknown", note, "unknown"))
+        results.extend(await asyncio.gather(*follows))
+        return results
+
+    async def _adopted(self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float,
+                       resolution: str, reason: str) -> Reconciled:
+        outcome = await self._follow(gen_id, task_id, poll_url, elapsed, resolution)
+        return Reconciled(gen_id, "adopted", f"reconciled: {reason}", outcome.status,
+                          outcome.error, task_id)
+
+    async def _still_unknown(self, gens: list[Generation], reason: str) -> list[Reconciled]:
+        note = f"reconcile: still unknown: {reason}"
+        for gen in gens:
+            records.update(self.db, _gid(gen), note=note)
+        return [Reconciled(_gid(g), "unknown", note, "unknown") for g in gens]
 
     # -- one generation --------------------------------------------------------------------------
 
@@ -257,7 +432,7 @@ class Engine:
             await self.gate.wait()
             # Committed before the request leaves (group commit: see writer.py). Database and
             # file work stays off the event loop so it never delays a poll (detection lag).
-            await self._writer.write(records.submitting(gen_id, body))
+            await self._writer.write(records.submitting(gen_id, body, self.provider.account))
             self.emit(gen_id, "submitting")
             try:
                 task = await self.provider.submit(body)
@@ -276,10 +451,18 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             except (AmbiguousSubmitError, ProtocolError) as exc:
-                message = (f"{clause(exc)}. The request may have been accepted and billed, so it "
-                           f"was not resent; `refstudio retry {gen_id}` resends it (may cost "
-                           "again)")
-                return await self._fail(gen_id, "unknown", message)
+                message = (f"{clause(exc)}. The request may have been accepted and "
+                           "billed, so it was not resent; `refstudio reconcile` looks for it "
+                           f"in the provider's records, `refstudio retry {gen_id}` resends it "
+                           "(may cost again)")
+                # An answer (a 5xx, a 200 without id) means the server was done with the
+                # request; without one it may still create the task a little later.
+                until = records.now_utc()
+                if exc.status_code is None:
+                    until += reconcile_mod.LATE_CREATION
+                await self._writer.write(records.unknown(gen_id, message, until))
+                self.emit(gen_id, "unknown", message)
+                return Outcome(gen_id, "unknown", message)
             except ProviderError as exc:
                 return await self._fail(gen_id, "failed", str(exc))
             await self._writer.write(records.submitted(gen_id, task.task_id, task.poll_url))
@@ -487,6 +670,15 @@ def _owner_alive(owner: str | None) -> bool:
     return True
 
 
+def _gid(gen: Generation) -> int:
+    assert gen.id is not None
+    return gen.id
+
+
+def _resolution_of(gens: list[Generation], gen_id: int) -> str:
+    return next(_resolution(g) for g in gens if g.id == gen_id)
+
+
 def _resolution(gen: Generation) -> str:
     return str(json.loads(gen.params_json).get("resolution"))
 
@@ -497,4 +689,4 @@ def _elapsed_since(gen: Generation) -> float:
     return max(0.0, (records.now_utc() - gen.submitted_at).total_seconds())
 
 
-__all__ = ["Engine", "EngineSettings", "Event", "Outcome"]
+__all__ = ["Engine", "EngineSettings", "Event", "Outcome", "Reconciled"]

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, func
+from sqlalchemy import case as sa_case
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, select
@@ -173,11 +174,15 @@ def create_pending_many(
     return ids  # type: ignore[return-value]
 
 
-def requeue(db: Database, generation_id: int, *, budget: float | None = None) -> None:
-    """Make a ``failed`` or ``unknown`` generation ``pending`` again, to be sent once more.
+def requeue(db: Database, generation_id: int, *, budget: float | None = None,
+            owner: str | None = None, seen_owner: str | None = None) -> None:
+    """Make a ``failed``, ``unknown`` or abandoned ``pending`` generation ``pending`` again,
+    to be sent once more by ``owner``.
 
     Sending it again may cost its price again, so with a ``budget`` that cost is checked on top
-    of everything already counted, under the budget lock, in the same transaction.
+    of everything already counted, under the budget lock, in the same transaction. A
+    ``pending`` row is taken only if its owner is still ``seen_owner`` (a stopped process's, or
+    none): two processes never both send it.
     """
     with write_session(db) as session:
         if budget is not None:
@@ -185,13 +190,58 @@ def requeue(db: Database, generation_id: int, *, budget: float | None = None) ->
         row = session.get(Generation, generation_id)
         if row is None:
             raise GenerationNotFoundError(f"no generation #{generation_id}")
-        if row.status not in ("failed", "unknown"):  # another process got there first
-            raise GenerationError(f"generation #{generation_id} is {row.status}; only failed "
-                                  "or unknown generations can be retried")
+        taken = row.status == "pending" and row.owner != seen_owner
+        if row.status not in ("failed", "unknown", "pending") or taken:
+            # Another process got there first.
+            raise GenerationError(f"generation #{generation_id} is {row.status}"
+                                  + (" and being sent by another process" if taken else "")
+                                  + "; only failed, unknown or never-sent generations can be "
+                                  "retried")
         if budget is not None:
-            check_within_budget(committed_cost(session), row.cost_estimate, budget)
+            spent = committed_cost(session)
+            if row.status == "pending":
+                spent -= row.cost_estimate  # counted already: check it once, not twice
+            check_within_budget(spent, row.cost_estimate, budget)
         row.status, row.error, row.updated_at = "pending", "", now_utc()
+        row.owner = owner
         session.add(row)
+
+
+def take_over(db: Database, rows: Sequence[tuple[int, str | None]], owner: str) -> list[int]:
+    """Claim ``pending`` rows whose owner is still the one seen (a stopped process's, or none).
+
+    Compare-and-set in one write transaction, so two processes resuming at once never both
+    take (and send) the same generation. Returns the ids taken.
+    """
+    taken: list[int] = []
+    if not rows:
+        return taken
+    with write_session(db) as session:
+        conn = session.connection()
+        for gen_id, seen in rows:
+            same = col(Generation.owner).is_(None) if seen is None else (
+                col(Generation.owner) == seen)
+            result = conn.execute(
+                sa_update(Generation)
+                .where(col(Generation.id) == gen_id, col(Generation.status) == "pending", same)
+                .values(owner=owner, updated_at=now_utc())
+            )
+            if result.rowcount:
+                taken.append(gen_id)
+    return taken
+
+
+def release(db: Database, gen_id: int, seen_owner: str | None, error: str) -> bool:
+    """Give up a stopped process's ``pending`` row (owner none), if nobody took it meanwhile."""
+    same = col(Generation.owner).is_(None) if seen_owner is None else (
+        col(Generation.owner) == seen_owner)
+    with write_session(db) as session:
+        result = session.connection().execute(
+            sa_update(Generation)
+            .where(col(Generation.id) == gen_id, col(Generation.status) == "pending", same)
+            .values(owner=None, error=error)
+        )
+        return bool(result.rowcount)
 
 
 def load(db: Database, generation_id: int) -> Generation:
@@ -264,7 +314,15 @@ _SUBMITTING = (
     sa_update(Generation)
     .where(col(Generation.id) == bindparam("target_id"))
     .values(status="submitting", payload_json=bindparam("new_payload"),
-            attempts=Generation.attempts + 1, updated_at=bindparam("new_at"))
+            attempts=Generation.attempts + 1, updated_at=bindparam("new_at"),
+            sent_at=bindparam("new_at"), sent_until=None, sent_to=bindparam("new_sent_to"))
+)
+_SUBMITTED = (
+    sa_update(Generation)
+    .where(col(Generation.id) == bindparam("target_id"))
+    .values(status="submitted", request_id=bindparam("new_request_id"),
+            poll_url=bindparam("new_poll_url"), submitted_at=bindparam("new_at"), error="",
+            paid_attempts=Generation.paid_attempts + 1)
 )
 _COMPLETED = (
     sa_update(Generation)
@@ -311,10 +369,13 @@ def claim(db: Database, generation_ids: list[int], owner: str) -> None:
         )
 
 
-def submitting(generation_id: int, payload: dict[str, Any]) -> Change:
-    """The last write before the request leaves: from here on its fate may be unknown."""
+def submitting(generation_id: int, payload: dict[str, Any], sent_to: str | None = None) -> Change:
+    """The last write before the request leaves: from here on its fate may be unknown.
+
+    ``sent_to`` names where it goes (see :attr:`Provider.account`), never a secret.
+    """
     params = {"target_id": generation_id, "new_payload": json.dumps(payload),
-              "new_at": now_utc()}
+              "new_at": now_utc(), "new_sent_to": sent_to}
 
     def change(session: Session) -> None:
         session.connection().execute(_SUBMITTING, params)
@@ -323,9 +384,75 @@ def submitting(generation_id: int, payload: dict[str, Any]) -> Change:
 
 
 def submitted(generation_id: int, request_id: str, poll_url: str | None) -> Change:
-    """The task id, recorded the moment it comes back."""
-    return changed(generation_id, status="submitted", request_id=request_id, poll_url=poll_url,
-                   submitted_at=now_utc(), error="")
+    """The task id, recorded the moment it comes back (an accepted, so paid, submit)."""
+    params = {"target_id": generation_id, "new_request_id": request_id,
+              "new_poll_url": poll_url, "new_at": now_utc()}
+
+    def change(session: Session) -> None:
+        session.connection().execute(_SUBMITTED, params)
+
+    return change
+
+
+def unknown(generation_id: int, message: str, sent_until: datetime) -> Change:
+    """A submit whose fate is ambiguous: counted as maybe paid, never resent on our own.
+
+    ``sent_until`` closes the window in which its task, if any, was created (see reconcile).
+    """
+    at = now_utc()
+
+    def change(session: Session) -> None:
+        session.connection().execute(
+            sa_update(Generation).where(col(Generation.id) == generation_id).values(
+                status="unknown", error=message, owner=None, updated_at=at,
+                sent_until=sent_until, paid_attempts=Generation.paid_attempts + 1,
+            )
+        )
+
+    return change
+
+
+def mark_not_accepted(db: Database, generation_id: int, note: str) -> bool:
+    """An ``unknown`` submit the provider's records prove never created a task: ``pending``
+    again, its maybe-paid attempt taken back, so sending it is paid for the first time.
+
+    Returns False (and changes nothing) if the row is no longer ``unknown``.
+    """
+    at = now_utc()
+    with write_session(db) as session:
+        result = session.connection().execute(
+            sa_update(Generation)
+            .where(col(Generation.id) == generation_id, col(Generation.status) == "unknown")
+            .values(status="pending", error="", note=note, owner=None, updated_at=at,
+                    sent_until=None,
+                    paid_attempts=sa_case((col(Generation.paid_attempts) > 0,
+                                           Generation.paid_attempts - 1), else_=0))
+        )
+        return bool(result.rowcount)
+
+
+def adopt(db: Database, generation_id: int, request_id: str, poll_url: str | None,
+          created_at: datetime | None, note: str, owner: str) -> bool:
+    """An ``unknown`` submit matched to the provider's task: ``submitted``, with that task's id.
+
+    Returns False (and changes nothing) if the row is no longer ``unknown``, or if another
+    generation already claims that task.
+    """
+    at = now_utc()
+    with write_session(db) as session:
+        claimed = session.exec(
+            select(Generation.id).where(Generation.request_id == request_id)
+        ).first()
+        if claimed is not None:
+            return False
+        result = session.connection().execute(
+            sa_update(Generation)
+            .where(col(Generation.id) == generation_id, col(Generation.status) == "unknown")
+            .values(status="submitted", request_id=request_id, poll_url=poll_url,
+                    submitted_at=created_at or at, error="", note=note, owner=owner,
+                    updated_at=at)
+        )
+        return bool(result.rowcount)
 
 
 def completed(
@@ -390,3 +517,30 @@ def past_durations(db: Database, provider: str, resolution: str, limit: int = 20
         elif submitted and completed:
             durations.append((completed - submitted).total_seconds())
     return durations
+
+
+def claimed_task_ids(db: Database, provider: str) -> set[str]:
+    """Task ids some generation of this provider holds: those tasks are accounted for."""
+    with read_session(db) as session:
+        rows = session.exec(
+            select(Generation.request_id).where(
+                Generation.provider == provider, col(Generation.request_id).is_not(None)
+            )
+        ).all()
+    return {r for r in rows if r}
+
+
+def with_lost_answers(db: Database, provider: str) -> list[Generation]:
+    """Generations of this provider with more maybe-paid submits than known tasks (a lost
+    answer before a retry), apart from ``unknown`` ones, whose windows are known."""
+    with read_session(db) as session:
+        rows = session.exec(
+            select(Generation).where(
+                Generation.provider == provider, col(Generation.paid_attempts) > 0
+            )
+        ).all()
+    return [
+        r for r in rows
+        if r.paid_attempts - (1 if r.request_id and r.status != "unknown" else 0)
+        - (1 if r.status == "unknown" else 0) > 0
+    ]

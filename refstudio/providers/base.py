@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 TaskStateName = Literal["created", "processing", "completed", "failed"]
@@ -72,6 +72,45 @@ class TaskStatus:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task from the provider's own records (its history), as the provider reports it.
+
+    ``created_at`` is on the provider's clock. ``input`` is the request the task was made from,
+    when the history shows it (None when it does not: match by model and time only).
+    """
+
+    task_id: str
+    model: str
+    created_at: datetime
+    state: TaskStateName
+    poll_url: str | None = None
+    input: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TaskHistory:
+    """Tasks the account created between ``since`` and ``until`` (the provider's clock).
+
+    ``complete`` is True only when every page was read and agreed with the announced total:
+    only then can the absence of a task prove that a request was never accepted.
+    ``server_now`` is the provider's clock when the last page was answered, and
+    ``clock_offset`` (provider minus local, seconds) ± ``clock_error`` converts our times to
+    theirs; None when the provider did not say what time it was.
+    """
+
+    tasks: tuple[TaskRecord, ...]
+    since: datetime
+    until: datetime
+    complete: bool
+    reason: str = ""
+    server_now: datetime | None = None
+    clock_offset: float | None = None
+    clock_error: float = 0.0
+    #: How far back the provider keeps records.
+    retention: timedelta = timedelta(days=7)
+
+
 class Provider(abc.ABC):
     """Base class of providers. Instances hold one connection pool; close them with ``aclose``."""
 
@@ -110,6 +149,24 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def download(self, output: str) -> AsyncIterator[bytes]:
         """Stream one output's bytes (an URL, or a base64 payload) in chunks."""
+
+    @property
+    def account(self) -> str:
+        """Where requests go, as recorded with each submit: whose records can speak for them.
+        Never a secret."""
+        return self.name
+
+    #: True when :meth:`task_history` can list the account's tasks (used to resolve `unknown`).
+    supports_history: ClassVar[bool] = False
+
+    async def task_history(
+        self, *, model: str, since: datetime, until: datetime
+    ) -> TaskHistory:
+        """Every task of ``model`` the account created in [since, until) (provider's clock).
+
+        Only for providers with ``supports_history``; the others keep no such records.
+        """
+        raise NotImplementedError(f"the {self.name} provider keeps no task history")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -30,9 +30,11 @@ import binascii
 import functools
 import math
 import os
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -55,6 +57,8 @@ from refstudio.providers.base import (
     GenParams,
     Provider,
     SubmittedTask,
+    TaskHistory,
+    TaskRecord,
     TaskStateName,
     TaskStatus,
     UploadedImage,
@@ -68,6 +72,10 @@ ENV_BASE_URL = "WAVESPEED_BASE_URL"
 SUBMIT_PATH = f"/api/v3/{gen4.MODEL_ID}"
 RESULT_PATH = "/api/v3/predictions/{task_id}/result"
 UPLOAD_PATH = "/api/v3/media/upload/binary"
+HISTORY_PATH = "/api/v3/predictions"
+#: The documented maximum page size of the history, and how many pages we read at most.
+HISTORY_PAGE_SIZE = 100
+HISTORY_MAX_PAGES = 50
 
 #: Default client timeouts. Connect is short (a refused/unreachable host should fail fast and is
 #: safe to retry); read 30 s suits polls; the pool wait is generous because waiting for a free
@@ -233,6 +241,13 @@ class WaveSpeedProvider(Provider):
     def base_url(self) -> str:
         """The API base URL in use (no trailing slash)."""
         return str(self._base_url).rstrip("/")
+
+    @property
+    def account(self) -> str:
+        """The API base URL: a history read elsewhere says nothing about requests sent here.
+        (The key is not part of it: it is a secret, and a new key of one account sees the
+        same history.)"""
+        return self.base_url
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, api_key='****')"
@@ -489,29 +504,31 @@ class WaveSpeedProvider(Provider):
             )
         return self._parse_status(task_id, data)
 
+    @staticmethod
+    def _parse_state(raw_state: str) -> TaskStateName:
+        raw_state = raw_state.strip().lower()
+        if raw_state == "completed":
+            return "completed"
+        if raw_state in _FAILED_STATES:
+            return "failed"
+        if raw_state in _CREATED_STATES:
+            return "created"
+        # "processing", and any state name we do not know: an unknown name is not a reason to
+        # give up on a paid task; keep polling and let the engine's deadline decide.
+        return "processing"
+
     def _parse_status(self, task_id: str, data: Mapping[str, Any]) -> TaskStatus:
         """Turn a result ``data`` object into a :class:`TaskStatus`."""
         raw_state = str(data.get("status") or "").strip().lower()
         error = data.get("error")
         error_text = self._scrub(error.strip()) if isinstance(error, str) else ""
 
-        state: TaskStateName
-        if raw_state == "completed":
-            state = "completed"
-        elif raw_state in _FAILED_STATES:
-            state = "failed"
+        state = self._parse_state(raw_state)
+        if state == "failed":
             if raw_state != "failed":
                 # Keep which terminal state it was: "cancelled" reads differently from a failure.
                 error_text = f"task {raw_state}" + (f": {error_text}" if error_text else "")
             error_text = error_text or "task failed (no reason given)"
-        elif raw_state in _CREATED_STATES:
-            state = "created"
-        elif raw_state in _PROCESSING_STATES:
-            state = "processing"
-        else:
-            # An unknown state name is not a reason to give up on a paid task: keep polling and
-            # let the engine's deadline decide. The raw answer stays in `raw`.
-            state = "processing"
 
         outputs_raw = data.get("outputs") or []
         if not isinstance(outputs_raw, list) or not all(isinstance(o, str) for o in outputs_raw):
@@ -547,6 +564,128 @@ class WaveSpeedProvider(Provider):
             error=error_text if state == "failed" else "",
             inference_ms=inference_ms,
             raw=dict(data),
+        )
+
+    # ------------------------------------------------------------------ history
+
+    supports_history: ClassVar[bool] = True
+
+    async def task_history(
+        self, *, model: str, since: datetime, until: datetime, max_pages: int = HISTORY_MAX_PAGES
+    ) -> TaskHistory:
+        """Page through ``POST /api/v3/predictions`` for ``model`` in [since, until).
+
+        Free, so it raises :class:`TransientError` for anything worth asking again. The result
+        says whether it is complete: every page read, and as many distinct tasks as the
+        server's ``total`` (when it gives one). New tasks arriving while we page push older
+        ones down (seen twice, harmless); a page we could not read makes it incomplete.
+        """
+        tasks: dict[str, TaskRecord] = {}
+        seen: set[str] = set()
+        total: int | None = None
+        offsets: list[tuple[float, float, float]] = []
+        page = 1
+        complete, reason = True, ""
+        while True:
+            if page > max_pages:
+                complete, reason = False, (
+                    f"more than {max_pages * HISTORY_PAGE_SIZE} tasks in the window; "
+                    "refstudio read no further")
+                break
+            query = {"page": page, "page_size": HISTORY_PAGE_SIZE, "model": model,
+                     "created_after": _iso_ms(since, up=False),
+                     "created_before": _iso_ms(until, up=True)}
+            data, date = await self._history_page(query)
+            if date is not None:
+                offsets.append(date)
+            items = data.get("items")
+            if not isinstance(items, list):
+                raise ProtocolError("WaveSpeed history answered without an items list")
+            announced = data.get("total")
+            if isinstance(announced, int) and not isinstance(announced, bool):
+                total = announced
+            for item in items:
+                record = self._history_item(item)
+                seen.add(record.task_id)
+                if record.model == model:
+                    tasks[record.task_id] = record
+            if len(items) < HISTORY_PAGE_SIZE:
+                break
+            if total is not None and page * HISTORY_PAGE_SIZE >= total:
+                break
+            page += 1
+        if complete and total is not None and len(seen) < total:
+            complete, reason = False, (
+                f"the history announced {total} tasks but listed {len(seen)}")
+        offset, error = _clock_offset(offsets)
+        server_now = (None if offset is None
+                      else datetime.fromtimestamp(time.time() + offset, timezone.utc))
+        return TaskHistory(
+            tasks=tuple(tasks.values()), since=since, until=until, complete=complete,
+            reason=reason, server_now=server_now, clock_offset=offset, clock_error=error,
+        )
+
+    async def _history_page(
+        self, query: dict[str, Any]
+    ) -> tuple[Mapping[str, Any], tuple[float, float, float] | None]:
+        """One page: its ``data``, and from its ``Date`` header (server time, local time,
+        ± local uncertainty)."""
+        sent = time.time()
+        try:
+            async with self._slots:
+                response = await self._client.post(
+                    HISTORY_PATH, json=query, headers=self._auth(),
+                    timeout=self._timeout(DEFAULT_TIMEOUT),
+                )
+        except httpx.HTTPError as exc:
+            raise TransientError(f"WaveSpeed history failed: {self._describe(exc)}") from None
+        received = time.time()
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        payload = self._json(response)
+        code = response.status_code if not response.is_success else self._envelope_code(payload)
+        if code is not None:
+            words = self._server_message(response, payload)
+            message = f"WaveSpeed history answered {code}: {words}"
+            if code in (401, 403):
+                raise AuthenticationError(message, hint=f"check the key in {ENV_API_KEY}",
+                                          status_code=code)
+            if code in (408, 429) or code >= 500:
+                raise TransientError(message, status_code=code, retry_after=retry_after)
+            raise RequestRejectedError(message, status_code=code)
+        data = payload.get("data") if isinstance(payload, Mapping) else None
+        if not isinstance(data, Mapping):
+            raise TransientError(f"WaveSpeed history answered {response.status_code} without data")
+        date: tuple[float, float, float] | None = None
+        header = response.headers.get("Date")
+        if header:
+            try:
+                server = parsedate_to_datetime(header).timestamp()
+                # The header has whole seconds and was written somewhere between send and receive.
+                date = (server, (sent + received) / 2, (received - sent) / 2)
+            except (TypeError, ValueError, IndexError):
+                date = None
+        return data, date
+
+    def _history_item(self, item: Any) -> TaskRecord:
+        if not isinstance(item, Mapping):
+            raise ProtocolError("WaveSpeed history listed an item that is not an object")
+        task_id, created = item.get("id"), item.get("created_at")
+        if not isinstance(task_id, str) or not task_id or not isinstance(created, str):
+            raise ProtocolError("WaveSpeed history listed a task without id or created_at")
+        when = parse_time(created)
+        if when is None:
+            raise ProtocolError(f"WaveSpeed history: unreadable created_at {created!r}")
+        urls = item.get("urls")
+        poll_url = urls.get("get") if isinstance(urls, Mapping) else None
+        raw_input = item.get("input")
+        state = self._parse_state(str(item.get("status") or ""))
+        return TaskRecord(
+            task_id=task_id,
+            model=str(item.get("model") or ""),
+            created_at=when,
+            state=state,
+            poll_url=poll_url if isinstance(poll_url, str) and poll_url else None,
+            input=dict(raw_input) if isinstance(raw_input, Mapping) else None,
         )
 
     # ------------------------------------------------------------------ upload
@@ -626,6 +765,54 @@ class WaveSpeedProvider(Provider):
                     yield chunk
         except httpx.HTTPError as exc:
             raise TransientError(f"{where} failed: {self._describe(exc)}") from None
+
+
+def _iso_ms(when: datetime, *, up: bool) -> str:
+    """ISO 8601 UTC with milliseconds, rounded outward so a window is never cut short."""
+    when = when.astimezone(timezone.utc)
+    micros = when.microsecond
+    millis = micros // 1000
+    if up and micros % 1000:
+        millis += 1
+    base = when.replace(microsecond=0) + timedelta(milliseconds=millis)
+    return base.strftime("%Y-%m-%dT%H:%M:%S.") + f"{base.microsecond // 1000:03d}Z"
+
+
+_TIME_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_time(text: str) -> datetime | None:
+    """A provider timestamp (ISO 8601, any number of fraction digits: WaveSpeed sends
+    nanoseconds) as an aware UTC datetime; None if unreadable. No zone means UTC."""
+    match = _TIME_RE.match(text.strip())
+    if match is None:
+        return None
+    head, fraction, zone = match.groups()
+    micros = (fraction or ".0")[1:7].ljust(6, "0")
+    if zone in (None, "Z"):
+        zone = "+00:00"
+    elif ":" not in zone:
+        zone = zone[:3] + ":" + zone[3:]
+    try:
+        parsed = datetime.fromisoformat(f"{head.replace(' ', 'T')}.{micros}{zone}")
+    except ValueError:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def _clock_offset(samples: list[tuple[float, float, float]]) -> tuple[float | None, float]:
+    """Server minus local clock (seconds) from ``Date`` headers, and its uncertainty.
+
+    A ``Date`` has whole seconds (truncated), so each sample says the server's clock was in
+    [server, server + 1) at a local instant known to ± half the round trip. The best sample is
+    the one with the shortest round trip.
+    """
+    if not samples:
+        return None, 0.0
+    server, local, half_rtt = min(samples, key=lambda s: s[2])
+    return server + 0.5 - local, 0.5 + half_rtt
 
 
 def _is_url(output: str) -> bool:

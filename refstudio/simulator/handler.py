@@ -20,7 +20,11 @@ from PIL import Image
 from refstudio import gen4
 from refstudio.simulator.multipart import MultipartError, parse_multipart
 from refstudio.simulator.state import SimState, sha256_name
-from refstudio.simulator.validate import ValidationError, validate_submit
+from refstudio.simulator.validate import (
+    ValidationError,
+    parse_history_query,
+    validate_submit,
+)
 
 if TYPE_CHECKING:
     from refstudio.simulator.server import SimHTTPServer
@@ -204,6 +208,7 @@ class SimHandler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, body: bytes) -> None:
         routes: list[tuple[str, re.Pattern[str] | str, Any]] = [
             ("POST", _SUBMIT_PATH, self._submit),
+            ("POST", "/api/v3/predictions", self._history),
             ("GET", _RESULT_RE, self._poll),
             ("POST", "/api/v3/media/upload/binary", self._upload_binary),
             ("POST", "/api/v3/media/uploads", self._upload_ticket),
@@ -240,6 +245,10 @@ class SimHandler(BaseHTTPRequestHandler):
             state.count("submits_rejected_401")
             self._json(401, message="Unauthorized: invalid or missing API key")
             return
+        staged = state.next_submit_fault()
+        if staged is not None and staged != "ok":
+            self._staged_submit(staged, body)
+            return
         wait = state.rate_limited()
         if wait is not None:
             state.count("submits_rejected_429")
@@ -260,6 +269,10 @@ class SimHandler(BaseHTTPRequestHandler):
         if before:
             state.count("submits_5xx_not_accepted")
             self._json(503, message="Service temporarily unavailable")
+            return
+        if state.chance(cfg.rate_lost):
+            state.count("submits_lost")
+            self._json(state.choice((502, 504)), message="Bad gateway")
             return
         try:
             params = validate_submit(json.loads(body or b"null"))
@@ -295,6 +308,72 @@ class SimHandler(BaseHTTPRequestHandler):
         data["status"] = "created"  # the submit answer always says created, even for 0 s tasks
         data["outputs"], data["has_nsfw_contents"], data["error"], data["timings"] = [], [], "", {}
         self._json(200, data)
+
+    def _staged_submit(self, fault: str, body: bytes) -> None:
+        """Answer a submit with a fault a test staged (see ``SimulatorConfig.submit_faults``)."""
+        state, cfg = self.state, self.state.config
+        if fault == "429":
+            state.count("submits_rejected_429")
+            self._json(429, message="Too many requests", headers=self._retry_after(cfg.retry_after))
+            return
+        if fault == "503":
+            state.count("submits_5xx_not_accepted")
+            self._json(503, message="Service temporarily unavailable")
+            return
+        if fault in ("502_lost", "drop_lost"):
+            state.count("submits_lost")
+            if fault == "drop_lost":
+                raise _Drop
+            self._json(502, message="Bad gateway")
+            return
+        try:
+            params = validate_submit(json.loads(body or b"null"))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            state.count("submits_rejected_400")
+            self._json(400, message=str(exc))
+            return
+        if fault == "500_after":
+            state.create_task(params, outcome="5xx")
+            self._json(500, message="Internal error while creating the task")
+            return
+        state.create_task(params, outcome="dropped")  # drop_after
+        raise _Drop
+
+    def _history(self, body: bytes) -> None:
+        """``POST /api/v3/predictions``: the account's tasks of the last 7 days, newest first."""
+        state, cfg = self.state, self.state.config
+        state.count("history_requests")
+        if not self._authorized():
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        if state.chance(cfg.rate_429):
+            state.count("history_faulted")
+            self._json(429, message="Too many requests", headers=self._retry_after(cfg.retry_after))
+            return
+        if state.chance(cfg.rate_5xx):
+            state.count("history_faulted")
+            self._json(state.choice((500, 502, 503)), message="Internal server error")
+            return
+        try:
+            query = parse_history_query(json.loads(body or b"null"))
+        except json.JSONDecodeError as exc:
+            self._json(400, message=f"request body is not valid JSON: {exc.msg}")
+            return
+        except ValidationError as exc:
+            self._json(400, message=str(exc))
+            return
+        page, size = query.pop("page"), query.pop("page_size")
+        now = time.time()
+        tasks = state.history(now=now, **query)
+        items = []
+        for task in tasks[(page - 1) * size: page * size]:
+            item = state.task_data(task, now=now, seen=False)  # browsing is not noticing
+            if item["timings"]:
+                item["executionTime"] = item["timings"]["inference"]
+            if cfg.history_input:
+                item["input"] = dict(task.input)
+            items.append(item)
+        self._json(200, {"page": page, "total": len(tasks), "items": items})
 
     def _poll(self, body: bytes, task_id: str, _suffix: str | None = None) -> None:
         state, cfg = self.state, self.state.config

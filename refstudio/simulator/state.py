@@ -37,6 +37,13 @@ class SimulatorConfig:
     ``key``: the one accepted Bearer token; None accepts any non-empty token. ``seed``: seeds
     the fault dice, task timings and random image seeds, for reproducible runs.
     ``rate_per_minute``: submits accepted per trailing 60 s, like the account limit.
+    ``rate_lost``: chance a submit is answered 502/504 although no task was created (what a
+    gateway says when the service behind it never got the request): ambiguous to the client,
+    and only the history endpoint can tell it apart from a 5xx after creation.
+    ``submit_faults``: faults for the next submits, in order, before any dice are rolled
+    (one of :data:`SUBMIT_FAULTS` each), so a test can stage exactly the case it checks.
+    ``history_input``: history items carry the request they were made from (``input``). The
+    documented history does not show it; webhooks do. Clients must work either way.
     """
 
     host: str = "127.0.0.1"
@@ -55,10 +62,13 @@ class SimulatorConfig:
     sync_timeout: float = 60.0
     #: Log every request to stderr (the CLI turns it on; tests keep it quiet).
     verbose: bool = False
+    rate_lost: float = 0.0
+    submit_faults: list[str] = field(default_factory=list)
+    history_input: bool = False
 
     def __post_init__(self) -> None:
         # Fail at construction (e.g. a CLI flag typo), not with odd behaviour mid-run.
-        for name in ("fail_rate", "rate_429", "rate_5xx", "drop_rate"):
+        for name in ("fail_rate", "rate_429", "rate_5xx", "drop_rate", "rate_lost"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -69,6 +79,18 @@ class SimulatorConfig:
             raise ValueError(f"rate_per_minute must not be negative, got {self.rate_per_minute}")
         if self.key is not None and not self.key.strip():
             raise ValueError("key must be None (accept any) or a non-empty token")
+        for fault in self.submit_faults:
+            if fault not in SUBMIT_FAULTS:
+                raise ValueError(f"unknown submit fault {fault!r}; one of {SUBMIT_FAULTS}")
+
+
+#: Staged submit outcomes (``SimulatorConfig.submit_faults``): ``ok``; ``429``/``503`` (not
+#: accepted); ``500_after``/``drop_after`` (the task is created, then the answer is a 500 or
+#: a dropped connection); ``502_lost``/``drop_lost`` (no task, answered 502 or dropped).
+SUBMIT_FAULTS = ("ok", "429", "503", "500_after", "drop_after", "502_lost", "drop_lost")
+
+#: How far back the history endpoint lists tasks, like the real service.
+HISTORY_RETENTION = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -87,6 +109,8 @@ class Task:
     fails: bool
     #: How the submit was answered: "ok", "5xx" (ambiguous error after acceptance), "dropped".
     submit_outcome: str = "ok"
+    #: The request as the server recorded it (validated, defaults filled in).
+    input: dict[str, Any] = field(default_factory=dict)
     polls: int = 0
     first_seen_completed_at: float | None = None
     #: False once stats were reset: the task still answers polls but leaves the stats.
@@ -152,6 +176,9 @@ class SimState:
                 "submits_5xx_accepted",
                 "submits_5xx_not_accepted",
                 "submits_dropped_accepted",
+                "submits_lost",
+                "history_requests",
+                "history_faulted",
                 "polls",
                 "polls_faulted",
                 "uploads",
@@ -204,6 +231,7 @@ class SimState:
                 duration=duration,
                 fails=fails,
                 submit_outcome=outcome,
+                input={k: v for k, v in params.items() if v is not None},
             )
             self._tasks[task.id] = task
             if not fails:
@@ -218,6 +246,37 @@ class SimState:
                 if self._own_upload(url) is None:
                     self._counters["external_references"] += 1
         return task
+
+    def next_submit_fault(self) -> str | None:
+        """The next staged submit fault, if any (consumed)."""
+        with self._lock:
+            if self.config.submit_faults:
+                return self.config.submit_faults.pop(0)
+        return None
+
+    def history(
+        self,
+        *,
+        model: str | None,
+        status: str | None,
+        created_after: float | None,
+        created_before: float | None,
+        now: float | None = None,
+    ) -> list[Task]:
+        """Tasks of the last 7 days matching the filters, newest first (the history endpoint)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            tasks = list(self._tasks.values())
+        found = [
+            t for t in tasks
+            if now - t.created_at <= HISTORY_RETENTION
+            and (model is None or model == gen4.MODEL_ID)
+            and (status is None or t.status_at(now) == status)
+            and (created_after is None or t.created_at >= created_after)
+            and (created_before is None or t.created_at < created_before)
+        ]
+        found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
+        return found
 
     def get_task(self, task_id: str) -> Task | None:
         with self._lock:

@@ -6,12 +6,13 @@ anything the protocol notes do not allow, and a client bug shows up here rather 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from refstudio import gen4
 
-__all__ = ["ValidationError", "validate_submit"]
+__all__ = ["ValidationError", "parse_history_query", "validate_submit"]
 
 
 class ValidationError(ValueError):
@@ -90,3 +91,56 @@ def validate_submit(body: Any) -> dict[str, Any]:
         "enable_base64_output": bool(body.get("enable_base64_output", False)),
         "enable_sync_mode": bool(body.get("enable_sync_mode", False)),
     }
+
+
+_HISTORY_FIELDS = frozenset(
+    {"page", "page_size", "model", "status", "created_after", "created_before"}
+)
+_HISTORY_STATUSES = ("created", "processing", "completed", "failed")
+
+
+def parse_history_query(body: Any) -> dict[str, Any]:
+    """Check a history request (``POST /api/v3/predictions``); return its filters.
+
+    ``page`` (>= 1) and ``page_size`` (1..100) are required; ``model``, ``status``,
+    ``created_after`` (inclusive) and ``created_before`` (exclusive, ISO 8601) are optional.
+    Times come back as epoch seconds.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    for key in body:
+        if key not in _HISTORY_FIELDS:
+            raise ValidationError(f"unknown field '{key}'")
+    page, size = body.get("page"), body.get("page_size")
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise ValidationError("field 'page' is required and must be an integer >= 1")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 100:
+        raise ValidationError("field 'page_size' is required and must be an integer 1..100")
+    model, status = body.get("model"), body.get("status")
+    if model is not None and not isinstance(model, str):
+        raise ValidationError("field 'model' must be a string")
+    if status is not None and status not in _HISTORY_STATUSES:
+        raise ValidationError(f"field 'status' must be one of {', '.join(_HISTORY_STATUSES)}")
+    times: dict[str, float | None] = {}
+    for name in ("created_after", "created_before"):
+        value = body.get(name)
+        times[name] = None if value is None else _parse_time(name, value)
+    return {"page": page, "page_size": size, "model": model or None, "status": status, **times}
+
+
+def _parse_time(name: str, value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValidationError(f"field '{name}' must be an ISO 8601 date-time string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"field '{name}' must be an ISO 8601 date-time (e.g. 2025-05-19T06:09:15Z); "
+            f"got {value!r}"
+        ) from None
+    if when.tzinfo is None:
+        raise ValidationError(f"field '{name}' must carry a time zone (e.g. a trailing Z)")
+    return when.timestamp()

@@ -158,10 +158,25 @@ class WorkflowRunner:
                 continue
             if previous is not None and previous.status == "unknown":
                 message = (f"generation #{previous.id} for this request has an unknown fate; "
-                           f"`refstudio retry {previous.id}` resends it (may cost again), "
+                           "`refstudio reconcile` checks the provider's records, "
+                           f"`refstudio retry {previous.id}` resends it (may cost again); "
                            "then run the workflow again")
                 self.on_step(spec.id, "paused", message)
                 return StepReport(spec.id, "paused", [previous.id], message=message)
+            if previous is not None and previous.status == "pending":
+                # Recorded by an earlier run that stopped before sending it: send that one
+                # rather than record the same request twice (if no other process took it).
+                from ..engine.records import take_over
+
+                assert previous.id is not None
+                if not take_over(self.studio.db, [(previous.id, previous.owner)], engine.owner):
+                    message = (f"generation #{previous.id} for this request is being sent by "
+                               "another process; run the workflow again when it is done")
+                    self.on_step(spec.id, "paused", message)
+                    return StepReport(spec.id, "paused", [previous.id], message=message)
+                ids.append(previous.id)
+                new_ids.append(previous.id)
+                continue
             gen_id = engine.record(request, rendered.cost_estimate)
             ids.append(gen_id)
             new_ids.append(gen_id)
@@ -264,11 +279,17 @@ def _latest_with_hash(studio: Any, request_hash: str) -> Generation | None:
             select(Generation).where(Generation.request_hash == request_hash)
             .order_by(col(Generation.id).desc())
         ).all()
-    # A completed one wins; else the newest that may still be paid for.
+    from ..engine.core import _owner_alive
+
+    # A completed one wins; else the newest that may still be paid for; else one never sent
+    # that no live process is about to send.
     for row in rows:
         if row.status == "completed":
             return row
-    return next((r for r in rows if r.status == "unknown"), None)
+    unknown = next((r for r in rows if r.status == "unknown"), None)
+    if unknown is not None:
+        return unknown
+    return next((r for r in rows if r.status == "pending" and not _owner_alive(r.owner)), None)
 
 
 def _last_completed_of_step(studio: Any, workflow: str, step_id: str) -> Generation | None:
