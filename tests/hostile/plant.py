@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -204,9 +205,21 @@ def zip_file(rel: str, build: Callable[[Ctx, zipfile.ZipFile], None]) -> Setup:
     return setup
 
 
-def pack_with(rel: str, mutate: Callable[[Ctx, zipfile.ZipFile, dict], None]) -> Setup:
+#: Returned by a pack mutation: write no manifest.json at the end.
+OMIT = object()
+
+
+def writestr(zf: zipfile.ZipFile, name: str | zipfile.ZipInfo, data: bytes | str) -> None:
+    """``zf.writestr`` that allows a duplicate name (zipfile warns; hostile packs want it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        zf.writestr(name, data)
+
+
+def pack_with(rel: str, mutate: Callable[[Ctx, zipfile.ZipFile, dict], object]) -> Setup:
     """A copy of the base pack: every media entry as it was, then ``mutate(ctx, zf, manifest)``
-    may add entries and change the manifest, which is written last."""
+    may add entries and change the manifest. The manifest is written last: as JSON, or the
+    bytes ``mutate`` returns, or not at all if it returns :data:`OMIT`."""
 
     def build(ctx: Ctx, zf: zipfile.ZipFile) -> None:
         manifest: dict = {}
@@ -215,11 +228,30 @@ def pack_with(rel: str, mutate: Callable[[Ctx, zipfile.ZipFile, dict], None]) ->
                 manifest = json.loads(data)
             else:
                 zf.writestr(info, data)
-        mutate(ctx, zf, manifest)
-        if manifest is not None:
-            zf.writestr("manifest.json", json.dumps(manifest))
+        result = mutate(ctx, zf, manifest)
+        if result is not OMIT:
+            writestr(zf, "manifest.json",
+                     result if isinstance(result, bytes) else json.dumps(manifest))
 
     return zip_file(rel, build)
+
+
+def patch_entry(path: Path, name: str, field: str, value: int) -> None:
+    """Rewrite a header field of entry ``name`` in both its local and central headers (zipfile
+    writes honest headers; a hostile pack's lie)."""
+    offsets = {"flags": (6, 8, 2), "size": (22, 24, 4)}  # local, central, width
+    local_at, central_at, width = offsets[field]
+    data = bytearray(path.read_bytes())
+    raw = name.encode()
+    local = data.index(b"PK\x03\x04")
+    while data[local + 30:local + 30 + len(raw)] != raw:
+        local = data.index(b"PK\x03\x04", local + 4)
+    central = data.index(b"PK\x01\x02")
+    while data[central + 46:central + 46 + len(raw)] != raw:
+        central = data.index(b"PK\x01\x02", central + 4)
+    for at in (local + local_at, central + central_at):
+        data[at:at + width] = value.to_bytes(width, "little")
+    path.write_bytes(bytes(data))
 
 
 def symlink_entry(name: str, target: str) -> zipfile.ZipInfo:
