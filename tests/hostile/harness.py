@@ -322,8 +322,8 @@ def assert_answer(case: Case, res: Result) -> None:
     assert len(after) <= 1 and all(line.startswith(" ") for line in after), (
         f"after the error line only one indented hint line may follow\n{shown}")
     if case.pattern:
-        assert re.search(case.pattern, lines[errors[0]], re.IGNORECASE), (
-            f"the error line does not match {case.pattern!r}\n{shown}")
+        assert re.search(case.pattern, "\n".join(lines[errors[0]:]), re.IGNORECASE), (
+            f"the error line (and hint) do not match {case.pattern!r}\n{shown}")
 
 
 def check(case: Case, base: Base, tmp_path: Path) -> None:
@@ -344,7 +344,7 @@ def check(case: Case, base: Base, tmp_path: Path) -> None:
         if case.setup is not None:
             case.setup(ctx)
         before = snapshot(ctx)
-        submits = base.sim_stats()["submits_received"]
+        sim_before = base.sim_stats()
         res = run_cli(case, ctx, home)
         assert_answer(case, res)
         after = snapshot(ctx)
@@ -352,8 +352,11 @@ def check(case: Case, base: Base, tmp_path: Path) -> None:
             assert_unchanged(before, after)
         else:
             case.change(ctx, before, after)
-        if case.change is None or not case.key:
-            assert base.sim_stats()["submits_received"] == submits, "something was submitted"
+        if case.change is None:
+            sim_after = base.sim_stats()
+            for counter in ("submits_received", "uploads"):
+                assert sim_after[counter] == sim_before[counter], (
+                    f"the simulator saw {sim_after[counter] - sim_before[counter]} {counter}")
     finally:
         if mounted is not None:
             subprocess.run(["umount", "-l", str(mounted)], check=False)
