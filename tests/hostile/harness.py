@@ -144,11 +144,25 @@ class Case:
         return pytest.param(self, id=self.id, marks=marks)
 
 
-def params(cases: Sequence[Case]) -> list[Any]:
+#: ``REFSTUDIO_HOSTILE=all`` also runs the extended corpus: more variants of paths the standing
+#: cases already cover (each case costs a CLI start, ~0.5 s of CPU; the standing suite must stay
+#: near a minute on two cores).
+ALL = os.environ.get("REFSTUDIO_HOSTILE", "") == "all"
+
+
+def params(cases: Sequence[Case], extended: Iterable[str] = ()) -> list[Any]:
+    """pytest params of the standing cases (and of the ``extended`` ids too with ALL)."""
     ids = [c.id for c in cases]
     dupes = {i for i in ids if ids.count(i) > 1}
     assert not dupes, f"duplicate case ids: {sorted(dupes)}"
-    return [c.param() for c in cases]
+    more = set(extended)
+    assert more <= set(ids), f"unknown extended ids: {sorted(more - set(ids))}"
+    return [c.param() for c in cases if ALL or c.id not in more]
+
+
+def standing(cases: Sequence[Case], extended: Iterable[str]) -> list[Case]:
+    more = set(extended)
+    return [c for c in cases if c.id not in more]
 
 
 # -- snapshots ----------------------------------------------------------------------------------

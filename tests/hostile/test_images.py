@@ -99,6 +99,16 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "add-dangling-symlink", "add-dev-null", "add-empty", "add-ico", "add-jpeg-soi-only",
+    "add-missing-file", "add-pcx", "add-pdf-named-png", "add-png-bad-crc", "add-svg",
+    "add-symlink-to-dev-zero", "add-text-named-jpg", "image-add-fifo", "image-add-text",
+    "inspect-directory", "inspect-empty", "inspect-missing", "inspect-png-without-provenance",
+    "inspect-text",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_image(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

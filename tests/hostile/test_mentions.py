@@ -53,6 +53,15 @@ def _remove_ref(ctx: object, name: str) -> None:
         studio.remove_reference(name)
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "gen-promote-confusable", "gen-unknown", "gen-unknown-label-with-key",
+    "render-five-references", "render-four-with-labels", "render-label-of-unlabelled",
+    "render-mention-after-removal", "render-too-long-name", "render-too-short", "render-unknown",
+    "render-unknown-through-var",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_mention(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

@@ -59,7 +59,7 @@ def _case(cid: str, argv: tuple[str, ...], code: int | tuple[int, ...], pattern:
 
 
 CASES = [
-    *(_case(f"add-{cid}", ("ref", "add", name, "%GOOD%"), 4, INVALID) for cid, name in BAD_NAMES),
+    *(_case(f"name-{cid}", ("ref", "add", name, "%GOOD%"), 4, INVALID) for cid, name in BAD_NAMES),
     # -- taken names, ignoring case --
     _case("add-taken", ("ref", "add", "mara", "%GOOD%"), 4, "mara"),
     _case("add-taken-upper", ("ref", "add", "MARA", "%GOOD%"), 4, "mara"),
@@ -110,6 +110,22 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "add-taken", "add-taken-at", "check-unknown", "edit-unknown", "image-add-label-taken",
+    "image-primary-unknown-id", "image-rm-bad-id", "image-rm-unknown-label", "kind-empty",
+    "kind-unknown", "label-empty", "label-space", "label-too-long", "labels-duplicate",
+    "labels-more-than-images", "lineage-unknown", "name-accented", "name-at-only", "name-bell",
+    "name-combining-accent", "name-dot", "name-double-at", "name-format-string", "name-fullwidth",
+    "name-hyphen", "name-jinja", "name-path-absolute", "name-path-parent", "name-rtl-override",
+    "name-shell", "name-space", "name-sql-quote", "name-tab", "name-too-short",
+    "name-underscore-first", "name-very-long", "name-windows-path", "promote-confusable-name",
+    "promote-invalid-name", "rename-confusable", "rename-invalid", "rename-onto-taken",
+    "rename-sql", "rename-unknown", "rm-unknown", "show-unknown", "tag-comma", "tag-empty",
+    "tag-too-long", "tag-unknown-ref", "tag-without-sign",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_name(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

@@ -239,7 +239,21 @@ def _unused_media(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
                               "bytes": len(data)})
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "pack-backslash-path", "pack-bad-date", "pack-bad-kind", "pack-bad-label", "pack-bad-sha",
+    "pack-confusable-reference-name", "pack-directory", "pack-dot-segment", "pack-drive-letter",
+    "pack-duplicate-manifest", "pack-duplicate-media", "pack-empty", "pack-future-version",
+    "pack-library-db", "pack-manifest-list", "pack-manifest-not-json", "pack-manifest-not-utf8",
+    "pack-media-unused", "pack-missing", "pack-nested-zip", "pack-no-manifest",
+    "pack-png-named-zip", "pack-references-not-list", "pack-rename-malformed",
+    "pack-rename-onto-existing", "pack-rename-same-target", "pack-text-as-media",
+    "pack-truncated", "pack-two-primaries", "pack-unknown-generation", "pack-version-text",
+    "pack-wrong-format", "pack-zip-slip-deep",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_pack(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)
 

@@ -136,6 +136,25 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "aspect-shell", "aspect-three-parts", "aspect-zero", "demo-over-project",
+    "export-image-failed-generation", "export-image-missing", "gen-n-float", "gen-n-huge",
+    "gen-n-negative", "gen-n-text", "history-ref-unknown", "history-status-unknown",
+    "init-onto-file", "init-over-project", "max-cost-batch", "max-cost-minus-inf",
+    "max-cost-negative", "max-cost-text", "max-cost-zero", "project-env-missing",
+    "project-is-a-file", "promote-handle-empty", "promote-handle-index-text",
+    "promote-handle-text", "promote-missing-generation", "promote-missing-output",
+    "promote-negative-output", "prompt-and-template", "prompt-blank", "prompt-emoji-too-long",
+    "prompt-none", "provider-unknown", "resolution-4k", "resolution-negative", "resolution-zero",
+    "retry-completed", "retry-missing", "seed-empty", "seed-float", "seed-huge", "seed-nan",
+    "seed-negative", "seed-too-big", "show-missing", "show-text", "show-zero",
+    "simulator-port-too-big", "var-bad-json", "var-bad-name", "var-no-equals",
+    "vars-file-directory", "vars-file-json-list", "vars-file-missing", "vars-file-not-utf8",
+    "vars-file-yaml",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_parameter(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

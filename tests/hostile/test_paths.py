@@ -84,6 +84,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "export-image-new-file", "export-image-onto-config-forced", "export-image-onto-folder",
+    "export-image-onto-library-db", "export-no-names", "export-onto-config-forced",
+    "export-onto-folder", "export-onto-library-db-absolute", "export-onto-library-db-dotted",
+    "export-onto-shm", "gallery-onto-user-file",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_output_path(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

@@ -79,6 +79,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "toml-binary", "toml-budget-bool", "toml-budget-text", "toml-concurrency-negative",
+    "toml-concurrency-text", "toml-default-provider", "toml-default-resolution",
+    "toml-defaults-not-a-table", "toml-duplicate-key", "toml-fifo", "toml-link-loop",
+    "toml-link-to-dev-zero", "toml-max-image-mb-inf", "toml-max-image-mb-text",
+    "toml-not-utf8-gen", "toml-poll-lag-nan", "toml-poll-lag-text", "toml-poll-lag-zero",
+    "toml-price-negative", "toml-price-text", "toml-prices-not-a-table",
+    "toml-unknown-defaults-key",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_project_file(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

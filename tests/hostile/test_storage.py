@@ -176,6 +176,13 @@ def _copy_pack_with_new_image(ctx: Ctx) -> None:
     shutil.rmtree(other)
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "db-directory", "db-future-gen", "db-link-loop", "db-text", "db-truncated-gen",
+    "media-file-deleted-export",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_storage_fault(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

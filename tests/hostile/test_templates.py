@@ -77,6 +77,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "file-extends-missing", "file-include-escape", "file-undefined", "gen-template-missing",
+    "inline-attr-filter", "inline-bad-tag", "inline-config", "inline-division-by-zero",
+    "inline-format-escape", "inline-huge-exponent", "inline-import-os", "inline-include-absolute",
+    "inline-include-missing", "inline-join-repeat", "inline-list-product",
+    "inline-namespace-class", "inline-self-globals", "inline-syntax", "inline-undefined",
+    "inline-undefined-attribute", "template-absolute", "template-directory", "template-missing",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_template(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)

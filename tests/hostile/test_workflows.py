@@ -137,6 +137,21 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+#: Run with REFSTUDIO_HOSTILE=all (see harness.ALL): more variants of the paths above.
+EXTENDED = {
+    "dry-after-cycle", "dry-after-unknown", "dry-aspect", "dry-bad-step-id", "dry-empty",
+    "dry-neither-prompt-nor-template", "dry-no-steps", "dry-path-step-id", "dry-pick-negative",
+    "dry-pick-word", "dry-promote-bad-label", "dry-promote-confusable-name",
+    "dry-promote-not-a-table", "dry-prompt-and-template", "dry-prompt-not-a-string",
+    "dry-resolution", "dry-sandbox-escape", "dry-seed-float", "dry-seed-overflow",
+    "dry-seed-zero", "dry-step-not-a-table", "dry-template-escape", "dry-template-missing",
+    "dry-three-cycle", "dry-undefined-var", "dry-unknown-top-key", "dry-var-bad",
+    "dry-variants-negative", "dry-variants-zero", "run-dev-zero", "run-directory",
+    "run-etc-passwd", "run-link-to-dev-zero", "run-missing", "run-refs-etc-passwd",
+    "run-refs-text-image",
+}
+
+
+@pytest.mark.parametrize("case", params(CASES, EXTENDED))
 def test_bad_workflow(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)
