@@ -81,10 +81,11 @@ CASES = [
 EXTENDED = {
     "file-extends-missing", "file-include-escape", "file-undefined", "gen-template-missing",
     "inline-attr-filter", "inline-bad-tag", "inline-config", "inline-division-by-zero",
-    "inline-format-escape", "inline-huge-exponent", "inline-import-os", "inline-include-absolute",
-    "inline-include-missing", "inline-join-repeat", "inline-list-product",
-    "inline-namespace-class", "inline-self-globals", "inline-syntax", "inline-undefined",
-    "inline-undefined-attribute", "template-absolute", "template-directory", "template-missing",
+    "inline-format-escape", "inline-huge-exponent", "inline-huge-output", "inline-import-os",
+    "inline-include-absolute", "inline-include-missing", "inline-join-repeat",
+    "inline-list-product", "inline-namespace-class", "inline-self-globals", "inline-syntax",
+    "inline-undefined", "inline-undefined-attribute", "template-absolute", "template-directory",
+    "template-missing",
 }
 
 
