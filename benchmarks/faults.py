@@ -45,9 +45,6 @@ from pathlib import Path
 from typing import Any
 
 KEY = "sk-faults-script"
-#: ~20 % of requests fault; 5xx gets the largest share because half of them strike before the
-#: task exists (see tests/test_engine_faults.py for the same matrix on the engine alone).
-FAULTS = {"fail_rate": 0.04, "rate_429": 0.04, "rate_5xx": 0.08, "drop_rate": 0.04}
 PER_CALL = 10  # generations per `refstudio gen` / `generate` call
 KILL_BATCH = 8
 
@@ -69,6 +66,16 @@ class Tally:
 
 
 # ------------------------------------------------------------------------------ the project
+
+
+def faulty(latency: float, jitter: float, seed: int) -> Any:
+    """A simulator answering ~20 % of requests with a fault. 5xx gets the largest share because
+    half of them strike before the task exists (tests/test_engine_faults.py has the same matrix
+    on the engine alone)."""
+    from refstudio.simulator import SimulatorConfig
+
+    return SimulatorConfig(latency=latency, jitter=jitter, key=KEY, seed=seed, retry_after=0.05,
+                           fail_rate=0.04, rate_429=0.04, rate_5xx=0.08, drop_rate=0.04)
 
 
 def make_project(root: Path, name: str) -> Path:
@@ -97,8 +104,8 @@ def cli_env(home: Path, base_url: str) -> dict[str, str]:
     return env
 
 
-def cli(project: Path, env: dict[str, str], *args: str, timeout: float = 300) -> (
-        subprocess.CompletedProcess[str]):
+def cli(project: Path, env: dict[str, str], *args: str,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "refstudio", "--project", str(project), *args],
                           env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -223,13 +230,11 @@ def reconcile(project: Path, env: dict[str, str]) -> str:
 
 
 def fault_part(root: Path, n: int, seed: int) -> tuple[Tally, dict[str, Any], str]:
-    from refstudio.simulator import Simulator, SimulatorConfig
+    from refstudio.simulator import Simulator
 
     project = make_project(root, "faults")
-    config = SimulatorConfig(latency=0.12, jitter=0.07, key=KEY, seed=seed, retry_after=0.05,
-                             **FAULTS)
     problems: list[str] = []
-    with Simulator(config) as sim:
+    with Simulator(faulty(0.12, 0.07, seed)) as sim:
         env = cli_env(root / "home", sim.base_url)
         calls = n // PER_CALL
         first = 100_000
@@ -258,16 +263,14 @@ def _statuses(project: Path, seeds: set[int]) -> dict[int, str]:
 
 
 def kill_part(root: Path, trials: int, seed: int) -> tuple[Tally, collections.Counter[str], str]:
-    from refstudio.simulator import Simulator, SimulatorConfig
+    from refstudio.simulator import Simulator
 
     rng = random.Random(seed)
     project = make_project(root, "kills")
-    config = SimulatorConfig(latency=0.8, jitter=0.4, key=KEY, seed=seed + 1, retry_after=0.05,
-                             **FAULTS)
     at_kill: collections.Counter[str] = collections.Counter()
     problems: list[str] = []
     all_seeds: set[int] = set()
-    with Simulator(config) as sim:
+    with Simulator(faulty(0.8, 0.4, seed + 1)) as sim:
         env = cli_env(root / "home", sim.base_url)
         for trial in range(trials):
             first = 500_000 + trial * 100
