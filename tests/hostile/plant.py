@@ -13,6 +13,7 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conftest import encode_image, write_bad_image
 
@@ -216,13 +217,13 @@ def writestr(zf: zipfile.ZipFile, name: str | zipfile.ZipInfo, data: bytes | str
         zf.writestr(name, data)
 
 
-def pack_with(rel: str, mutate: Callable[[Ctx, zipfile.ZipFile, dict], object]) -> Setup:
+def pack_with(rel: str, mutate: Callable[[Ctx, zipfile.ZipFile, dict[str, Any]], object]) -> Setup:
     """A copy of the base pack: every media entry as it was, then ``mutate(ctx, zf, manifest)``
     may add entries and change the manifest. The manifest is written last: as JSON, or the
     bytes ``mutate`` returns, or not at all if it returns :data:`OMIT`."""
 
     def build(ctx: Ctx, zf: zipfile.ZipFile) -> None:
-        manifest: dict = {}
+        manifest: dict[str, Any] = {}
         for info, data in pack_entries(ctx):
             if info.filename == "manifest.json":
                 manifest = json.loads(data)

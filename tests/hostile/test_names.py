@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from . import plant as p
-from .harness import Base, Case, check, params
+from .harness import Base, Case, Setup, check, params
 
 INVALID = "invalid reference name"
 
@@ -47,7 +47,7 @@ BAD_NAMES = [
 _good = p.image("good.png")
 
 
-def _with_good(setup: p.Setup | None = None) -> p.Setup:
+def _with_good(setup: Setup | None = None) -> Setup:
     return p.steps(_good, p.value("GOOD", lambda ctx: str(ctx.tmp / "good.png")),
                    *([setup] if setup else []))
 

@@ -8,6 +8,7 @@ import json
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from .harness import (
     Case,
     Ctx,
     Result,
+    Setup,
     assert_answer,
     check,
     only_inserts,
@@ -39,13 +41,13 @@ def bad(cid: str, mutate: object, pattern: str = "", code: int | tuple[int, ...]
                 setup=p.pack_with("pack.zip", mutate), **kw)  # type: ignore[arg-type]
 
 
-def raw(cid: str, setup: p.Setup, pattern: str = "", code: int | tuple[int, ...] = 4,
+def raw(cid: str, setup: Setup, pattern: str = "", code: int | tuple[int, ...] = 4,
         **kw: object) -> Case:
     return Case(f"pack-{cid}", IMPORT, code, pattern, setup=setup, **kw)  # type: ignore[arg-type]
 
 
 def add_entry(name: str, data: bytes = b"x") -> object:
-    def mutate(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+    def mutate(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
         zf.writestr(name, data)
 
     return mutate
@@ -56,7 +58,7 @@ def media_names(ctx: Ctx) -> list[str]:
 
 
 def change_manifest(edit: object) -> object:
-    def mutate(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+    def mutate(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
         edit(manifest)  # type: ignore[operator]
 
     return mutate
@@ -65,7 +67,7 @@ def change_manifest(edit: object) -> object:
 def _set(path: str, value: object) -> object:
     """Set a key of the manifest by a dotted path (``references.0.name``)."""
 
-    def edit(manifest: dict) -> None:
+    def edit(manifest: dict[str, Any]) -> None:
         node: object = manifest
         *parents, last = path.split(".")
         for part in parents:
@@ -78,24 +80,24 @@ def _set(path: str, value: object) -> object:
     return change_manifest(edit)
 
 
-def _symlink(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+def _symlink(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
     zf.writestr(p.symlink_entry(f"media/{'a' * 64}.png", "/etc/passwd"), "/etc/passwd")
 
 
-def _bomb(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+def _bomb(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
     zf.writestr(f"media/{'b' * 64}.png", bytes(5_000_000))
 
 
-def _manifest_bomb(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> object:
+def _manifest_bomb(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> object:
     zf.writestr("manifest.json", " " * 40_000_000)
     return p.OMIT
 
 
-def _duplicate_manifest(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+def _duplicate_manifest(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
     zf.writestr("manifest.json", json.dumps(manifest))  # and again at the end
 
 
-def _duplicate_media(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+def _duplicate_media(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
     p.writestr(zf, media_names(ctx)[0], b"other bytes")
 
 
@@ -109,7 +111,7 @@ def _hash_mismatch(ctx: Ctx) -> None:
             zf.writestr(info, data)
 
 
-def _text_as_media(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+def _text_as_media(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
     data = b"not an image\n"
     sha = hashlib.sha256(data).hexdigest()
     zf.writestr(f"media/{sha}.png", data)
@@ -224,14 +226,14 @@ CASES = [
 ]
 
 
-def _two_primaries(manifest: dict) -> None:
+def _two_primaries(manifest: dict[str, Any]) -> None:
     for ref in manifest["references"]:
         if len(ref["images"]) == 1:
             ref["images"].append({**ref["images"][0], "key": "i99"})
             return
 
 
-def _unused_media(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict) -> None:
+def _unused_media(ctx: Ctx, zf: zipfile.ZipFile, manifest: dict[str, Any]) -> None:
     data = p.png_bytes(seed=41)
     sha = hashlib.sha256(data).hexdigest()
     zf.writestr(f"media/{sha}.png", data)

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from . import plant as p
-from .harness import Base, Case, check, params
+from .harness import Base, Case, Setup, check, params
 
 NOT_UTF8 = "a refstudio.toml that is not UTF-8 raises UnicodeDecodeError (issue 11 item 5)"
 NON_FINITE = "non-finite numbers in refstudio.toml pass or crash (issue 11 item 3)"
 TOML = "refstudio.toml"
 
 
-def toml(cid: str, setup: p.Setup, argv: tuple[str, ...] = ("ref", "list"),
+def toml(cid: str, setup: Setup, argv: tuple[str, ...] = ("ref", "list"),
          code: int | tuple[int, ...] = 3, pattern: str = TOML, **kw: object) -> Case:
     return Case(f"toml-{cid}", argv, code, pattern, setup=setup, **kw)  # type: ignore[arg-type]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from . import plant as p
-from .harness import Base, Case, Ctx, Snapshot, check, params, tmpfs_available
+from .harness import Base, Case, Ctx, Setup, Snapshot, check, params, tmpfs_available
 
 READ_ONLY = "a read-only media/ raises PermissionError: a traceback (issue 11 item 5)"
 FULL = "a full disk while storing raises OSError: a traceback (issue 11 item 5)"
@@ -39,7 +39,7 @@ def _future_db(ctx: Ctx) -> None:
         conn.close()
 
 
-def _overwrite_db(data: bytes | None, size: int | None = None) -> p.Setup:
+def _overwrite_db(data: bytes | None, size: int | None = None) -> Setup:
     def setup(ctx: Ctx) -> None:
         db = ctx.proj / "library.db"
         for extra in ("library.db-wal", "library.db-shm"):
@@ -58,7 +58,7 @@ def _delete_media(ctx: Ctx) -> None:
     from refstudio import Studio
 
     with Studio.open(ctx.proj) as studio:
-        path = Path(studio.reference("mara").primary.path)  # type: ignore[union-attr]
+        path = Path(studio.reference("mara").primary.path)
     path.unlink()
 
 
@@ -66,7 +66,7 @@ def _corrupt_mara(ctx: Ctx) -> None:
     from refstudio import Studio
 
     with Studio.open(ctx.proj) as studio:
-        path = Path(studio.reference("mara").primary.path)  # type: ignore[union-attr]
+        path = Path(studio.reference("mara").primary.path)
     data = bytearray(path.read_bytes())
     data[-200:-100] = bytes(100)  # inside the image data: still decodes, no longer the hash
     path.write_bytes(bytes(data))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from . import plant as p
-from .harness import Base, Case, check, params
+from .harness import Base, Case, Setup, check, params
 
 AFTER_PAYING = "the planner misses it: --dry-run passes, the run fails after paying (item 6)"
 OUTSIDE = "workflow images may name any file on disk (issue 11 item 11)"
@@ -24,7 +24,7 @@ def dry(cid: str, text: str | bytes, code: int | tuple[int, ...] = 12, pattern: 
 
 
 def real(cid: str, text: str, code: int | tuple[int, ...] = 12, pattern: str = "",
-         setup: p.Setup | None = None, **kw: object) -> Case:
+         setup: Setup | None = None, **kw: object) -> Case:
     """``run w`` for real (offline provider), for checks only a run reaches."""
     planted = p.workflow("w.toml", text)
     return Case(f"run-{cid}", ("run", "w"), code, pattern,
