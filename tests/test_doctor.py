@@ -19,6 +19,7 @@ from test_storage_faults import DAMAGE, one_error, snapshot_files
 
 from refstudio import Studio
 from refstudio.doctor import STALE_TEMP_SECONDS
+from refstudio.migrations import MIGRATIONS
 
 
 @pytest.fixture
@@ -53,7 +54,8 @@ def test_a_healthy_project_has_nothing_to_report(root: Path) -> None:
     assert code == 0
     assert report["ok"] is True
     assert report["database"] == "ok"
-    assert report["schema"] == report["schema_known"] == ["m001_library", "m002_generations"]
+    # every migration this release ships, applied
+    assert report["schema"] == report["schema_known"] == [m.name for m in MIGRATIONS]
     assert report["assets_checked"] == 2
     assert report["findings"] == []
     text = run_cli("--project", str(root), "doctor")
