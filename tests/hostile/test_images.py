@@ -65,12 +65,11 @@ CASES = [
     Case("add-dangling-symlink", ("ref", "add", "newref", "%TMP%/gone.png"), 5, r"gone\.png",
          setup=p.symlink("gone.png", "%TMP%/nothing-here.png")),
     Case("add-dev-null", ("ref", "add", "newref", "/dev/null"), 5, r"/dev/null"),
-    Case("add-dev-zero", ("ref", "add", "newref", "/dev/zero"), 5, r"/dev/zero",
-         needs_fix=DEV_ZERO, timeout=15),
+    Case("add-dev-zero", ("ref", "add", "newref", "/dev/zero"), 5, r"/dev/zero", timeout=15),
     Case("add-symlink-to-dev-zero", ("ref", "add", "newref", "%TMP%/zero.png"), 5, r"zero\.png",
-         setup=p.symlink("zero.png", "/dev/zero"), needs_fix=DEV_ZERO, timeout=15),
+         setup=p.symlink("zero.png", "/dev/zero"), timeout=15),
     Case("add-fifo", ("ref", "add", "newref", "%TMP%/pipe.png"), 5, r"pipe\.png",
-         setup=p.fifo("pipe.png"), needs_fix=FIFO_HANG),
+         setup=p.fifo("pipe.png")),
     Case("add-unreadable", ("ref", "add", "newref", "%TMP%/secret.png"), (2, 5), r"secret\.png",
          setup=p.steps(p.image("secret.png"), p.chmod("secret.png", 0o000)), unprivileged=True),
     # -- one bad file among good ones: nothing of the batch is stored --
@@ -82,7 +81,7 @@ CASES = [
          ("ref", "image", "add", "mara", "%TMP%/good.png", "%TMP%/bomb.png"), 5, r"bomb\.png",
          setup=p.steps(p.image("good.png"), p.bad_image("bomb_header", "bomb.png"))),
     Case("image-add-fifo", ("ref", "image", "add", "mara", "%TMP%/pipe.png"), 5, r"pipe\.png",
-         setup=p.fifo("pipe.png"), needs_fix=FIFO_HANG),
+         setup=p.fifo("pipe.png")),
     # -- inspect reads an image the user names --
     Case("inspect-text", ("inspect", "%TMP%/notes.png"), (4, 5), r"notes\.png",
          setup=p.write("notes.png", "plain words\n")),
@@ -91,10 +90,10 @@ CASES = [
     Case("inspect-missing", ("inspect", "%TMP%/nope.png"), (4, 5, 6), r"nope\.png"),
     Case("inspect-png-without-provenance", ("inspect", "%TMP%/plain.png"), (4, 5),
          r"plain\.png", setup=p.image("plain.png")),
-    Case("inspect-dev-zero", ("inspect", "/dev/zero"), (4, 5), r"/dev/zero", needs_fix=DEV_ZERO,
+    Case("inspect-dev-zero", ("inspect", "/dev/zero"), (4, 5), r"/dev/zero",
          timeout=15),
     Case("inspect-fifo", ("inspect", "%TMP%/pipe.png"), (4, 5), r"pipe\.png",
-         setup=p.fifo("pipe.png"), needs_fix=FIFO_HANG),
+         setup=p.fifo("pipe.png")),
     Case("inspect-directory", ("inspect", "%TMP%"), (4, 5), "scratch"),
 ]
 

@@ -159,10 +159,8 @@ CASES = [
     raw("truncated", _truncated, "pack.zip"),
     raw("directory", p.folder("pack.zip"), "pack.zip"),
     raw("missing", lambda ctx: None, "pack.zip", code=(4, 6)),
-    raw("fifo", p.fifo("pack.zip"), "pack.zip",
-        needs_fix="a FIFO as a pack is opened and read: hangs (issue 11 item 4)"),
-    Case("pack-dev-zero", ("import", "/dev/zero"), 4, "zero", timeout=15,
-         needs_fix="a pack naming /dev/zero is read without a bound (issue 11 item 4)"),
+    raw("fifo", p.fifo("pack.zip"), "pack.zip"),
+    Case("pack-dev-zero", ("import", "/dev/zero"), 4, "zero", timeout=15),
     Case("pack-library-db", ("import", "%PROJ%/library.db"), 4, "library.db"),
     raw("png-named-zip", p.image("pack.zip"), "pack.zip"),
     raw("nested-zip", p.zip_file("pack.zip", lambda ctx, zf: zf.writestr(
@@ -260,7 +258,6 @@ def test_bad_pack(case: Case, base: Base, tmp_path: Path) -> None:
     check(case, base, tmp_path)
 
 
-@pytest.mark.needs_fix("the clash hint suggests names that are taken (issue 11 item 11)")
 def test_following_the_clash_hint_imports_the_pack(base: Base, tmp_path: Path) -> None:
     """A pack whose names clash: the hint's ``--rename`` must work when followed."""
     from refstudio import Studio
