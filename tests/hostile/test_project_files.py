@@ -9,7 +9,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, Setup, check, params
 
-NOT_UTF8 = "a refstudio.toml that is not UTF-8 raises UnicodeDecodeError (issue 11 item 5)"
 TOML = "refstudio.toml"
 
 
