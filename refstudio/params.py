@@ -15,9 +15,9 @@ from . import gen4
 from .errors import ParameterError
 from .providers.base import GenParams
 
-__all__ = ["MAX_BATCH", "SQLITE_INT_MAX", "check_batch_size", "check_cost_limit",
-           "check_generation_id", "check_limit", "normalize_aspect_ratio", "parse_output_handle",
-           "validate_params", "validate_prompt_text"]
+__all__ = ["MAX_BATCH", "SQLITE_INT_MAX", "check_batch_size", "check_concurrency",
+           "check_cost_limit", "check_generation_id", "check_limit", "normalize_aspect_ratio",
+           "parse_output_handle", "validate_params", "validate_prompt_text"]
 
 #: Most variants one command (or one workflow step) asks for. The budget is the real limit;
 #: this one keeps a typo (-n 100000) from writing a hundred thousand rows. They are sent at the
@@ -167,3 +167,13 @@ def parse_output_handle(handle: str) -> tuple[int, int]:
         raise ParameterError(
             f"{handle!r} is not GEN_ID or GEN_ID:INDEX (e.g. 12 or 12:1)") from None
     return check_generation_id(gen_id), _check_integer(index, "output index")
+
+
+def check_concurrency(value: int | None, name: str = "concurrency") -> int | None:
+    """How many run at once: None for the default, else a whole number of at least 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(f"{name} must be a whole number of at least 1, not {value!r}",
+                             hint="leave it out for the project's setting")
+    return value

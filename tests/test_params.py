@@ -118,3 +118,13 @@ def test_ids_and_limits_past_sqlite_refused_by_the_api(project: Studio) -> None:
             call()
     assert check_limit(None) is None and check_limit(0) == 0
     assert check_generation_id(SQLITE_INT_MAX) == SQLITE_INT_MAX
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5])
+def test_run_concurrency_below_one_refused_before_anything(project: Studio, bad: object) -> None:
+    """Before: -3 became a run of one step at a time (and 0 the default), silently."""
+    (project.root / "workflows" / "w.toml").write_text(
+        '[[step]]\nid = "a"\nprompt = "a quiet street"\n', "utf-8")
+    with pytest.raises(ParameterError, match="concurrency"):
+        project.run_workflow("w", concurrency=bad, provider="offline")  # type: ignore[arg-type]
+    assert project.history(limit=None) == []
