@@ -40,13 +40,30 @@ def simulator(
     key: Annotated[str | None, typer.Option(help="Only accept this Bearer key.")] = None,
 ) -> None:
     """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
+    import re
+
+    from ..errors import InputError, ParameterError
     from ..simulator import SimulatorConfig, run_forever
 
-    run_forever(
-        SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
-                        fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
-                        drop_rate=drop_rate, rate_lost=rate_lost, key=key)
-    )
+    flags = {"port", "latency", "jitter", "fail_rate", "rate_429", "rate_5xx", "drop_rate",
+             "rate_lost", "key"}
+    try:
+        config = SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
+                                 fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
+                                 drop_rate=drop_rate, rate_lost=rate_lost, key=key)
+    except ValueError as exc:
+        # The config names its fields; the user typed flags: say --fail-rate, not fail_rate.
+        message = re.sub(r"^\w+", lambda m: "--" + m.group().replace("_", "-")
+                         if m.group() in flags else m.group(), str(exc))
+        raise ParameterError(message) from None
+    try:
+        run_forever(config)
+    except OSError as exc:  # the port is taken, the address is not this machine's, ...
+        import errno
+
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="--port 0 picks a free port" if exc.errno == errno.EADDRINUSE
+                         else None) from None
 
 
 @config_app.callback()
