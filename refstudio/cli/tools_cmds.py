@@ -100,10 +100,26 @@ def _project_provider() -> str | None:
 
 @config_app.command("set-key")
 def set_key() -> None:
-    """Store the WaveSpeed API key in the user config file (asked for, never echoed)."""
-    from .. import config
+    """Store the WaveSpeed API key in the user config file (asked for, never echoed).
 
-    key = typer.prompt("WaveSpeed API key", hide_input=True)
+    Without a terminal the key is read from the first line of standard input
+    (``refstudio config set-key < keyfile``)."""
+    import sys
+
+    from .. import config
+    from ._common import EXIT_USAGE, fail
+
+    if sys.stdin.isatty():
+        key = typer.prompt("WaveSpeed API key", hide_input=True)
+    else:
+        key = sys.stdin.readline(4096).strip()
+        if not key:
+            # No one to ask and nothing piped in: refuse like `retry` does, rather than exit 1
+            # ("Aborted!") as click's prompt does at the end of input.
+            fail("no key saved: `config set-key` asks for the key, and there is no terminal "
+                 "to ask and no key on standard input", code=EXIT_USAGE,
+                 hint="run it in a terminal, pipe the key in (`refstudio config set-key < "
+                 "keyfile`), or set WAVESPEED_API_KEY in the environment instead")
     path = config.save_api_key(key)
     console().print(f"saved to {path} ({config.masked(key)})", markup=False)
 
