@@ -35,6 +35,9 @@ def simulator(
     rate_5xx: Annotated[float, typer.Option(help="Share of requests answered 5xx.")] = 0.0,
     drop_rate: Annotated[float, typer.Option(help="Share of connections dropped.")] = 0.0,
     key: Annotated[str | None, typer.Option(help="Only accept this Bearer key.")] = None,
+    account_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Tasks run at once; later ones queue (default: any).")
+    ] = None,
 ) -> None:
     """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
     from ..simulator import SimulatorConfig, run_forever
@@ -42,7 +45,7 @@ def simulator(
     run_forever(
         SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
                         fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
-                        drop_rate=drop_rate, key=key)
+                        drop_rate=drop_rate, key=key, account_concurrency=account_concurrency)
     )
 
 
