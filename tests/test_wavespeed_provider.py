@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import struct
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -261,6 +263,60 @@ def test_body_received_then_connection_dropped_is_ambiguous() -> None:
     assert len(seen) == 1, "submit must never be re-sent"
     assert b"POST /api/v3/runwayml/gen4-image" in seen[0]
     assert b"Bearer " + KEY.encode() in seen[0]
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with a TCP reset (RST), as a server does that drops a connection it never read."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_reset_before_the_request_was_sent_is_not_accepted() -> None:
+    """The server resets the connection before reading the request: it could not act on it.
+
+    httpcore swallows the failed write and reports the read after it, a bare ``ReadError``,
+    exactly like a connection lost after the body arrived; that was mapped to "may have been
+    billed" (generation ``unknown``). The body here is larger than the socket buffers, so the
+    write is still under way when the reset comes.
+    """
+    accepted: list[int] = []
+
+    def handler(conn: socket.socket) -> None:
+        accepted.append(1)
+        time.sleep(0.3)  # read nothing: the client's writes fill the buffers, then stall
+        _reset(conn)
+
+    base, close = _serve_once(handler)
+    try:
+
+        async def fn(p: WaveSpeedProvider) -> None:
+            exc = await expect(NotAcceptedError, p.submit(body(prompt="x" * (32 << 20))))
+            assert "not created" in str(exc)
+
+        run(fn, base)
+    finally:
+        close()
+    assert accepted == [1], "submit must never be re-sent"
+
+
+def test_reset_after_the_body_was_read_is_ambiguous() -> None:
+    """The same bare ReadError once the server has read the whole request: it may exist."""
+    seen: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        seen.append(_read_request(conn))
+        _reset(conn)
+
+    base, close = _serve_once(handler)
+    try:
+
+        async def fn(p: WaveSpeedProvider) -> None:
+            exc = await expect(AmbiguousSubmitError, p.submit(body()))
+            assert "ReadError" in str(exc) or "RemoteProtocolError" in str(exc)
+
+        run(fn, base)
+    finally:
+        close()
+    assert len(seen) == 1 and b"POST /api/v3/runwayml/gen4-image" in seen[0]
 
 
 # ---------------------------------------------------------------------- mocked HTTP

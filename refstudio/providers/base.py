@@ -109,5 +109,15 @@ class Provider(abc.ABC):
     def download(self, output: str) -> AsyncIterator[bytes]:
         """Stream one output's bytes (an URL, or a base64 payload) in chunks."""
 
+    @property
+    def account_key(self) -> str | None:
+        """Names the account requests are billed to (never showing a key), or None if none.
+
+        Engines of one process that share an account key share one concurrency gate and one
+        rate gate (:mod:`refstudio.engine.account`): what the account allows at once holds for
+        every caller together.
+        """
+        return None
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
