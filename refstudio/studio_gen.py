@@ -345,8 +345,8 @@ class AsyncGenerationMixin:
         """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
         from .engine import BindingRecord, PreparedRequest
 
-        if not 1 <= n <= 16:
-            raise InputError(f"-n must be between 1 and 16, not {n}")
+        if not 1 <= n <= 1000:
+            raise InputError(f"-n must be between 1 and 1000, not {n}")
         rendered = self.render(  # type: ignore[attr-defined]
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,

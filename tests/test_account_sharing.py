@@ -19,6 +19,7 @@ import pytest
 from refstudio import AsyncStudio, Studio
 from refstudio.demo import draw_sources
 from refstudio.engine import account
+from refstudio.errors import InputError
 from refstudio.results import GenerationInfo
 from refstudio.simulator import Simulator, SimulatorConfig
 
@@ -171,3 +172,11 @@ def test_account_gate_across_threads_and_loops() -> None:
     fresh, token = account.join("test:gate", 5)
     assert fresh is not gate and fresh.limit == 5
     account.leave(fresh, token)
+
+
+def test_a_batch_may_be_larger_than_16(project: Studio) -> None:
+    """-n was capped at 16; a batch is sent at the account's concurrency, so 50 is fine."""
+    _, requests = project.prepare_requests("a harbour at dawn", n=50, seed=7)
+    assert [r.seed for r in requests] == list(range(7, 57))
+    with pytest.raises(InputError):
+        project.prepare_requests("a harbour at dawn", n=1001)

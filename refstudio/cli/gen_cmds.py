@@ -106,8 +106,8 @@ def gen(
     from ..errors import InputError
     from ..providers.registry import default_provider_name
 
-    if not 1 <= n <= 16:
-        raise InputError(f"-n must be between 1 and 16, not {n}")
+    if not 1 <= n <= 1000:
+        raise InputError(f"-n must be between 1 and 1000, not {n}")
     with open_studio() as studio:
         chosen = default_provider_name(provider or studio.project.config.provider)
         if chosen == "offline" and not provider and not as_json:
