@@ -435,6 +435,41 @@ def test_download_sends_key_only_to_api_host() -> None:
     assert headers_by_host["api.example.test"] == f"Bearer {KEY}"
 
 
+def test_a_download_given_up_midway_gives_its_connection_back() -> None:
+    """The download streams on the network loop; a consumer cancelled while a chunk is on its
+    way must leave no connection slot taken (with one connection, the next request would wait
+    forever) and must not raise anything but the cancellation."""
+    answers = iter([b"stall", b"ok"])
+
+    def handler(conn: socket.socket) -> None:
+        _read_request(conn)
+        if next(answers) == b"stall":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 10000000\r\n\r\n" + b"\x89PNG" + bytes(100_000))
+            time.sleep(1.0)  # the rest never comes while the client waits
+            return
+        body = b'{"code": 200, "message": "ok", "data": {"id": "t1", "status": "processing"}}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    base, close = _serve_once(handler)
+    try:
+
+        async def main() -> None:
+            async with WaveSpeedProvider(KEY, base, max_connections=1) as p:
+                reading = asyncio.create_task(collect(p, f"{base}/out.png"))
+                await asyncio.sleep(0.3)
+                reading.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reading
+                status = await asyncio.wait_for(p.fetch_status("t1"), timeout=10)
+                assert status.state == "processing"
+
+        asyncio.run(main())
+    finally:
+        close()
+
+
 def test_upload_error_mapping() -> None:
     answers = [
         httpx.Response(401, json=envelope(401, message="invalid key")),

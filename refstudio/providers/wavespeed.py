@@ -34,7 +34,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -620,14 +620,16 @@ class WaveSpeedProvider(Provider):
         headers = self._auth() if self._same_origin(url) else {}
         # The stream lives on the network loop, with the pool; its chunks cross over in batches
         # (one hop per ~0.5 MiB, not per 64 KiB chunk).
-        stream = self._stream(url, headers)
+        stream = _Download(self._stream(url, headers))
         try:
-            while batch := await run_here(_next_batch(stream)):
+            while batch := await run_here(stream.next_batch()):
                 yield batch
         finally:
-            await run_here(stream.aclose())
+            await run_here(stream.close())
 
-    async def _stream(self, url: httpx.URL, headers: dict[str, str]) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, url: httpx.URL, headers: dict[str, str]
+    ) -> AsyncGenerator[bytes, None]:
         where = f"download from {url.host}"
         try:
             async with self._pool.slots(), self._pool.client().stream(
@@ -651,16 +653,37 @@ class WaveSpeedProvider(Provider):
             raise TransientError(f"{where} failed: {self._describe(exc)}") from None
 
 
-async def _next_batch(stream: AsyncIterator[bytes], size: int = 8 * DOWNLOAD_CHUNK) -> bytes:
-    """The stream's next chunks joined, up to about ``size`` bytes; b"" once it has ended."""
-    parts: list[bytes] = []
-    total = 0
-    async for chunk in stream:
-        parts.append(chunk)
-        total += len(chunk)
-        if total >= size:
-            break
-    return b"".join(parts)
+class _Download:
+    """A download stream driven from another loop, one step at a time, on the network loop.
+
+    A lock orders the steps: a close that follows a cancelled step waits for that step to end
+    (an async generator cannot be closed while it runs).
+    """
+
+    def __init__(self, stream: AsyncGenerator[bytes, None]) -> None:
+        self._stream = stream
+        self._lock: asyncio.Lock | None = None
+
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:  # made on the network loop, where it is used
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def next_batch(self, size: int = 8 * DOWNLOAD_CHUNK) -> bytes:
+        """The next chunks joined, up to about ``size`` bytes; b"" once the stream has ended."""
+        async with self._guard():
+            parts: list[bytes] = []
+            total = 0
+            async for chunk in self._stream:
+                parts.append(chunk)
+                total += len(chunk)
+                if total >= size:
+                    break
+            return b"".join(parts)
+
+    async def close(self) -> None:
+        async with self._guard():
+            await self._stream.aclose()
 
 
 class _SendTrace:
