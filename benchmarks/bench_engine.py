@@ -426,6 +426,8 @@ def main(quick: bool = False) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=("engine", "studio", "sdk", "httpx"))
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help=f"alternating batches per client (default {REPEATS})")
     parser.add_argument("--quick", action="store_true",
                         help="only the clients table (no target_lag sweep, CPU or RSS runs)")
     parser.add_argument("--calls", type=int, default=1, help="concurrent Studio.generate calls")
@@ -446,4 +448,5 @@ if __name__ == "__main__":
     elif ns.child == "httpx":
         print(json.dumps(child_httpx(ns)))
     else:
+        REPEATS = ns.repeats
         main(quick=ns.quick)
