@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -172,6 +173,27 @@ class LocalMediaStore:
 
 #: Flushes in flight at once in a batch: enough for the file system to group them.
 SYNC_THREADS = 16
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool for the process: starting threads for every batch cost more than the flushes
+    of a small one."""
+    global _sync_pool
+    with _sync_pool_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="refstudio-sync")
+        return _sync_pool
+
+
+def _forget_pool_after_fork() -> None:
+    global _sync_pool, _sync_pool_lock
+    _sync_pool, _sync_pool_lock = None, threading.Lock()  # its threads stayed in the parent
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _sync_all(paths: list[Path], *, data_only: bool) -> None:
@@ -193,9 +215,9 @@ def _sync_all(paths: list[Path], *, data_only: bool) -> None:
     if len(paths) == 1:
         sync(paths[0])
         return
-    with ThreadPoolExecutor(min(SYNC_THREADS, len(paths))) as pool:
-        for done in [pool.submit(sync, p) for p in paths]:
-            done.result()
+    pool = _pool()
+    for done in [pool.submit(sync, p) for p in paths]:
+        done.result()
 
 
 def _new_folders(folder: Path, root: Path) -> list[Path]:
