@@ -337,6 +337,12 @@ def main(quick: bool = False) -> None:
                         **{k: v for k, v in client.items() if k != "kind"}))
             for name, batches in runs.items():
                 rows[name] = median_row(batches)
+                # Against the engine batch of the same round (run next to it): the load of a
+                # shared machine moves both, the ratio much less.
+                rows[name]["vs_engine"] = statistics.median(
+                    b["wall_ratio"] / e["wall_ratio"]
+                    for b, e in zip(batches, runs["refstudio engine"], strict=True)
+                )
             floor_runs = [measured_batch(sim, "httpx", n, seed=350_000 + rep * 1000)
                           for rep in range(REPEATS)]
             rows["floor: bare httpx"] = median_row(floor_runs)
@@ -403,12 +409,17 @@ def main(quick: bool = False) -> None:
     print("engine meets: " + ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in
                                        verdict.items()))
     sdk = rows["wavespeed SDK"]
-    for name in ("Studio.generate", "4 x Studio.generate", "refstudio gen (CLI)"):
+    for name in ("Studio.generate", "4 x Studio.generate", "refstudio gen (CLI)",
+                 "wavespeed SDK"):
         r = rows[name]
-        gap = r["wall_ratio"] / eng["wall_ratio"] - 1
-        ahead = all(r[k] < sdk[k] for k in ("wall_ratio", "mean_lag", "req_per_gen"))
-        print(f"{name}: wall/slowest {gap:+.1%} against the engine (target within 2 %); "
-              f"ahead of the SDK on wall, lag and req/gen at once: {'yes' if ahead else 'NO'}")
+        gap = r["vs_engine"] - 1
+        line = (f"{name}: wall/slowest {gap:+.1%} against the engine (median over rounds of "
+                f"the ratio to the engine's batch of the same round)")
+        if name != "wavespeed SDK":
+            ahead = all(r[k] < sdk[k] for k in ("wall_ratio", "mean_lag", "req_per_gen"))
+            line += (f"; target within 2 %. Ahead of the SDK on wall, lag and req/gen at once: "
+                     f"{'yes' if ahead else 'NO'}")
+        print(line)
     print("1st submit: seconds from the client's start (the CLI: its process start; the others: "
           "after their imports) to the first submit the simulator accepted. "
           "submits: seconds from the first to the last submit the simulator accepted. CPU/gen: "
