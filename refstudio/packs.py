@@ -30,7 +30,7 @@ import re
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -832,18 +832,20 @@ def _write(
 ) -> PackImportResult:
     store = library.store
     added: list[str] = []  # media keys this import created: removed again if it fails
-    try:
+    def contents() -> Iterator[tuple[bytes, str]]:
         for m in checked:
-            key = blob_key(m.sha256, EXTENSIONS[m.format])
-            if store.exists(key):
+            if store.exists(blob_key(m.sha256, EXTENSIONS[m.format])):
                 continue
             # Read again rather than hold every image in memory; re-hash since the file
             # could have changed since it was checked.
             data = _read_entry(zf, zf.getinfo(m.entry), library.max_image_bytes)
             if hashlib.sha256(data).hexdigest() != m.sha256:
                 raise InputError(f"{m.entry} changed while it was being imported")
-            store.put_bytes(data, extension=EXTENSIONS[m.format])
-            added.append(key)
+            yield data, EXTENSIONS[m.format]
+
+    try:
+        # Written together and flushed to disk together before the rows are committed.
+        added.extend(blob.key for blob in store.put_many(contents()) if blob.created)
         with write_session(library.db) as session:
             # Checked again under the write lock: another process may have taken a name.
             _refuse_clashes_in(session, pack.references)

@@ -585,7 +585,11 @@ class AsyncGenerationMixin:
         overrides = getattr(self, "provider_options", {}).get(name, {})
         if name == "wavespeed":
             settings = config.effective_settings(name)
-            options = {"api_key": settings.api_key, "base_url": settings.base_url, **overrides}
+            # The pool is sized from what the account runs at once: one request per task in
+            # flight at a time, and a few spare for resumed polls and uploads, at most 8.
+            in_flight = self.project.config.concurrency  # type: ignore[attr-defined]
+            options = {"api_key": settings.api_key, "base_url": settings.base_url,
+                       "max_connections": min(8, in_flight + 2), **overrides}
             return create(name, **options)
         return create(name, **overrides)
 

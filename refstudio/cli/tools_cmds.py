@@ -38,6 +38,9 @@ def simulator(
         float, typer.Option(help="Share of submits answered 502/504 with no task created.")
     ] = 0.0,
     key: Annotated[str | None, typer.Option(help="Only accept this Bearer key.")] = None,
+    account_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Tasks run at once; later ones queue (default: any).")
+    ] = None,
 ) -> None:
     """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
     from ..simulator import SimulatorConfig, run_forever
@@ -45,7 +48,8 @@ def simulator(
     run_forever(
         SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
                         fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
-                        drop_rate=drop_rate, rate_lost=rate_lost, key=key)
+                        drop_rate=drop_rate, rate_lost=rate_lost, key=key,
+                        account_concurrency=account_concurrency)
     )
 
 

@@ -168,5 +168,15 @@ class Provider(abc.ABC):
         """
         raise NotImplementedError(f"the {self.name} provider keeps no task history")
 
+    @property
+    def account_key(self) -> str | None:
+        """Names the account requests are billed to (never showing a key), or None if none.
+
+        Engines of one process that share an account key share one concurrency gate and one
+        rate gate (:mod:`refstudio.engine.account`): what the account allows at once holds for
+        every caller together.
+        """
+        return None
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

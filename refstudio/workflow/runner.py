@@ -85,10 +85,10 @@ class WorkflowRunner:
 
     async def run(self) -> RunReport:
         run_id = self._start_run()
-        # Generations in flight follow the run's concurrency too: with the project's default (2)
-        # a wave of independent steps would queue behind itself and stretch the critical path.
-        in_flight = max(self.concurrency, self.studio.project.config.concurrency)
-        async with self.studio._engine(self.provider, self.on_event, in_flight) as engine:
+        # Steps may run several at once, but generations in flight never exceed what the
+        # account runs at once (the project's `concurrency`): the engine's account gate holds
+        # the rest until a slot frees.
+        async with self.studio._engine(self.provider, self.on_event) as engine:
             await engine.resume()
             self.done = {s.id: asyncio.Event() for s in self.plan.steps}
             await asyncio.gather(*(self._step(engine, s, run_id) for s in self.plan.steps))
