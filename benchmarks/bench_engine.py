@@ -57,7 +57,7 @@ def _rss_kb() -> int:
 def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     from refstudio import Studio
     from refstudio.engine import Engine, EngineSettings, PreparedRequest
-    from refstudio.providers.wavespeed import WaveSpeedProvider
+    from refstudio.providers.wavespeed.client import WaveSpeedProvider
 
     rss_start = _rss_kb()
     studio = Studio.open(args.project)
@@ -95,7 +95,7 @@ def child_studio(args: argparse.Namespace) -> dict[str, Any]:
     # shows what a fresh process costs).
     import refstudio.engine
     import refstudio.prompts
-    import refstudio.providers.wavespeed  # noqa: F401
+    import refstudio.providers.wavespeed.client  # noqa: F401
     from refstudio import Studio
 
     rss_start = _rss_kb()
@@ -149,7 +149,7 @@ def child_sdk(args: argparse.Namespace) -> dict[str, Any]:
     import requests
     from wavespeed import Client
 
-    from refstudio import gen4
+    from refstudio.models import gen4
 
     rss_start = _rss_kb()
     statuses: list[str] = ["?"] * args.n

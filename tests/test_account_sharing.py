@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from refstudio import AsyncStudio, Studio
-from refstudio.demo import draw_sources
+from refstudio.app.demo import draw_sources
 from refstudio.engine import account
 from refstudio.errors import InputError
-from refstudio.results import GenerationInfo
+from refstudio.library.results import GenerationInfo
 from refstudio.simulator import Simulator, SimulatorConfig
 
 PROJECTS = Path(__file__).resolve().parent.parent / "projects"

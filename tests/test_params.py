@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from refstudio import gen4
 from refstudio.errors import ParameterError
-from refstudio.params import normalize_aspect_ratio, validate_params, validate_prompt_text
+from refstudio.models import gen4
+from refstudio.models.params import normalize_aspect_ratio, validate_params, validate_prompt_text
 from refstudio.providers.base import GenParams
 
 

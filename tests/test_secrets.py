@@ -19,7 +19,7 @@ from conftest import ImageMaker
 from refstudio import Studio
 from refstudio.engine import Engine, EngineSettings, PreparedRequest
 from refstudio.engine.retry import Backoff
-from refstudio.providers.wavespeed import WaveSpeedProvider
+from refstudio.providers.wavespeed.client import WaveSpeedProvider
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-test-SECRET-abc123"

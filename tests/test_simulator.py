@@ -19,7 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from refstudio import gen4
+from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 SUBMIT = f"/api/v3/{gen4.MODEL_ID}"

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from refstudio import gen4, simulator
+from refstudio import simulator
 from refstudio.errors import (
     AmbiguousSubmitError,
     AuthenticationError,
@@ -35,8 +35,9 @@ from refstudio.errors import (
     RequestRejectedError,
     TransientError,
 )
+from refstudio.models import gen4
 from refstudio.providers.base import BoundImage, GenParams, TaskStatus
-from refstudio.providers.wavespeed import WaveSpeedProvider, parse_retry_after
+from refstudio.providers.wavespeed.client import WaveSpeedProvider, parse_retry_after
 
 KEY = "sk-test"
 T = TypeVar("T")

@@ -8,11 +8,11 @@ import typer
 from ._common import console, print_json
 
 if TYPE_CHECKING:
-    from ..studio import Studio
+    from ..app.studio import Studio
 
 
 def open_studio_at(path: Path) -> "Studio":
-    from ..studio import Studio
+    from ..app.studio import Studio
 
     return Studio.open(path)
 
@@ -61,7 +61,7 @@ def config_show(
     """Show the effective settings (the API key masked)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .. import config
+    from ..providers import config
 
     # The same function `gen`, `render` and `run` choose their provider with, so this shows
     # what they will do here (a project's [defaults].provider included, when in one).
@@ -75,8 +75,8 @@ def config_show(
 
 def _project_provider() -> str | None:
     """The [defaults].provider of the project commands would run in here, if any."""
+    from ..app.project import open_project
     from ..errors import ProjectError
-    from ..project import open_project
     from ._common import state
 
     try:
@@ -88,7 +88,7 @@ def _project_provider() -> str | None:
 @config_app.command("set-key")
 def set_key() -> None:
     """Store the WaveSpeed API key in the user config file (asked for, never echoed)."""
-    from .. import config
+    from ..providers import config
 
     key = typer.prompt("WaveSpeed API key", hide_input=True)
     path = config.save_api_key(key)
@@ -101,7 +101,7 @@ def demo(
     ] = None,
 ) -> None:
     """Run the whole loop offline: references, a composed scene, promote, refine."""
-    from ..demo import run_demo
+    from ..app.demo import run_demo
     from ..errors import ProjectExistsError
 
     target = directory or _free_folder(Path("refstudio-demo"))

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..db import Database
 from ..errors import (
     AmbiguousSubmitError,
     AuthenticationError,
@@ -51,9 +50,11 @@ from ..errors import (
     TransientError,
     clause,
 )
-from ..models import Generation
-from ..providers.base import BoundImage, GenParams, Provider, TaskStatus
-from ..store import LocalMediaStore, out_of_space
+from ..models.request import BoundImage, GenParams
+from ..providers.base import Provider, TaskStatus
+from ..storage.database import Database
+from ..storage.media import LocalMediaStore, out_of_space
+from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
 from .poller import PollLoop

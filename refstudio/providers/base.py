@@ -18,24 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
+from ..models.request import BoundImage, GenParams
+
 TaskStateName = Literal["created", "processing", "completed", "failed"]
-
-
-@dataclass(frozen=True)
-class GenParams:
-    """Model parameters of one request, already validated (see :mod:`refstudio.params`)."""
-
-    aspect_ratio: str
-    resolution: str
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
-class BoundImage:
-    """One reference image bound into a request: its mention name and its (uploaded) URL."""
-
-    tag: str
-    url: str
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from refstudio import gen4
+from refstudio.models import gen4
 from refstudio.simulator.multipart import MultipartError, parse_multipart
 from refstudio.simulator.state import SimState, sha256_name
 from refstudio.simulator.validate import (

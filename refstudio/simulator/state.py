@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from refstudio import gen4
-from refstudio.imagegen import encode_png, render_preview
+from refstudio.models import gen4
+from refstudio.providers.offline.previews import encode_png, render_preview
 from refstudio.simulator.prerender import PreRenderer
 
 __all__ = ["SimState", "SimulatorConfig", "Task", "sha256_name"]

@@ -1,7 +1,8 @@
 """Running a plan: each step starts as soon as what it waits for is done.
 
-A run is recorded as a :class:`~refstudio.models.Run`; its generations carry the run and step
-ids. Before anything new is sent, work a stopped run left submitted is collected (never resent).
+A run is recorded as a :class:`~refstudio.storage.tables.Run`; its generations carry the run and
+step ids. Before anything new is sent, work a stopped run left submitted is collected (never
+resent).
 A step whose resolved request — prompt, parameters, reference image bytes, seed — matches a
 completed generation is not paid for again: its outputs are reused, and the step says so. A
 ``pick = "manual"`` step stops its branch until the user promotes one of its outputs; running
@@ -18,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from ..db import read_session, write_session
 from ..errors import RefstudioError
-from ..models import Generation, Output, ReferenceImage, Run, utcnow
 from ..providers.registry import provider_class
+from ..storage.database import read_session, write_session
+from ..storage.tables import Generation, Output, ReferenceImage, Run, utcnow
 from .plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
     from ..engine import Engine, Event
-    from ..results import GenerationInfo
+    from ..library.results import GenerationInfo
 
 StepListener = Callable[[str, str, str], None]  # step id, state, detail
 

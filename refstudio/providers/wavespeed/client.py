@@ -43,7 +43,6 @@ from urllib.parse import quote
 
 import httpx
 
-from refstudio import gen4
 from refstudio.errors import (
     AmbiguousSubmitError,
     AuthenticationError,
@@ -54,6 +53,7 @@ from refstudio.errors import (
     RequestRejectedError,
     TransientError,
 )
+from refstudio.models import gen4
 from refstudio.providers.base import (
     BoundImage,
     GenParams,

@@ -1,8 +1,8 @@
 """The reference library: named references, their images, and the assets behind them.
 
-All reads and writes go through short sessions from :mod:`refstudio.db`. Every method that
-takes user input validates all of it (names, files, labels) before it writes anything, so a bad
-call leaves the database and ``media/`` exactly as they were.
+All reads and writes go through short sessions from :mod:`refstudio.storage.database`. Every
+method that takes user input validates all of it (names, files, labels) before it writes
+anything, so a bad call leaves the database and ``media/`` exactly as they were.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from .db import Database, read_session, write_session
-from .errors import (
+from ..errors import (
     ImageError,
     ImageNotFoundError,
     InputError,
@@ -28,11 +27,12 @@ from .errors import (
     ReferenceNotFoundError,
     RefstudioError,
 )
-from .fsutil import UnreadableFileError, read_regular
+from ..prompts.names import clean_name, name_key, suggest
+from ..storage.database import Database, read_session, write_session
+from ..storage.fsutil import UnreadableFileError, read_regular
+from ..storage.media import EXTENSIONS, LocalMediaStore, StoredBlob
+from ..storage.tables import REFERENCE_KINDS, Asset, Reference, ReferenceImage, ReferenceTag, utcnow
 from .imaging import ProbedImage, open_image, probe_image
-from .models import REFERENCE_KINDS, Asset, Reference, ReferenceImage, ReferenceTag, utcnow
-from .names import clean_name, name_key, suggest
-from .store import EXTENSIONS, LocalMediaStore, StoredBlob
 
 LABEL_MAX = 32
 #: Images checked at once in a batch, and the smallest batch worth the threads.

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from .db import Database, read_session
-from .errors import GenerationNotFoundError
-from .models import Asset, Generation, Output, Reference, ReferenceImage
-from .store import LocalMediaStore
+from ..errors import GenerationNotFoundError
+from ..storage.database import Database, read_session
+from ..storage.media import LocalMediaStore
+from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
 
 if TYPE_CHECKING:
     from PIL import Image
