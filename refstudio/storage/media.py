@@ -193,7 +193,9 @@ class LocalMediaStore:
             for data, extension in items:
                 sha = hashlib.sha256(data).hexdigest()
                 key = blob_key(sha, extension)
-                new = key not in pending and not self.exists(key)
+                # A damaged file under that name is written again: adding the original is
+                # how it is repaired (as in put_bytes).
+                new = key not in pending and not self._intact(key, sha)
                 blobs.append(StoredBlob(sha, key, len(data), created=new))
                 if not new:
                     continue
@@ -216,9 +218,7 @@ class LocalMediaStore:
             for path in [*pending.values(), *published]:
                 _unlink_quietly(path)
             if isinstance(exc, OSError):
-                raise StorageError(
-                    f"cannot write to the media folder {self.root}: {exc}"
-                ) from exc
+                raise self.write_error(exc) from exc
             raise
         return blobs
 
