@@ -50,8 +50,8 @@ def insert_generations(studio: object, template_id: int, count: int, start: int)
     """Copy generation ``template_id`` ``count`` times, each with a new stored output."""
     from sqlmodel import select
 
-    from refstudio.db import write_session
-    from refstudio.models import Asset, Generation, Output
+    from refstudio.storage.database import write_session
+    from refstudio.storage.tables import Asset, Generation, Output
 
     with write_session(studio.db) as session:  # type: ignore[attr-defined]
         template = session.get(Generation, template_id)
@@ -99,7 +99,7 @@ def insert_generations(studio: object, template_id: int, count: int, start: int)
 
 def build_project(root: Path, generations: int) -> None:
     from refstudio import Studio
-    from refstudio.demo import draw_character, draw_location
+    from refstudio.app.demo import draw_character, draw_location
 
     os.environ["REFSTUDIO_OFFLINE_DIR"] = str(root.parent / "offline")
     sources = root.parent / "sources"

@@ -7,8 +7,12 @@ Prints figures; asserts nothing about time. Everything happens in a temporary fo
 
 1. ``refstudio --help`` wall time (median of 10 runs) next to ``python -c pass``, and which of
    sqlmodel / sqlalchemy / httpx / PIL printing help imported (it should be none).
-2. Importing N distinct 256x256 PNGs with ``Studio.add_reference`` (one reference per image):
-   images/s, next to the floor of reading + SHA-256 + a full Pillow decode of the same files.
+2. Importing N distinct 256x256 PNGs, images/s, next to the floor of reading + SHA-256 + a full
+   Pillow decode of the same files, the ways users import: ``Studio.add_references`` (one batch,
+   one reference per image), ``refstudio ref add NAME FILE…`` (the CLI, one reference holding
+   all N), ``refstudio import`` of a pack of the N references, and for comparison one
+   ``Studio.add_reference`` call per image (each call durable on its own, so it cannot share
+   the flushes).
 3. ``refstudio ref list`` (table and ``--json``, subprocess) and ``Studio.references()``
    (in-process) on a library of M references. The library is built with a few references added
    through the API, then cloned by bulk SQL inserts in one transaction (every clone has its own
@@ -112,6 +116,7 @@ def floor_rate(paths: list[Path]) -> float:
 
 
 def import_rate(root: Path, paths: list[Path]) -> tuple[float, int]:
+    """One ``add_reference`` call per image."""
     from refstudio import Studio
 
     with Studio.init(root) as studio:
@@ -121,6 +126,51 @@ def import_rate(root: Path, paths: list[Path]) -> tuple[float, int]:
         elapsed = time.perf_counter() - start
         count = len(studio.references())
     return len(paths) / elapsed, count
+
+
+def batch_rate(root: Path, paths: list[Path]) -> tuple[float, int]:
+    """One ``add_references`` call for all images."""
+    from refstudio import Studio
+
+    with Studio.init(root) as studio:
+        start = time.perf_counter()
+        studio.add_references([{"name": f"img{i:05d}", "images": [p]}
+                               for i, p in enumerate(paths)])
+        elapsed = time.perf_counter() - start
+        count = len(studio.references())
+    return len(paths) / elapsed, count
+
+
+def cli_rate(root: Path, paths: list[Path]) -> tuple[float, int]:
+    """``refstudio ref add sheet FILE…`` (process start included)."""
+    from refstudio import Studio
+
+    Studio.init(root).close()
+    start = time.perf_counter()
+    subprocess.run([*cli_command(), "--project", str(root), "ref", "add", "sheet",
+                    *map(str, paths)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # a quality warning per small image
+    elapsed = time.perf_counter() - start
+    with Studio.open(root) as studio:
+        count = len(studio.reference("sheet").images)
+    return len(paths) / elapsed, count
+
+
+def pack_rate(source: Path, root: Path, pack: Path) -> tuple[float, int]:
+    """``refstudio import`` of a pack holding every reference of ``source`` (process start
+    included)."""
+    from refstudio import Studio
+
+    with Studio.open(source) as studio:
+        studio.export_pack([r.name for r in studio.references()], pack)
+    Studio.init(root).close()
+    start = time.perf_counter()
+    subprocess.run([*cli_command(), "--project", str(root), "import", str(pack)], check=True,
+                   stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    with Studio.open(root) as studio:
+        count = len(studio.references())
+    return count / elapsed, count
 
 
 def build_large_library(root: Path, seeds: list[Path], total: int) -> float:
@@ -170,68 +220,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000, help="images to import (part 2)")
     parser.add_argument("--refs", type=int, default=10_000, help="references to list (part 3)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--only", choices=("startup", "import", "list"),
+                        help="run only this part")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="refstudio-bench-"))
     lines: list[str] = []
     try:
-        # 1. start-up
         cli = cli_command()
-        t_help = median_wall([*cli, "--help"], 10)
-        t_pass = median_wall([sys.executable, "-c", "pass"], 10)
-        heavy = heavy_imports_for_help()
-        lines += [
-            row("`refstudio --help` (median of 10)", f"{t_help * 1000:.0f} ms",
-                "target <= 150 ms"),
-            row("`python -c pass` (median of 10)", f"{t_pass * 1000:.0f} ms", "interpreter floor"),
-            row("heavy modules imported by --help", ", ".join(heavy) or "none",
-                "of " + "/".join(HEAVY)),
-        ]  # fmt: skip
-        print("\n".join(lines[-3:]), flush=True)
-
-        # 2. importing images
-        t0 = time.perf_counter()
-        paths = make_images(work / "images", args.images)
-        made = time.perf_counter() - t0
-        floor = floor_rate(paths)
-        rate, count = import_rate(work / "import", paths)
-        assert count == args.images
-        mb = sum(p.stat().st_size for p in paths) / 1e6
-        lines += [
-            row(f"import {args.images} 256x256 PNGs (add_reference)", f"{rate:.0f} img/s",
-                f"{mb:.0f} MB; one reference per image"),
-            row("floor: read + sha256 + full decode", f"{floor:.0f} img/s",
-                f"import is {floor / rate:.1f}x slower than the floor"),
-        ]  # fmt: skip
-        print("\n".join(lines[-2:]), f"  (making the images took {made:.1f} s)", flush=True)
-
-        # 3. listing a large library
-        big = work / "big"
-        built = build_large_library(big, paths[:8], args.refs)
-        from refstudio import Studio
-
-        with Studio.open(big) as studio:
-            everything = studio.references()
-            n, middle = len(everything), everything[len(everything) // 2].name
-            t_api = median_call(studio.references, 5)
-            t_tag = median_call(lambda: studio.references(tag="group3"), 5)
-            t_one = median_call(lambda: studio.reference(middle.upper()), 20)
-        assert n == args.refs, n
-        t_list = median_wall([*cli, "--project", str(big), "ref", "list"], 3,
-                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
-        t_json = median_wall([*cli, "--project", str(big), "ref", "list", "--json"], 3)
-        lines += [
-            row(f"build {args.refs} refs (8 via API + bulk SQL)", f"{built:.1f} s", ""),
-            row(f"`refstudio ref list` ({n} refs, table)", f"{t_list * 1000:.0f} ms",
-                "subprocess, median of 3"),
-            row(f"`refstudio ref list --json` ({n} refs)", f"{t_json * 1000:.0f} ms",
-                "subprocess, median of 3"),
-            row(f"Studio.references() ({n} refs)", f"{t_api * 1000:.0f} ms",
-                "in-process, median of 5"),
-            row(f"Studio.references(tag=...) ({n // 20} match)", f"{t_tag * 1000:.0f} ms",
-                "in-process, median of 5"),
-            row("Studio.reference(name)", f"{t_one * 1000:.1f} ms", "in-process, median of 20"),
-        ]  # fmt: skip
+        if args.only in (None, "startup"):
+            lines += startup_lines(cli)
+        if args.only in (None, "import"):
+            lines += import_lines(work, args.images)
+        if args.only in (None, "list"):
+            lines += list_lines(work, cli, args.refs)
     finally:
         if args.keep:
             print(f"kept {work}")
@@ -244,6 +246,82 @@ def main() -> None:
     print(row("measure", "figure", "note"))
     print(rule)
     print("\n".join(lines))
+
+
+def startup_lines(cli: list[str]) -> list[str]:
+    """1. start-up"""
+    t_help = median_wall([*cli, "--help"], 10)
+    t_pass = median_wall([sys.executable, "-c", "pass"], 10)
+    heavy = heavy_imports_for_help()
+    lines = [
+        row("`refstudio --help` (median of 10)", f"{t_help * 1000:.0f} ms", "target <= 150 ms"),
+        row("`python -c pass` (median of 10)", f"{t_pass * 1000:.0f} ms", "interpreter floor"),
+        row("heavy modules imported by --help", ", ".join(heavy) or "none",
+            "of " + "/".join(HEAVY)),
+    ]  # fmt: skip
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def import_lines(work: Path, images: int) -> list[str]:
+    """2. importing images, the ways users do, next to the floor"""
+    t0 = time.perf_counter()
+    paths = make_images(work / "images", images)
+    made = time.perf_counter() - t0
+    floor = floor_rate(paths)
+    batch, count = batch_rate(work / "batch", paths)
+    assert count == images
+    cli, count = cli_rate(work / "cli", paths)
+    assert count == images
+    packed, count = pack_rate(work / "batch", work / "pack", work / "all.zip")
+    assert count == images
+    rate, count = import_rate(work / "import", paths)
+    assert count == images
+    mb = sum(p.stat().st_size for p in paths) / 1e6
+    lines = [
+        row(f"import {images} 256x256 PNGs (add_references)", f"{batch:.0f} img/s",
+            f"{floor / batch:.1f}x the floor; target <= 3x"),
+        row(f"`refstudio ref add` of {images} files", f"{cli:.0f} img/s",
+            f"{floor / cli:.1f}x the floor; one reference"),
+        row(f"`refstudio import` of a {images}-reference pack", f"{packed:.0f} img/s",
+            f"{floor / packed:.1f}x the floor"),
+        row(f"{images} add_reference calls, one each", f"{rate:.0f} img/s",
+            f"{floor / rate:.1f}x the floor; each call durable"),
+        row("floor: read + sha256 + full decode", f"{floor:.0f} img/s", f"{mb:.0f} MB of PNGs"),
+    ]  # fmt: skip
+    print("\n".join(lines), f"  (making the images took {made:.1f} s)", flush=True)
+    return lines
+
+
+def list_lines(work: Path, cli: list[str], refs: int) -> list[str]:
+    """3. listing a large library"""
+    from refstudio import Studio
+
+    seeds = sorted((work / "images").glob("*.png"))[:8] or make_images(work / "seeds", 8)
+    big = work / "big"
+    built = build_large_library(big, seeds, refs)
+    with Studio.open(big) as studio:
+        everything = studio.references()
+        n, middle = len(everything), everything[len(everything) // 2].name
+        t_api = median_call(studio.references, 5)
+        t_tag = median_call(lambda: studio.references(tag="group3"), 5)
+        t_one = median_call(lambda: studio.reference(middle.upper()), 20)
+    assert n == refs, n
+    t_list = median_wall([*cli, "--project", str(big), "ref", "list"], 3,
+                         env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    t_json = median_wall([*cli, "--project", str(big), "ref", "list", "--json"], 3)
+    return [
+        row(f"build {refs} refs (8 via API + bulk SQL)", f"{built:.1f} s", ""),
+        row(f"`refstudio ref list` ({n} refs, table)", f"{t_list * 1000:.0f} ms",
+            "subprocess, median of 3"),
+        row(f"`refstudio ref list --json` ({n} refs)", f"{t_json * 1000:.0f} ms",
+            "subprocess, median of 3"),
+        row(f"Studio.references() ({n} refs)", f"{t_api * 1000:.0f} ms",
+            "in-process, median of 5"),
+        row(f"Studio.references(tag=...) ({n // 20} match)", f"{t_tag * 1000:.0f} ms",
+            "in-process, median of 5"),
+        row("Studio.reference(name)", f"{t_one * 1000:.1f} ms", "in-process, median of 20"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

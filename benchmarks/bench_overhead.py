@@ -82,8 +82,8 @@ def main() -> None:
                 assert all(g.status == "completed" for g in gens)
             studio.close()
         # The simulator's own cost of making one output (render + PNG encode), same size.
-        from refstudio import gen4
-        from refstudio.imagegen import encode_png, render_preview
+        from refstudio.models import gen4
+        from refstudio.providers.offline.previews import encode_png, render_preview
 
         w, h = gen4.output_size(args.aspect_ratio, args.resolution)
         renders = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refstudio.demo import draw_sources
+from refstudio.app.demo import draw_sources
 
 HERE = Path(__file__).resolve().parent
 

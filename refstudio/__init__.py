@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "Studio": "refstudio.studio",
-    "AsyncStudio": "refstudio.studio",
-    "ReferenceInfo": "refstudio.library",
-    "ImageInfo": "refstudio.library",
-    "AddedImage": "refstudio.library",
-    "PackExportResult": "refstudio.packs",
-    "PackImportResult": "refstudio.packs",
-    "read_provenance": "refstudio.provenance",
+    "Studio": "refstudio.app.studio",
+    "AsyncStudio": "refstudio.app.studio",
+    "ReferenceInfo": "refstudio.library.references",
+    "ImageInfo": "refstudio.library.references",
+    "AddedImage": "refstudio.library.references",
+    "PackExportResult": "refstudio.library.packs",
+    "PackImportResult": "refstudio.library.packs",
+    "read_provenance": "refstudio.library.provenance",
     "RefstudioError": "refstudio.errors",
     "ProjectError": "refstudio.errors",
     "ProjectNotFoundError": "refstudio.errors",
@@ -56,15 +56,15 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:
+    from .app.studio import AsyncStudio as AsyncStudio
+    from .app.studio import Studio as Studio
     from .errors import *  # noqa: F403
-    from .library import AddedImage as AddedImage
-    from .library import ImageInfo as ImageInfo
-    from .library import ReferenceInfo as ReferenceInfo
-    from .packs import PackExportResult as PackExportResult
-    from .packs import PackImportResult as PackImportResult
-    from .provenance import read_provenance as read_provenance
-    from .studio import AsyncStudio as AsyncStudio
-    from .studio import Studio as Studio
+    from .library.packs import PackExportResult as PackExportResult
+    from .library.packs import PackImportResult as PackImportResult
+    from .library.provenance import read_provenance as read_provenance
+    from .library.references import AddedImage as AddedImage
+    from .library.references import ImageInfo as ImageInfo
+    from .library.references import ReferenceInfo as ReferenceInfo
 
 
 def __getattr__(name: str) -> Any:

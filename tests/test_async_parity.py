@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import ImageMaker
 
-from refstudio import AsyncStudio, Studio, gen4
+from refstudio import AsyncStudio, Studio
+from refstudio.models import gen4
 
 PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow")
 

@@ -13,7 +13,7 @@ from conftest import run_cli, snapshot_project
 from refstudio import Studio
 from refstudio.engine import Event
 from refstudio.errors import ParameterError
-from refstudio.params import MAX_BATCH
+from refstudio.models.params import MAX_BATCH
 from refstudio.simulator import Simulator, SimulatorConfig
 
 

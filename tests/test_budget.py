@@ -115,7 +115,7 @@ def test_workflow_file_budget_is_refused(root: Path, tmp_path: Path) -> None:
 RACER = """
 import os, sys, time
 from pathlib import Path
-import refstudio.cli, refstudio.studio, refstudio.engine, refstudio.providers.wavespeed
+import refstudio.cli, refstudio.app.studio, refstudio.engine, refstudio.providers.wavespeed.client
 ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
 while not go.exists():

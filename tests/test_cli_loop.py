@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
 
-from refstudio import gen4
+from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sim-key-0123456789abcdef"

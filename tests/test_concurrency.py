@@ -13,8 +13,8 @@ from pathlib import Path
 from conftest import ImageMaker
 
 from refstudio import Studio
-from refstudio.migrations import MIGRATIONS
-from refstudio.project import write_new_project
+from refstudio.app.project import write_new_project
+from refstudio.storage.migrations import MIGRATIONS
 
 WORKERS = 4
 ADDS = 50

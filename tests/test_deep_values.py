@@ -14,8 +14,8 @@ import pytest
 from conftest import run_cli, snapshot_project
 
 from refstudio import Studio
+from refstudio.app.project import load_config
 from refstudio.errors import ConfigError, InputError, ParameterError, WorkflowError
-from refstudio.project import load_config
 from refstudio.prompts import parse_var_assignments
 from refstudio.prompts.templates import MAX_VAR_DEPTH, load_vars_file
 

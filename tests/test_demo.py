@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from refstudio import Studio, gen4
+from refstudio import Studio
 from refstudio.errors import ConfigError
 from refstudio.gallery import build_gallery
-from refstudio.providers.wavespeed import WaveSpeedProvider
+from refstudio.models import gen4
+from refstudio.providers.wavespeed.client import WaveSpeedProvider
 
 
 def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:

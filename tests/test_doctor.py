@@ -18,8 +18,8 @@ from conftest import ImageMaker, run_cli, snapshot_project
 from test_storage_faults import DAMAGE, one_error, snapshot_files
 
 from refstudio import Studio
-from refstudio.doctor import STALE_TEMP_SECONDS
-from refstudio.migrations import MIGRATIONS
+from refstudio.app.doctor import STALE_TEMP_SECONDS
+from refstudio.storage.migrations import MIGRATIONS
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ import pytest
 from conftest import ImageMaker
 from PIL import Image
 
-from refstudio import Studio, gen4
+from refstudio import Studio
 from refstudio.engine import Engine, EngineSettings, PreparedRequest
+from refstudio.models import gen4
 from refstudio.providers.base import BoundImage, GenParams
-from refstudio.providers.wavespeed import WaveSpeedProvider
+from refstudio.providers.wavespeed.client import WaveSpeedProvider
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-happy-path-key"

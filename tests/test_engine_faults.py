@@ -17,7 +17,7 @@ from PIL import Image
 from refstudio import Studio
 from refstudio.engine import BindingRecord, Engine, EngineSettings, Outcome, PreparedRequest
 from refstudio.engine.retry import Backoff
-from refstudio.providers.wavespeed import WaveSpeedProvider
+from refstudio.providers.wavespeed.client import WaveSpeedProvider
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-fault-matrix"

@@ -107,4 +107,4 @@ def test_help_is_light() -> None:
 
 def test_the_check_can_see_heavy_imports() -> None:
     """Guard: the probe does notice a heavy import."""
-    assert "sqlalchemy" in heavy_modules_after("import refstudio.db")
+    assert "sqlalchemy" in heavy_modules_after("import refstudio.storage.database")

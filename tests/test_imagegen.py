@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from refstudio import gen4
-from refstudio.imagegen import encode_png, render_preview
+from refstudio.models import gen4
+from refstudio.providers.offline.previews import encode_png, render_preview
 
 
 def _png(color: tuple[int, int, int], size: tuple[int, int] = (200, 150)) -> bytes:

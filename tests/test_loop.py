@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import ImageMaker, snapshot_project
 
-from refstudio import Studio, gen4
+from refstudio import Studio
 from refstudio.errors import (
     BudgetExceededError,
     InvalidNameError,
@@ -21,6 +21,7 @@ from refstudio.errors import (
     NameTakenError,
     OutputNotFoundError,
 )
+from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sim-key-0123456789abcdef"

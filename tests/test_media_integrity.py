@@ -20,7 +20,7 @@ from conftest import encode_image, run_cli
 from refstudio import StorageError, Studio
 from refstudio.engine import Engine, EngineSettings, PreparedRequest
 from refstudio.engine.retry import Backoff
-from refstudio.providers.offline import OfflineProvider
+from refstudio.providers.offline.provider import OfflineProvider
 
 
 @pytest.fixture

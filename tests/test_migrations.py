@@ -12,16 +12,17 @@ import pytest
 from conftest import ImageMaker, encode_image, run_cli, snapshot_project
 from sqlmodel import SQLModel
 
-from refstudio import StorageError, Studio, models
-from refstudio.migrations import M001_LIBRARY, MIGRATIONS
-from refstudio.project import write_new_project
-from refstudio.store import blob_key
+from refstudio import StorageError, Studio
+from refstudio.app.project import write_new_project
+from refstudio.storage import tables as models
+from refstudio.storage.media import blob_key
+from refstudio.storage.migrations import M001_LIBRARY, MIGRATIONS
 
 OLD_TIME = "2024-05-01 10:00:00.000000"
 
 
 def model_tables() -> dict[str, Any]:
-    """The SQLAlchemy tables declared in :mod:`refstudio.models`."""
+    """The SQLAlchemy tables declared in :mod:`refstudio.storage.tables`."""
     return {
         obj.__table__.name: obj.__table__
         for obj in vars(models).values()

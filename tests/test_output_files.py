@@ -1,7 +1,7 @@
 """Files a user names as output: never overwritten without --force, never the project's own.
 
 `export --out`, `export-image --out` and `gallery --out` (and their Python faces) share one rule
-(:func:`refstudio.fsutil.check_output_file` / ``check_output_dir``): an existing file needs
+(:func:`refstudio.storage.fsutil.check_output_file` / ``check_output_dir``): an existing file needs
 ``--force``; ``library.db`` (and its journals), ``refstudio.toml`` and anything under ``media/``
 are refused even with it, however the path is spelled; writes go through a temporary file and a
 rename, so a failure leaves no half-written file.

@@ -17,7 +17,7 @@ import pytest
 from conftest import encode_image, run_cli, snapshot_project
 
 from refstudio import InputError, NameTakenError, Studio
-from refstudio.packs import MANIFEST_NAME
+from refstudio.library.packs import MANIFEST_NAME
 from refstudio.simulator import Simulator, SimulatorConfig
 
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c-never-export-me"
@@ -422,7 +422,8 @@ def test_not_a_pack(target: Studio, tmp_path: Path, pack: Path) -> None:
 def test_failed_write_leaves_no_media(pack: Path, target: Studio,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure inside the transaction rolls back the rows and removes the new media files."""
-    from refstudio import StorageError, packs
+    from refstudio import StorageError
+    from refstudio.library import packs
 
     def boom(*args: Any) -> None:
         raise StorageError("disk full (simulated)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from refstudio import Studio, gen4
+from refstudio import Studio
 from refstudio.errors import ParameterError
-from refstudio.params import (
+from refstudio.models import gen4
+from refstudio.models.params import (
     SQLITE_INT_MAX,
     check_generation_id,
     check_limit,

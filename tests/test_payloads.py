@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from refstudio import gen4
 from refstudio.errors import ParameterError, TooManyReferencesError
+from refstudio.models import gen4
 from refstudio.providers.base import BoundImage, GenParams
 from refstudio.providers.payloads import runway_body, wavespeed_body
 

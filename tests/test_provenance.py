@@ -13,7 +13,7 @@ from conftest import encode_image, run_cli
 from PIL import Image
 
 from refstudio import ImageError, InputError, OutputNotFoundError, Studio, read_provenance
-from refstudio.provenance import png_with_provenance, provenance_from_bytes
+from refstudio.library.provenance import png_with_provenance, provenance_from_bytes
 
 
 @pytest.fixture
@@ -99,8 +99,8 @@ def test_jpeg_and_webp_outputs_are_converted(studio: Studio, tmp_path: Path, fmt
     """A provider that returned JPEG/WebP: the export is a PNG, the stored file unchanged."""
     from sqlmodel import select
 
-    from refstudio.db import write_session
-    from refstudio.models import Output
+    from refstudio.storage.database import write_session
+    from refstudio.storage.tables import Output
 
     [gen] = studio.generate("@tavern by day", provider="offline", resolution="720p", seed=9)
     data = encode_image((320, 180), fmt=fmt, seed=4)

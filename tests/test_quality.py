@@ -1,4 +1,5 @@
-"""Tests for refstudio.quality: every hint fires on an image drawn to have that flaw, and only then.
+"""Tests for refstudio.library.quality: every hint fires on an image drawn to have that flaw,
+and only then.
 
 The images are drawn with Pillow (shapes, text, noise) rather than stored, so the calibration the
 thresholds rely on is visible here: a detailed drawing against the same drawing Gaussian-blurred,
@@ -13,7 +14,7 @@ import random
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from refstudio.quality import (
+from refstudio.library.quality import (
     BLUR_THRESHOLD,
     CLIP_FRACTION,
     LOW_CONTRAST_SPREAD,

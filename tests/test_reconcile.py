@@ -22,7 +22,8 @@ import httpx
 import pytest
 from conftest import run_cli, snapshot_project
 
-from refstudio import AsyncStudio, Studio, gen4
+from refstudio import AsyncStudio, Studio
+from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-reconcile"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from refstudio import gen4
 from refstudio.engine.reconcile import decide, fit
-from refstudio.models import Generation
+from refstudio.models import gen4
 from refstudio.providers.base import TaskHistory, TaskRecord
+from refstudio.storage.tables import Generation
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 BODY = {"prompt": "a red door", "aspect_ratio": "16:9", "resolution": "720p", "seed": 5}

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
 
-from refstudio import Studio, gen4
+from refstudio import Studio
 from refstudio.errors import (
     MentionError,
     ParameterError,
     TemplateError,
     TooManyReferencesError,
 )
+from refstudio.models import gen4
 
 ENV = {"REFSTUDIO_NO_PROGRESS": "1"}
 

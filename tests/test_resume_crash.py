@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from refstudio import Studio, gen4
+from refstudio import Studio
+from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-crash-test"

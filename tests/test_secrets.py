@@ -19,7 +19,7 @@ from conftest import ImageMaker
 from refstudio import Studio
 from refstudio.engine import Engine, EngineSettings, PreparedRequest
 from refstudio.engine.retry import Backoff
-from refstudio.providers.wavespeed import WaveSpeedProvider
+from refstudio.providers.wavespeed.client import WaveSpeedProvider
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-test-SECRET-abc123"
@@ -188,7 +188,7 @@ def test_saved_key_is_used_and_never_written(
 def test_set_key_without_terminal_or_input_refuses_with_usage_code() -> None:
     """Before: click's prompt hit the end of input and exited 1 ("Aborted!"), undocumented.
     Now: exit 2 with a hint, like `retry` without a terminal; nothing is written."""
-    from refstudio.config import config_path
+    from refstudio.providers.config import config_path
 
     result = subprocess.run([sys.executable, "-m", "refstudio", "config", "set-key"],
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)

@@ -20,7 +20,7 @@ import pytest
 from conftest import run_cli
 from PIL import Image
 
-from refstudio import gen4
+from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 SUBMIT = f"/api/v3/{gen4.MODEL_ID}"
@@ -414,6 +414,29 @@ def test_stats_detection_lag_and_reset(make_sim: Any) -> None:
         assert stats["polls"] == 0 and stats["tasks"] == {} and stats["mean_detection_lag"] is None
         # A task from before the reset still answers.
         assert c.get(task["urls"]["get"]).json()["data"]["status"] == "completed"
+
+
+def test_account_concurrency_queues_tasks_and_stats_count_what_clients_did(
+    make_sim: Any,
+) -> None:
+    """Like WaveSpeed's default account level: 2 tasks run at once, a third waits its turn; the
+    stats say how many tasks, requests and connections a client had going at once."""
+    sim = make_sim(latency=0.4, account_concurrency=2)
+    with _client(sim) as a, _client(sim) as b:
+        tasks = [_submit(c) for c in (a, b, a)]
+        ends = [_wait(a, t["urls"]["get"]) for t in tasks]
+        stats = sim.stats()
+    assert all(e["status"] == "completed" for e in ends)
+    first, second, third = (stats["tasks"][t["id"]] for t in tasks)
+    assert third["started_at"] == pytest.approx(first["completed_at"], abs=0.01)
+    assert third["completed_at"] == pytest.approx(third["started_at"] + third["server_time"])
+    assert second["started_at"] == pytest.approx(second["created_at"])
+    assert stats["max_tasks_in_flight"] == 3  # the queued one counts: it was accepted
+    assert stats["max_open_connections"] == 2
+    # One request at a time; the next may arrive just before the last one's handler is done.
+    assert stats["max_requests_in_progress"] in (1, 2)
+    with pytest.raises(ValueError):
+        SimulatorConfig(account_concurrency=0)
 
 
 # ---- load ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from refstudio import gen4
+from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 SUBMIT = f"/api/v3/{gen4.MODEL_ID}"

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from refstudio import gen4
 from refstudio.errors import AuthenticationError
+from refstudio.models import gen4
 from refstudio.providers.base import TaskHistory
-from refstudio.providers.offline import OfflineProvider
-from refstudio.providers.wavespeed import WaveSpeedProvider, parse_time
+from refstudio.providers.offline.provider import OfflineProvider
+from refstudio.providers.wavespeed.client import WaveSpeedProvider, parse_time
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-history"

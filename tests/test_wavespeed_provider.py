@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import struct
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -22,7 +24,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from refstudio import gen4, simulator
+from refstudio import simulator
 from refstudio.errors import (
     AmbiguousSubmitError,
     AuthenticationError,
@@ -33,8 +35,9 @@ from refstudio.errors import (
     RequestRejectedError,
     TransientError,
 )
+from refstudio.models import gen4
 from refstudio.providers.base import BoundImage, GenParams, TaskStatus
-from refstudio.providers.wavespeed import WaveSpeedProvider, parse_retry_after
+from refstudio.providers.wavespeed.client import WaveSpeedProvider, parse_retry_after
 
 KEY = "sk-test"
 T = TypeVar("T")
@@ -263,6 +266,60 @@ def test_body_received_then_connection_dropped_is_ambiguous() -> None:
     assert b"Bearer " + KEY.encode() in seen[0]
 
 
+def _reset(conn: socket.socket) -> None:
+    """Close with a TCP reset (RST), as a server does that drops a connection it never read."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_reset_before_the_request_was_sent_is_not_accepted() -> None:
+    """The server resets the connection before reading the request: it could not act on it.
+
+    httpcore swallows the failed write and reports the read after it, a bare ``ReadError``,
+    exactly like a connection lost after the body arrived; that was mapped to "may have been
+    billed" (generation ``unknown``). The body here is larger than the socket buffers, so the
+    write is still under way when the reset comes.
+    """
+    accepted: list[int] = []
+
+    def handler(conn: socket.socket) -> None:
+        accepted.append(1)
+        time.sleep(0.3)  # read nothing: the client's writes fill the buffers, then stall
+        _reset(conn)
+
+    base, close = _serve_once(handler)
+    try:
+
+        async def fn(p: WaveSpeedProvider) -> None:
+            exc = await expect(NotAcceptedError, p.submit(body(prompt="x" * (32 << 20))))
+            assert "not created" in str(exc)
+
+        run(fn, base)
+    finally:
+        close()
+    assert accepted == [1], "submit must never be re-sent"
+
+
+def test_reset_after_the_body_was_read_is_ambiguous() -> None:
+    """The same bare ReadError once the server has read the whole request: it may exist."""
+    seen: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        seen.append(_read_request(conn))
+        _reset(conn)
+
+    base, close = _serve_once(handler)
+    try:
+
+        async def fn(p: WaveSpeedProvider) -> None:
+            exc = await expect(AmbiguousSubmitError, p.submit(body()))
+            assert "ReadError" in str(exc) or "RemoteProtocolError" in str(exc)
+
+        run(fn, base)
+    finally:
+        close()
+    assert len(seen) == 1 and b"POST /api/v3/runwayml/gen4-image" in seen[0]
+
+
 # ---------------------------------------------------------------------- mocked HTTP
 
 
@@ -377,6 +434,41 @@ def test_download_sends_key_only_to_api_host() -> None:
     mock_run(handler, fn)
     assert headers_by_host["cdn.example.net"] is None
     assert headers_by_host["api.example.test"] == f"Bearer {KEY}"
+
+
+def test_a_download_given_up_midway_gives_its_connection_back() -> None:
+    """The download streams on the network loop; a consumer cancelled while a chunk is on its
+    way must leave no connection slot taken (with one connection, the next request would wait
+    forever) and must not raise anything but the cancellation."""
+    answers = iter([b"stall", b"ok"])
+
+    def handler(conn: socket.socket) -> None:
+        _read_request(conn)
+        if next(answers) == b"stall":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 10000000\r\n\r\n" + b"\x89PNG" + bytes(100_000))
+            time.sleep(1.0)  # the rest never comes while the client waits
+            return
+        body = b'{"code": 200, "message": "ok", "data": {"id": "t1", "status": "processing"}}'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    base, close = _serve_once(handler)
+    try:
+
+        async def main() -> None:
+            async with WaveSpeedProvider(KEY, base, max_connections=1) as p:
+                reading = asyncio.create_task(collect(p, f"{base}/out.png"))
+                await asyncio.sleep(0.3)
+                reading.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reading
+                status = await asyncio.wait_for(p.fetch_status("t1"), timeout=10)
+                assert status.state == "processing"
+
+        asyncio.run(main())
+    finally:
+        close()
 
 
 def test_upload_error_mapping() -> None:

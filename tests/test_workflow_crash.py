@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from refstudio import Studio
-from refstudio.demo import draw_sources
+from refstudio.app.demo import draw_sources
 from refstudio.simulator import Simulator, SimulatorConfig
 
 PROJECTS = Path(__file__).resolve().parent.parent / "projects"

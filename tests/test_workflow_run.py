@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 from refstudio import Studio
-from refstudio.demo import draw_sources
+from refstudio.app.demo import draw_sources
 from refstudio.simulator import Simulator, SimulatorConfig
 from refstudio.workflow import RunReport
 

@@ -15,7 +15,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..studio import Studio
+    from ..app.studio import Studio
 
 EXIT_INTERRUPTED = 130
 #: Usage errors (click's own code), and a confirmation that was refused or could not be asked.
@@ -85,7 +85,7 @@ def err_console() -> "Console":
 def open_studio() -> "Studio":
     """Open the project chosen by --project, $REFSTUDIO_PROJECT or the working directory, and
     say what it has to say (:attr:`Studio.notices`) as warning lines."""
-    from ..studio import Studio
+    from ..app.studio import Studio
 
     studio = Studio.open(state.project)
     for notice in studio.notices:

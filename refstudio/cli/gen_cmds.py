@@ -11,7 +11,7 @@ import typer
 from ._common import console, err_console, open_studio, print_json, warn
 
 if TYPE_CHECKING:
-    from ..studio_gen import RenderResult
+    from ..app.generation import RenderResult
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON.")]
 TemplateOpt = Annotated[
@@ -105,8 +105,8 @@ def gen(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate images from a prompt or template and store them in the library."""
-    from ..config import effective_settings
-    from ..params import check_batch_size, check_cost_limit
+    from ..models.params import check_batch_size, check_cost_limit
+    from ..providers.config import effective_settings
 
     check_cost_limit(max_cost, "--max-cost")
     check_batch_size(n, "-n")

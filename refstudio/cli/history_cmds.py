@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _parse_output(handle: str) -> tuple[int, int]:
-    from ..params import parse_output_handle
+    from ..models.params import parse_output_handle
 
     return parse_output_handle(handle)
 

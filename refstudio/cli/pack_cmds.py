@@ -96,7 +96,7 @@ def inspect(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the provenance an exported PNG carries."""
-    from ..provenance import read_provenance
+    from ..library.provenance import read_provenance
 
     record = read_provenance(file)
     if as_json:

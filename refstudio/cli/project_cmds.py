@@ -19,7 +19,7 @@ def init(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a project: refstudio.toml, library.db, media/, templates/, workflows/."""
-    from ..studio import Studio
+    from ..app.studio import Studio
 
     with Studio.init(directory, name=name) as studio:
         root = studio.root
@@ -42,7 +42,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check the library and media/ agree: database, schema, files and their hashes, orphans."""
-    from ..doctor import run_doctor
+    from ..app.doctor import run_doctor
     from ..errors import StorageError
 
     report = run_doctor(state.project, fix=fix)

@@ -15,7 +15,7 @@ import typer
 from ._common import console, open_studio, print_json, printable, warn
 
 if TYPE_CHECKING:
-    from ..library import AddedImage, ReferenceInfo
+    from ..library.references import AddedImage, ReferenceInfo
 
 ref_app = typer.Typer(
     help="Manage references: characters, locations, styles.", no_args_is_help=True

@@ -8,11 +8,11 @@ import typer
 from ._common import console, print_json
 
 if TYPE_CHECKING:
-    from ..studio import Studio
+    from ..app.studio import Studio
 
 
 def open_studio_at(path: Path) -> "Studio":
-    from ..studio import Studio
+    from ..app.studio import Studio
 
     return Studio.open(path)
 
@@ -38,6 +38,9 @@ def simulator(
         float, typer.Option(help="Share of submits answered 502/504 with no task created.")
     ] = 0.0,
     key: Annotated[str | None, typer.Option(help="Only accept this Bearer key.")] = None,
+    account_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Tasks run at once; later ones queue (default: any).")
+    ] = None,
 ) -> None:
     """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
     import re
@@ -46,11 +49,12 @@ def simulator(
     from ..simulator import SimulatorConfig, run_forever
 
     flags = {"port", "latency", "jitter", "fail_rate", "rate_429", "rate_5xx", "drop_rate",
-             "rate_lost", "key"}
+             "rate_lost", "key", "account_concurrency"}
     try:
         config = SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
                                  fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
-                                 drop_rate=drop_rate, rate_lost=rate_lost, key=key)
+                                 drop_rate=drop_rate, rate_lost=rate_lost, key=key,
+                                 account_concurrency=account_concurrency)
     except ValueError as exc:
         # The config names its fields; the user typed flags: say --fail-rate, not fail_rate.
         message = re.sub(r"^\w+", lambda m: "--" + m.group().replace("_", "-")
@@ -74,7 +78,7 @@ def config_show(
     """Show the effective settings (the API key masked)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .. import config
+    from ..providers import config
 
     # The same function `gen`, `render` and `run` choose their provider with, so this shows
     # what they will do here (a project's [defaults].provider included, when in one).
@@ -88,8 +92,8 @@ def config_show(
 
 def _project_provider() -> str | None:
     """The [defaults].provider of the project commands would run in here, if any."""
+    from ..app.project import open_project
     from ..errors import ProjectError
-    from ..project import open_project
     from ._common import state
 
     try:
@@ -106,7 +110,7 @@ def set_key() -> None:
     (``refstudio config set-key < keyfile``)."""
     import sys
 
-    from .. import config
+    from ..providers import config
     from ._common import EXIT_USAGE, fail
 
     if sys.stdin.isatty():
@@ -130,7 +134,7 @@ def demo(
     ] = None,
 ) -> None:
     """Run the whole loop offline: references, a composed scene, promote, refine."""
-    from ..demo import run_demo
+    from ..app.demo import run_demo
     from ..errors import ProjectExistsError
 
     target = directory or _free_folder(Path("refstudio-demo"))

@@ -36,7 +36,7 @@ def run(
 
     Run it again after a crash or Ctrl-C and it continues; unchanged steps are not paid again.
     """
-    from ..params import check_concurrency, check_cost_limit
+    from ..models.params import check_concurrency, check_cost_limit
     from ..prompts import parse_var_assignments
 
     check_cost_limit(max_cost, "--max-cost")

@@ -11,7 +11,9 @@ For each request::
 Each arrow into a state is a committed row (see :mod:`.records`), committed in groups by
 :class:`.writer.GroupWriter` when many generations change state at once.
 
-All tasks in flight share one poll loop (:class:`.poller.PollLoop`) and one :class:`RateGate`.
+All tasks in flight share one poll loop (:class:`.poller.PollLoop`). Tasks in flight and the
+:class:`RateGate` are per provider account and shared by every engine of the process
+(:mod:`.account`): concurrent calls together never exceed what the account runs at once.
 A process that dies leaves rows in ``pending``, ``submitting`` or ``submitted``;
 :meth:`Engine.resume` polls the submitted ones to completion, marks the ``submitting`` ones
 ``unknown`` (their request may have been accepted) and, only when asked to (``send=True``),
@@ -31,10 +33,11 @@ import os
 import random
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from ..db import Database
 from ..errors import (
     AmbiguousSubmitError,
     AuthenticationError,
@@ -47,11 +50,13 @@ from ..errors import (
     TransientError,
     clause,
 )
-from ..models import Generation
-from ..providers.base import BoundImage, GenParams, Provider, TaskStatus
-from ..store import LocalMediaStore, out_of_space
+from ..models.request import BoundImage, GenParams
+from ..providers.base import Provider, TaskStatus
+from ..storage.database import Database
+from ..storage.media import LocalMediaStore, out_of_space
+from ..storage.tables import Generation
+from . import account, records
 from . import reconcile as reconcile_mod
-from . import records
 from .poller import PollLoop
 from .retry import Backoff, RateGate
 from .uploads import UploadCache
@@ -150,10 +155,16 @@ class Engine:
         self.store = store
         self.provider = provider
         self.settings = settings or EngineSettings()
-        self.gate = RateGate()
+        key = provider.account_key
+        self._account: tuple[account.AccountGate, int] | None = None
+        if key is not None:
+            self._account = account.join(key, self.settings.concurrency)
+            self.gate = self._account[0].rate
+        else:
+            self.gate = RateGate()
         self.uploads = UploadCache(db, store, provider, ttl=self.settings.upload_ttl)
         self._on_event = on_event
-        self._slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        self._local_slots = asyncio.Semaphore(max(1, self.settings.concurrency))
         self._poller = PollLoop(self)
         self._writer = GroupWriter(db)
         self._rng = random.Random()
@@ -170,6 +181,9 @@ class Engine:
 
     async def aclose(self) -> None:
         _LIVE_OWNERS.discard(self.owner)
+        if self._account is not None:
+            account.leave(*self._account)
+            self._account = None
         await self._poller.stop()
         self._writer.close()
 
@@ -405,8 +419,12 @@ class Engine:
 
     # -- one generation --------------------------------------------------------------------------
 
+    def _slot(self) -> AbstractAsyncContextManager[Any]:
+        """A place among the tasks in flight: the account's, shared by the whole process."""
+        return self._account[0].slot() if self._account is not None else self._local_slots
+
     async def _drive(self, gen_id: int) -> Outcome:
-        async with self._slots:
+        async with self._slot():
             try:
                 submitted = await self._submit(gen_id)
             except RefstudioError as exc:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from ..models import Generation
 from ..providers.base import TaskHistory, TaskRecord
+from ..storage.tables import Generation
 
 #: After an *unanswered* submit (timeout, dropped connection, killed process) the server may
 #: still be working on the request it received; a task created this long after we gave up is

@@ -23,9 +23,9 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, select
 
-from ..db import Database, lock_budget, read_session, write_session
 from ..errors import BudgetExceededError, GenerationError, GenerationNotFoundError
-from ..models import Asset, Generation, Output
+from ..storage.database import Database, lock_budget, read_session, write_session
+from ..storage.tables import Asset, Generation, Output
 
 
 def now_utc() -> datetime:
@@ -140,8 +140,8 @@ def create_pending_many(
     """Write-ahead rows for a batch in one transaction (all exist before any is sent).
 
     With a ``budget``, the check and the insert are one transaction under the budget lock
-    (:func:`refstudio.db.lock_budget`): lock, sum, insert, commit. Two processes can then never
-    both pass on the same spend; the later one sees the earlier one's rows and raises
+    (:func:`refstudio.storage.database.lock_budget`): lock, sum, insert, commit. Two processes
+    can then never both pass on the same spend; the later one sees the earlier one's rows and raises
     :class:`BudgetExceededError` having written nothing.
     """
     with write_session(db) as session:
@@ -245,7 +245,7 @@ def release(db: Database, gen_id: int, seen_owner: str | None, error: str) -> bo
 
 
 def load(db: Database, generation_id: int) -> Generation:
-    from ..params import check_generation_id
+    from ..models.params import check_generation_id
 
     with read_session(db) as session:
         row = session.get(Generation, check_generation_id(generation_id))

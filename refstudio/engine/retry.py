@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -37,10 +38,13 @@ class RateGate:
 
     def __init__(self) -> None:
         self._open_at = 0.0
+        self._lock = threading.Lock()  # one account's gate is shared by engines in any thread
 
     def close_for(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (extends, never shortens, an existing hold)."""
-        self._open_at = max(self._open_at, time.monotonic() + max(0.0, seconds))
+        until = time.monotonic() + max(0.0, seconds)
+        with self._lock:
+            self._open_at = max(self._open_at, until)
 
     async def wait(self) -> None:
         while True:

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel import col, select
 
-from ..db import Database, read_session, write_session
 from ..errors import StorageError
-from ..models import Asset, Upload
 from ..providers.base import Provider
-from ..store import MediaStore
+from ..storage.database import Database, read_session, write_session
+from ..storage.media import MediaStore
+from ..storage.tables import Asset, Upload
 
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from ..db import Database
+from ..storage.database import Database
 from . import records
 
 __all__ = ["GroupWriter"]

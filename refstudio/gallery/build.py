@@ -31,21 +31,41 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
 
-from ..fsutil import atomic_write_bytes, check_output_dir
+from ..storage.fsutil import atomic_write_bytes, check_output_dir
 from .downloads import ensure_downloads
 from .text import format_duration, format_time, linkify_mentions
 from .thumbs import ensure_thumbnails, thumb_name
 
 if TYPE_CHECKING:
-    from ..library import ImageInfo, ReferenceInfo
-    from ..results import GenerationInfo
-    from ..studio import _StudioBase
+    from ..library.references import ImageInfo, ReferenceInfo
+    from ..library.results import GenerationInfo
+    from ..storage.database import Database
+    from ..storage.media import LocalMediaStore
+
+
+class GallerySource(Protocol):
+    """What the gallery reads of a project; :class:`refstudio.Studio` is one.
+
+    A protocol, not the Studio class, so the gallery sits below the public API it serves.
+    """
+
+    db: Database
+    store: LocalMediaStore
+
+    @property
+    def root(self) -> Path: ...
+
+    def references(self) -> list[ReferenceInfo]: ...
+
+    def history(self, *, limit: int | None = ...) -> list[GenerationInfo]: ...
+
+    def lineage(self, name: str) -> dict[str, Any]: ...
 
 #: Generations per page: a page of 100 cards with lazy thumbnails stays quick to open.
 PAGE_SIZE = 100
@@ -84,7 +104,7 @@ class GalleryReport:
 
 
 def build_gallery(
-    studio: _StudioBase,
+    studio: GallerySource,
     out_dir: Path | str | None = None,
     *,
     page_size: int = PAGE_SIZE,
@@ -164,14 +184,14 @@ class _ProjectData:
     output_ids: dict[int, tuple[int, int]]  # Output.id -> (generation id, index)
 
 
-def _collect(studio: _StudioBase) -> _ProjectData:
+def _collect(studio: GallerySource) -> _ProjectData:
     # Read-only, three bulk queries beyond the public API: assets (to thumbnail any image a
     # lineage mentions, even one no longer attached to a reference) and output ids (the
     # lineage edge ImageInfo.source_output_id points at).
     from sqlmodel import select
 
-    from ..db import read_session
-    from ..models import Asset, Output
+    from ..storage.database import read_session
+    from ..storage.tables import Asset, Output
 
     with read_session(studio.db) as session:
         assets = session.exec(select(Asset.sha256, Asset.path)).all()
@@ -409,7 +429,7 @@ class _Site:
 
     # lineage --------------------------------------------------------------------------------
 
-    def lineage_view(self, studio: _StudioBase, ref: ReferenceInfo) -> list[dict[str, Any]]:
+    def lineage_view(self, studio: GallerySource, ref: ReferenceInfo) -> list[dict[str, Any]]:
         tree = studio.lineage(ref.name)
         by_id = {img.id: img for img in ref.images}
         views = []

@@ -2,7 +2,7 @@
 
 Each output is written once as ``downloads/<generation>-<index>.png`` with the prompt, the
 references (name + content hash), seed, parameters, provider, model and generation id in PNG
-text chunks (:mod:`refstudio.provenance`); ``refstudio inspect FILE`` reads them back. The
+text chunks (:mod:`refstudio.library.provenance`); ``refstudio inspect FILE`` reads them back. The
 stored originals in ``media/`` are never touched, and one that no longer matches its hash gets no
 download. A rebuild only writes what is new.
 """
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..fsutil import atomic_write_bytes, read_regular
-from ..store import MAX_BLOB_BYTES
+from ..storage.fsutil import atomic_write_bytes, read_regular
+from ..storage.media import MAX_BLOB_BYTES
 
 if TYPE_CHECKING:
-    from ..results import GenerationInfo
+    from ..library.results import GenerationInfo
 
 
 @dataclass
@@ -35,7 +35,7 @@ def download_name(generation_id: int, index: int) -> str:
 
 def ensure_downloads(gens: list[GenerationInfo], folder: Path) -> DownloadResult:
     """Write the provenance PNG of every output that does not have one yet."""
-    from ..provenance import png_with_provenance, provenance_of
+    from ..library.provenance import png_with_provenance, provenance_of
 
     folder.mkdir(parents=True, exist_ok=True)
     result = DownloadResult()

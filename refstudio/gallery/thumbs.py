@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fsutil import atomic_file
+from ..storage.fsutil import atomic_file
 
 #: Long side of a thumbnail in pixels: sharp on a 2x screen at the 192 px the CSS shows.
 THUMB_SIZE = 384

@@ -10,7 +10,7 @@ knows no SQL and tests can use a dict. Rules (``shared/design.md``, "Reference s
   images of one reference (``@mara`` and ``@mara:side``) are an error, because a reference binds
   one image per prompt (mentions that land on the same image, e.g. ``@mara:front`` when
   ``front`` is the primary image, are fine);
-* bindings come in order of first mention; at most :data:`refstudio.gen4.MAX_REFERENCES`.
+* bindings come in order of first mention; at most :data:`refstudio.models.gen4.MAX_REFERENCES`.
 
 Checks run in this order, so the first error a user sees is the most basic one: malformed
 mention, unknown name, no images, unknown label, two images of one reference, too many.
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import MentionError, TooManyReferencesError
-from ..gen4 import MAX_REFERENCES
-from ..names import suggest
-from ..providers.base import BoundImage
+from ..models.gen4 import MAX_REFERENCES
+from ..models.request import BoundImage
 from .mentions import Mention, line_of, scan
+from .names import suggest
 
 __all__ = [
     "Binding",

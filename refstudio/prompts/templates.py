@@ -45,8 +45,8 @@ from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateSyntaxErr
 from jinja2.loaders import split_template_path
 
 from ..errors import ParameterError, TemplateError
-from ..fsutil import UnreadableFileError, read_regular_text
-from ..names import suggest
+from ..storage.fsutil import UnreadableFileError, read_regular_text
+from .names import suggest
 from .resolve import ReferenceLookup, RefRecord
 from .sandbox import DEFAULT_LIMITS, LimitExceeded, PromptEnvironment, TemplateLimits, render_budget
 

@@ -18,24 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
+from ..models.request import BoundImage, GenParams
+
 TaskStateName = Literal["created", "processing", "completed", "failed"]
-
-
-@dataclass(frozen=True)
-class GenParams:
-    """Model parameters of one request, already validated (see :mod:`refstudio.params`)."""
-
-    aspect_ratio: str
-    resolution: str
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
-class BoundImage:
-    """One reference image bound into a request: its mention name and its (uploaded) URL."""
-
-    tag: str
-    url: str
 
 
 @dataclass(frozen=True)
@@ -167,6 +152,16 @@ class Provider(abc.ABC):
         Only for providers with ``supports_history``; the others keep no such records.
         """
         raise NotImplementedError(f"the {self.name} provider keeps no task history")
+
+    @property
+    def account_key(self) -> str | None:
+        """Names the account requests are billed to (never showing a key), or None if none.
+
+        Engines of one process that share an account key share one concurrency gate and one
+        rate gate (:mod:`refstudio.engine.account`): what the account allows at once holds for
+        every caller together.
+        """
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

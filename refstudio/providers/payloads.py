@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import gen4
 from ..errors import ParameterError, TooManyReferencesError
-from ..params import validate_params, validate_prompt_text
-from .base import BoundImage, GenParams
+from ..models import gen4
+from ..models.params import validate_params, validate_prompt_text
+from ..models.request import BoundImage, GenParams
 
 __all__ = ["RUNWAY_MODEL", "runway_body", "wavespeed_body"]
 

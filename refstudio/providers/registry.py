@@ -36,10 +36,11 @@ def provider_class(name: str) -> type[Provider]:
 
 
 def default_provider_name(configured: str | None = None) -> str:
-    """The explicit choice, else what :func:`refstudio.config.effective_settings` decides (the
-    same answer ``refstudio config`` shows: wavespeed when a key is set or saved, else offline).
+    """The explicit choice, else what :func:`refstudio.providers.config.effective_settings`
+    decides (the same answer ``refstudio config`` shows: wavespeed when a key is set or saved,
+    else offline).
     """
-    from ..config import effective_settings
+    from .config import effective_settings
 
     return effective_settings(configured).default_provider
 

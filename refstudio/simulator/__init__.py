@@ -4,7 +4,7 @@ It speaks the protocol in ``shared/protocol/wavespeed.md`` (submit, poll, both u
 sync mode, the envelope) strictly enough to catch malformed requests, and injects the failures a
 careful client must survive: 429 with Retry-After, 5xx before and after a task is created,
 dropped connections, failed tasks and a per-minute account limit. Outputs are deterministic
-preview images (:mod:`refstudio.imagegen`) at the model's exact pixel sizes.
+preview images (:mod:`refstudio.providers.offline.previews`) at the model's exact pixel sizes.
 
 ``GET /_sim/stats`` (or :meth:`Simulator.stats`) tells how a client behaved: how many submits
 were accepted, ambiguous or dropped, and per task how long after completion the client noticed.

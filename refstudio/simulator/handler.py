@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from refstudio import gen4
+from refstudio.models import gen4
 from refstudio.simulator.multipart import MultipartError, parse_multipart
 from refstudio.simulator.state import SimState, sha256_name
 from refstudio.simulator.validate import (
@@ -173,6 +173,13 @@ class SimHandler(BaseHTTPRequestHandler):
         return {"Retry-After": value}
 
     def _dispatch(self, method: str) -> None:
+        self.state.request_started()
+        try:
+            self._dispatch_counted(method)
+        finally:
+            self.state.request_ended()
+
+    def _dispatch_counted(self, method: str) -> None:
         try:
             body = self._read_body() if method in ("POST", "PUT") else b""
         except _BodyTooLarge:
@@ -294,7 +301,7 @@ class SimHandler(BaseHTTPRequestHandler):
             raise _Drop
         task = state.create_task(params)
         if params["enable_sync_mode"]:
-            deadline = task.created_at + min(task.duration, cfg.sync_timeout)
+            deadline = min(task.completed_at, task.created_at + cfg.sync_timeout)
             # Sleep in slices so a stopping server does not wait out a long task.
             while (left := deadline - time.time()) > 0 and not self.server.stopping:
                 time.sleep(min(left, 0.2))

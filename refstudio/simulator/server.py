@@ -37,11 +37,15 @@ class SimHTTPServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conns_lock:
             self._conns.add(request)
+        self.state.connection_opened()
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._conns_lock:
+            known = request in self._conns
             self._conns.discard(request)
+        if known:
+            self.state.connection_closed()
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
@@ -141,7 +145,8 @@ def run_forever(config: SimulatorConfig | None = None) -> None:
     print(f"WaveSpeed simulator listening on {sim.base_url}", flush=True)
     print(
         f"  latency {cfg.latency}s ± {cfg.jitter}s · fail {cfg.fail_rate} · 429 {cfg.rate_429} · "
-        f"5xx {cfg.rate_5xx} · drop {cfg.drop_rate} · key {'any' if cfg.key is None else 'fixed'}",
+        f"5xx {cfg.rate_5xx} · drop {cfg.drop_rate} · key {'any' if cfg.key is None else 'fixed'}"
+        + (f" · {cfg.account_concurrency} tasks at once" if cfg.account_concurrency else ""),
         flush=True,
     )
     print(f"  export WAVESPEED_BASE_URL={sim.base_url}   (Ctrl-C to stop)", flush=True)

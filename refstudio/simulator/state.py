@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import collections
 import hashlib
+import heapq
 import math
 import random
 import threading
@@ -20,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from refstudio import gen4
-from refstudio.imagegen import encode_png, render_preview
+from refstudio.models import gen4
+from refstudio.providers.offline.previews import encode_png, render_preview
 from refstudio.simulator.prerender import PreRenderer
 
 __all__ = ["SimState", "SimulatorConfig", "Task", "sha256_name"]
@@ -44,6 +45,10 @@ class SimulatorConfig:
     (one of :data:`SUBMIT_FAULTS` each), so a test can stage exactly the case it checks.
     ``history_input``: history items carry the request they were made from (``input``). The
     documented history does not show it; webhooks do. Clients must work either way.
+    ``account_concurrency``: tasks the account runs at once, like WaveSpeed's account levels (the
+    default level runs 2); later tasks are accepted and wait in a queue, as ``created``, for a
+    free slot. None: no limit. Either way the stats report the most tasks a client had in flight
+    at once (``max_tasks_in_flight``: accepted, queued or running, not yet finished).
     """
 
     host: str = "127.0.0.1"
@@ -58,6 +63,7 @@ class SimulatorConfig:
     seed: int | None = None
     retry_after: float = 1.0
     rate_per_minute: int | None = None
+    account_concurrency: int | None = None
     #: How long a sync-mode POST is held before answering "Sync mode timed out".
     sync_timeout: float = 60.0
     #: Log every request to stderr (the CLI turns it on; tests keep it quiet).
@@ -78,6 +84,10 @@ class SimulatorConfig:
         if isinstance(self.port, bool) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535 (0: any free port), got "
                              f"{self.port}")
+        if self.account_concurrency is not None and self.account_concurrency < 1:
+            raise ValueError(
+                f"account_concurrency must be at least 1, got {self.account_concurrency}"
+            )
         if self.rate_per_minute is not None and self.rate_per_minute < 0:
             raise ValueError(f"rate_per_minute must not be negative, got {self.rate_per_minute}")
         if self.key is not None and not self.key.strip():
@@ -108,7 +118,7 @@ class Task:
     seed: int
     base64_output: bool
     created_at: float  # epoch seconds
-    duration: float  # seconds from acceptance to the terminal state
+    duration: float  # seconds from the start of its run to the terminal state
     fails: bool
     #: How the submit was answered: "ok", "5xx" (ambiguous error after acceptance), "dropped".
     submit_outcome: str = "ok"
@@ -119,14 +129,17 @@ class Task:
     #: False once stats were reset: the task still answers polls but leaves the stats.
     tracked: bool = True
     render_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: When the account had a free slot for it (epoch seconds); None: at once (created_at).
+    started_at: float | None = None
 
     @property
     def completed_at(self) -> float:
-        return self.created_at + self.duration
+        return (self.created_at if self.started_at is None else self.started_at) + self.duration
 
     def status_at(self, now: float) -> str:
-        """created → processing → completed|failed, by elapsed time."""
-        elapsed = now - self.created_at
+        """created (queued) → processing → completed|failed, by elapsed time."""
+        start = self.created_at if self.started_at is None else self.started_at
+        elapsed = now - start
         if elapsed >= self.duration:
             return "failed" if self.fails else "completed"
         # A short "created" phase, like a queue, so clients meet all three states.
@@ -152,6 +165,12 @@ class SimState:
         self._png_bytes = 0
         self._prerender = PreRenderer(self._render_task)
         self._accepted_times: collections.deque[float] = collections.deque()
+        #: When each of the account's task slots is next free (epoch seconds; a min-heap).
+        self._slots_free: list[float] = []
+        #: Ends (epoch seconds) of tasks accepted and not yet finished, to count those in flight.
+        self._unfinished: list[float] = []
+        self._requests_now = 0
+        self._connections_now = 0
         self._counters: dict[str, int] = {}
         self._reset_counters()
 
@@ -188,6 +207,9 @@ class SimState:
                 "downloads",
                 "upload_fetches",
                 "external_references",
+                "max_tasks_in_flight",
+                "max_requests_in_progress",
+                "max_open_connections",
             ),
             0,
         )
@@ -195,6 +217,26 @@ class SimState:
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counters[name] = self._counters.get(name, 0) + n
+
+    def request_started(self) -> None:
+        with self._lock:
+            self._requests_now += 1
+            if self._requests_now > self._counters["max_requests_in_progress"]:
+                self._counters["max_requests_in_progress"] = self._requests_now
+
+    def request_ended(self) -> None:
+        with self._lock:
+            self._requests_now -= 1
+
+    def connection_opened(self) -> None:
+        with self._lock:
+            self._connections_now += 1
+            if self._connections_now > self._counters["max_open_connections"]:
+                self._counters["max_open_connections"] = self._connections_now
+
+    def connection_closed(self) -> None:
+        with self._lock:
+            self._connections_now -= 1
 
     # ---- account rate limit ---------------------------------------------------------------
     def rate_limited(self) -> float | None:
@@ -236,6 +278,7 @@ class SimState:
                 submit_outcome=outcome,
                 input={k: v for k, v in params.items() if v is not None},
             )
+            self._start_when_free(task)
             self._tasks[task.id] = task
             if not fails:
                 self._prerender.schedule(task.id, task.completed_at)
@@ -280,6 +323,23 @@ class SimState:
         ]
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return found
+
+    def _start_when_free(self, task: Task) -> None:
+        """Queue ``task`` for the account's next free slot, and count the tasks in flight."""
+        limit = self.config.account_concurrency
+        now = task.created_at
+        if limit is not None:
+            while len(self._slots_free) < limit:
+                heapq.heappush(self._slots_free, 0.0)
+            free_at = heapq.heappop(self._slots_free)
+            if free_at > now:
+                task.started_at = free_at
+            heapq.heappush(self._slots_free, task.completed_at)
+        while self._unfinished and self._unfinished[0] <= now:
+            heapq.heappop(self._unfinished)
+        heapq.heappush(self._unfinished, task.completed_at)
+        if len(self._unfinished) > self._counters["max_tasks_in_flight"]:
+            self._counters["max_tasks_in_flight"] = len(self._unfinished)
 
     def get_task(self, task_id: str) -> Task | None:
         with self._lock:
@@ -415,6 +475,7 @@ class SimState:
                 tasks[task.id] = {
                     "server_time": task.duration,
                     "created_at": task.created_at,
+                    "started_at": task.started_at or task.created_at,
                     "completed_at": task.completed_at,
                     "first_seen_completed_at": seen,
                     "detection_lag": lag,
@@ -434,6 +495,10 @@ class SimState:
         """Zero the counters and forget tasks for stats (they still answer polls)."""
         with self._lock:
             self._reset_counters()
+            # Tasks still running stay in flight for the count: the account is still busy.
+            self._counters["max_tasks_in_flight"] = len(
+                [end for end in self._unfinished if end > time.time()]
+            )
             for task in self._tasks.values():
                 task.tracked = False
             self._accepted_times.clear()

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from refstudio import gen4
+from refstudio.models import gen4
 
 __all__ = ["ValidationError", "parse_history_query", "validate_submit"]
 

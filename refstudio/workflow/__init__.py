@@ -72,7 +72,7 @@ class WorkflowMixin:
         ``[refs]`` images are found relative to the workflow file; ones outside the project
         folder are refused unless ``allow_outside``.
         """
-        from ..lookup import LibraryLookup
+        from ..library.lookup import LibraryLookup
 
         wf = load_workflow(self.find_workflow(workflow))
         wf.check_image_paths(self.root, allow_outside=allow_outside)  # type: ignore[attr-defined]
@@ -107,7 +107,7 @@ class WorkflowMixin:
         ``failed``; with ``dry_run``, ``planned``. ``allow_outside`` lets ``[refs]`` images come
         from outside the project folder.
         """
-        from ..params import check_concurrency, check_cost_limit
+        from ..models.params import check_concurrency, check_cost_limit
         from ..providers.registry import default_provider_name
 
         check_cost_limit(max_cost)

@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import gen4
 from ..errors import RefstudioError, TooManyReferencesError, WorkflowError
-from ..names import clean_name, suggest
-from ..params import validate_params
+from ..models import gen4
+from ..models.params import validate_params
 from ..prompts import RefImage, RefRecord, render_string, render_template, resolve, scan
+from ..prompts.names import clean_name, suggest
 from .spec import PromoteSpec, StepSpec, Workflow
 
 #: Given a library image id, the id of the step of this workflow whose output it is, if any.
@@ -199,7 +199,7 @@ def build_plan(
 
 def _check_refs(workflow: Workflow) -> None:
     """The workflow's [refs] are made at run time; check now what making them would check."""
-    from ..library import check_kind, check_tag
+    from ..library.references import check_kind, check_tag
 
     for name, ref in workflow.spec.refs.items():
         try:
@@ -215,7 +215,7 @@ def _check_refs(workflow: Workflow) -> None:
 
 def _check_promotes(workflow: Workflow, lookup: Any, image_step: ImageStep | None) -> None:
     """Refuse every promotion that would fail after its step was paid for."""
-    from ..library import check_kind, check_label
+    from ..library.references import check_kind, check_label
 
     labels: dict[tuple[str, str], str] = {}  # (name key, label) -> step id giving it
     promoted: set[str] = set()  # name keys promoted by the steps so far

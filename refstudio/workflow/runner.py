@@ -1,7 +1,8 @@
 """Running a plan: each step starts as soon as what it waits for is done.
 
-A run is recorded as a :class:`~refstudio.models.Run`; its generations carry the run and step
-ids. Before anything new is sent, work a stopped run left submitted is collected (never resent).
+A run is recorded as a :class:`~refstudio.storage.tables.Run`; its generations carry the run and
+step ids. Before anything new is sent, work a stopped run left submitted is collected (never
+resent).
 A step whose resolved request — prompt, parameters, reference image bytes, seed — matches a
 completed generation is not paid for again: its outputs are reused, and the step says so. A
 ``pick = "manual"`` step stops its branch until the user promotes one of its outputs; running
@@ -18,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from ..db import read_session, write_session
 from ..errors import RefstudioError
-from ..models import Generation, Output, ReferenceImage, Run, utcnow
 from ..providers.registry import provider_class
+from ..storage.database import read_session, write_session
+from ..storage.tables import Generation, Output, ReferenceImage, Run, utcnow
 from .plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
     from ..engine import Engine, Event
-    from ..results import GenerationInfo
+    from ..library.results import GenerationInfo
 
 StepListener = Callable[[str, str, str], None]  # step id, state, detail
 
@@ -85,10 +86,10 @@ class WorkflowRunner:
 
     async def run(self) -> RunReport:
         run_id = self._start_run()
-        # Generations in flight follow the run's concurrency too: with the project's default (2)
-        # a wave of independent steps would queue behind itself and stretch the critical path.
-        in_flight = max(self.concurrency, self.studio.project.config.concurrency)
-        async with self.studio._engine(self.provider, self.on_event, in_flight) as engine:
+        # Steps may run several at once, but generations in flight never exceed what the
+        # account runs at once (the project's `concurrency`): the engine's account gate holds
+        # the rest until a slot frees.
+        async with self.studio._engine(self.provider, self.on_event) as engine:
             await engine.resume()
             self.done = {s.id: asyncio.Event() for s in self.plan.steps}
             await asyncio.gather(*(self._step(engine, s, run_id) for s in self.plan.steps))

@@ -34,8 +34,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import WorkflowError
-from ..fsutil import UnreadableFileError, read_regular_text
-from ..params import MAX_BATCH
+from ..models.params import MAX_BATCH
+from ..storage.fsutil import UnreadableFileError, read_regular_text
 
 if sys.version_info >= (3, 11):
     import tomllib

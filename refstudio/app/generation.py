@@ -1,6 +1,6 @@
 """The generate/promote loop of :class:`refstudio.Studio`: render, generate, promote, lineage.
 
-Split from :mod:`refstudio.studio` so that module stays about opening projects and the library.
+Split from :mod:`refstudio.app.studio` so that module stays about opening projects and the library.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, func, select
 
-from . import gen4
-from .db import read_session, write_session
-from .errors import (
+from ..errors import (
     AuthenticationError,
     BudgetExceededError,
     GenerationError,
@@ -23,15 +21,17 @@ from .errors import (
     NameTakenError,
     OutputNotFoundError,
 )
-from .models import Asset, Generation, Output, Reference, ReferenceImage
-from .names import clean_name, name_key
+from ..models import gen4
+from ..prompts.names import clean_name, name_key
+from ..storage.database import read_session, write_session
+from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
 
 if TYPE_CHECKING:
-    from .engine import Event, Outcome, PreparedRequest, Reconciled
-    from .library import Library, ReferenceInfo
+    from ..engine import Event, Outcome, PreparedRequest, Reconciled
+    from ..library.references import Library, ReferenceInfo
+    from ..library.results import GenerationInfo, GenerationQueries
+    from ..providers.base import Provider
     from .project import Project
-    from .providers.base import Provider
-    from .results import GenerationInfo, GenerationQueries
 
 DEFAULT_PRICES: dict[str, dict[str, float]] = {
     # Estimates from the protocol notes (Runway: 5 credits at 720p, 8 at 1080p; $0.01 a credit).
@@ -121,11 +121,11 @@ class GenerationMixin:
         with a did-you-mean, too many references, template errors with file and line) and
         ParameterError for bad parameters.
         """
-        from .lookup import LibraryLookup
-        from .params import validate_params
-        from .prompts import load_vars_file, render_string, render_template, resolve
-        from .providers.base import BoundImage, GenParams
-        from .providers.registry import default_provider_name, provider_class
+        from ..library.lookup import LibraryLookup
+        from ..models.params import validate_params
+        from ..models.request import BoundImage, GenParams
+        from ..prompts import load_vars_file, render_string, render_template, resolve
+        from ..providers.registry import default_provider_name, provider_class
 
         if (prompt is None) == (template is None):
             raise InputError("give a prompt or a template (one of them)")
@@ -188,7 +188,7 @@ class GenerationMixin:
     def price(self, provider: str, resolution: str) -> float:
         """Estimated price of one image (US dollars) from refstudio.toml, else the defaults;
         0 for a provider whose work is free (offline, or one set up as ``simulated``)."""
-        from .providers.registry import provider_class
+        from ..providers.registry import provider_class
 
         if (not provider_class(provider).paid
                 or getattr(self, "provider_options", {}).get(provider, {}).get("simulated")):
@@ -212,8 +212,8 @@ class GenerationMixin:
         An early answer only: the engine checks the project budget again, atomically with
         recording the work (see :func:`refstudio.engine.records.create_pending_many`).
         """
-        from .engine.records import BUDGET_SLACK, check_within_budget
-        from .params import check_cost_limit
+        from ..engine.records import BUDGET_SLACK, check_within_budget
+        from ..models.params import check_cost_limit
 
         max_cost = check_cost_limit(max_cost)
         if max_cost is not None and cost > max_cost + BUDGET_SLACK:
@@ -226,7 +226,7 @@ class GenerationMixin:
 
     def retry_cost(self, generation_id: int) -> RetryCost:
         """What sending a generation again costs, and whether it was (maybe) paid before."""
-        from .engine.records import load
+        from ..engine.records import load
 
         gen = load(self.library.db, generation_id)
         price = f"${gen.cost_estimate:.2f}"
@@ -258,7 +258,7 @@ class GenerationMixin:
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
     ) -> list[GenerationInfo]:
         """Generations, newest first; optionally those using ``ref`` or in one ``status``."""
-        from .models import GENERATION_STATES
+        from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
             raise InputError(
@@ -268,7 +268,7 @@ class GenerationMixin:
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""
-        from .results import lineage_of_image
+        from ..library.results import lineage_of_image
 
         info = self.library.get(name)
         images = []
@@ -299,7 +299,7 @@ class GenerationMixin:
         the output as its new primary image, or, with ``keep_primary``, as an extra labelled
         view. The lineage edge (which output it came from) is stored either way.
         """
-        from .library import check_kind, check_label
+        from ..library.references import check_kind, check_label
 
         name = clean_name(name)
         label = check_label(label)
@@ -388,8 +388,8 @@ class AsyncGenerationMixin:
         step_id: str | None = None,
     ) -> tuple[RenderResult, list[PreparedRequest]]:
         """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
-        from .engine import BindingRecord, PreparedRequest
-        from .params import check_batch_size
+        from ..engine import BindingRecord, PreparedRequest
+        from ..models.params import check_batch_size
 
         check_batch_size(n)
         rendered = self.render(  # type: ignore[attr-defined]
@@ -445,7 +445,7 @@ class AsyncGenerationMixin:
         Checks the budget before anything is sent. With ``promote``, the first output of the
         first completed generation becomes (a new version of) that reference.
         """
-        from .params import check_cost_limit
+        from ..models.params import check_cost_limit
 
         check_cost_limit(max_cost)
         if promote is not None:
@@ -481,8 +481,8 @@ class AsyncGenerationMixin:
         was asked for, and nothing was paid for them). ``send=False`` only collects. Sending
         checks the budget first. Returns the generations it changed.
         """
-        from .engine.core import _owner_alive
-        from .engine.records import check_within_budget, committed_cost, in_states
+        from ..engine.core import _owner_alive
+        from ..engine.records import check_within_budget, committed_cost, in_states
 
         db = self.library.db  # type: ignore[attr-defined]
         open_rows = in_states(db, ("pending", "submitting", "submitted"))
@@ -532,7 +532,7 @@ class AsyncGenerationMixin:
         :meth:`resume` sends it, paid for the first time; any other stays ``unknown`` with the
         reason in its note. Providers without records (offline) leave everything as it is.
         """
-        from .engine.records import in_states
+        from ..engine.records import in_states
 
         db = self.library.db  # type: ignore[attr-defined]
         names = {r.provider for r in in_states(db, ("unknown",))
@@ -551,8 +551,8 @@ class AsyncGenerationMixin:
         :meth:`retry_cost` says what it costs (never accepted: paid for the first time; an
         earlier attempt accepted or maybe accepted: it may be paid twice).
         """
-        from .engine.core import NOTHING_SENT, _owner_alive
-        from .engine.records import load, requeue
+        from ..engine.core import NOTHING_SENT, _owner_alive
+        from ..engine.records import load, requeue
 
         gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
         if gen.status not in ("failed", "unknown", "pending") or (
@@ -579,13 +579,17 @@ class AsyncGenerationMixin:
 
     def make_provider(self, name: str) -> Provider:
         """Instantiate a provider with the user's key and endpoint settings."""
-        from . import config
-        from .providers.registry import create
+        from ..providers import config
+        from ..providers.registry import create
 
         overrides = getattr(self, "provider_options", {}).get(name, {})
         if name == "wavespeed":
             settings = config.effective_settings(name)
-            options = {"api_key": settings.api_key, "base_url": settings.base_url, **overrides}
+            # The pool is sized from what the account runs at once: one request per task in
+            # flight at a time, and a few spare for resumed polls and uploads, at most 8.
+            in_flight = self.project.config.concurrency  # type: ignore[attr-defined]
+            options = {"api_key": settings.api_key, "base_url": settings.base_url,
+                       "max_connections": min(8, in_flight + 2), **overrides}
             return create(name, **options)
         return create(name, **overrides)
 
@@ -595,7 +599,7 @@ class AsyncGenerationMixin:
         on_event: Callable[[Event], None] | None,
         concurrency: int | None = None,
     ) -> Any:
-        from .engine import Engine, EngineSettings
+        from ..engine import Engine, EngineSettings
 
         provider = self.make_provider(provider_name)
         config = self.project.config  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def draw_character(path: Path, *, coat: tuple[int, int, int] = (170, 40, 40)) -> Path:
@@ -102,7 +102,7 @@ def draw_sources(folder: Path) -> list[Path]:
 
 def quickstart_folder() -> Path:
     """The quickstart example: shipped in the wheel, or the repository's projects/ folder."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the refstudio package
     for candidate in (here / "_examples" / "quickstart", here.parent / "projects" / "quickstart"):
         if (candidate / "workflows").is_dir():
             return candidate
@@ -118,7 +118,7 @@ class DemoResult:
 
 def run_demo(target: Path, say: Callable[[str], None] = print) -> DemoResult:
     """Copy the quickstart to ``target`` and run its workflow against an in-process simulator."""
-    from .simulator import Simulator, SimulatorConfig
+    from ..simulator import Simulator, SimulatorConfig
     from .studio import Studio
 
     source = quickstart_folder()

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
-from .errors import NameTakenError, StorageError
+from ..errors import NameTakenError, StorageError
 from .migrations import apply_migrations
 
 BUSY_TIMEOUT_MS = 30_000

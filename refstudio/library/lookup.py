@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .library import Library, ReferenceInfo
-from .prompts import RefImage, RefRecord
+from ..prompts import RefImage, RefRecord
+from .references import Library, ReferenceInfo
 
 
 def to_record(info: ReferenceInfo) -> RefRecord:

@@ -1,7 +1,7 @@
 """Project folders: finding one, making one, and reading its ``refstudio.toml``.
 
 A project is a folder with ``refstudio.toml``, ``library.db``, ``media/``, ``templates/`` and
-``workflows/``. The API key never lives here (see :mod:`refstudio.config`).
+``workflows/``. The API key never lives here (see :mod:`refstudio.providers.config`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ProjectExistsError, ProjectNotFoundError, StorageError
-from .fsutil import ProtectedArea, UnreadableFileError, read_regular_text
+from ..errors import ConfigError, ProjectExistsError, ProjectNotFoundError, StorageError
+from ..storage.fsutil import ProtectedArea, UnreadableFileError, read_regular_text
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -28,12 +28,14 @@ import asyncio
 import base64
 import binascii
 import functools
+import hashlib
 import math
 import os
 import re
 import ssl
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -41,7 +43,6 @@ from urllib.parse import quote
 
 import httpx
 
-from refstudio import gen4
 from refstudio.errors import (
     AmbiguousSubmitError,
     AuthenticationError,
@@ -52,6 +53,7 @@ from refstudio.errors import (
     RequestRejectedError,
     TransientError,
 )
+from refstudio.models import gen4
 from refstudio.providers.base import (
     BoundImage,
     GenParams,
@@ -63,6 +65,7 @@ from refstudio.providers.base import (
     TaskStatus,
     UploadedImage,
 )
+from refstudio.providers.netloop import at_close, run_here
 from refstudio.providers.payloads import wavespeed_body
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
@@ -155,8 +158,10 @@ def _ssl_context() -> ssl.SSLContext:
 class WaveSpeedProvider(Provider):
     """WaveSpeedAI's ``runwayml/gen4-image`` over HTTP.
 
-    One instance holds one connection pool; use it inside one event loop and close it with
-    :meth:`aclose` (or ``async with``). Construction fails with
+    Every instance for one account (key + base URL) shares one connection pool per process, on
+    the process's network loop (:mod:`refstudio.providers.netloop`), whatever event loop or
+    thread calls it; ``max_connections`` sizes that pool when it is first opened. Close each
+    instance with :meth:`aclose` (or ``async with``). Construction fails with
     :class:`~refstudio.errors.AuthenticationError` when no key is given or set in the environment.
     ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
     ``simulated=True`` says ``base_url`` is the built-in simulator (a loopback address): its
@@ -214,24 +219,9 @@ class WaveSpeedProvider(Provider):
             self.paid = False
         # Explicit timeouts win everywhere; otherwise each operation picks its own defaults.
         self._timeout_override = timeout
-        self._client = httpx.AsyncClient(
-            base_url=base,
-            timeout=timeout or DEFAULT_TIMEOUT,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=min(max_connections, 20),
-            ),
-            http1=True,
-            http2=False,
-            # Never follow redirects on API calls: a redirected POST could be re-sent elsewhere.
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "refstudio"},
-            transport=transport,
-            verify=_ssl_context(),
-        )
-        # At most one request per pooled connection is handed to httpx: httpcore re-scans every
-        # connection for every queued request, which made 50 concurrent polls cost ~1.3 s of CPU.
-        self._slots = asyncio.Semaphore(max_connections)
+        # One pool per account (key + base URL) per process, whoever opens it; a test transport
+        # gets a pool of its own.
+        self._pool = _SharedPool.attach(key, base, max_connections, transport)
         self._poll_targets: dict[tuple[str, str | None], str | httpx.URL] = {}
         self._closed = False
 
@@ -258,11 +248,16 @@ class WaveSpeedProvider(Provider):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    @property
+    def account_key(self) -> str:
+        """Names the account (key + base URL) without showing the key: a hash of both."""
+        return self._pool.account_key
+
     async def aclose(self) -> None:
-        """Close the connection pool. Safe to call twice."""
+        """Let go of the account's shared pool (closed when its last user lets go). Safe twice."""
         if not self._closed:
             self._closed = True
-            await self._client.aclose()
+            await run_here(self._pool.detach())
 
     def _auth(self) -> dict[str, str]:
         """Per-request auth header. Not a client default, so it never rides along to CDN hosts."""
@@ -366,35 +361,59 @@ class WaveSpeedProvider(Provider):
             retry_after=retry_after,
         )
 
+    def _submit_failure(self, exc: httpx.HTTPError, sent: _SendTrace) -> ProviderError:
+        """Sort a submit that got no answer into "certainly not taken" or "may have been taken".
+
+        What decides it is whether the whole request left this machine. httpcore hides that: a
+        write that fails (the server closed or reset the connection first, e.g. an idle one it
+        timed out) is swallowed, and the failure surfaces on the read that follows as a bare
+        ``ReadError`` or a ``RemoteProtocolError``, the same exceptions as a connection lost
+        after the server read the body. So the request is traced: unless the last byte of the
+        body was handed to the network, the server never had a complete request to act on.
+        """
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            # No connection was ever established (refused, DNS, TLS handshake, unreachable, or no
+            # free pool slot): the body never left this machine.
+            return NotAcceptedError(
+                f"could not reach WaveSpeed at {self.base_url}: {self._describe(exc)}",
+                hint=f"check the network and {ENV_BASE_URL}",
+            )
+        if isinstance(exc, (httpx.ProxyError, httpx.UnsupportedProtocol,
+                            httpx.LocalProtocolError)):
+            # Fails before or while forming the request; the server never saw a complete one.
+            return NotAcceptedError(
+                f"could not send the request to WaveSpeed: {self._describe(exc)}"
+            )
+        if sent.started and not sent.body_sent:
+            return NotAcceptedError(
+                f"the connection to WaveSpeed failed before the request was fully sent "
+                f"({self._describe(exc)}); the task was not created",
+                hint=f"check the network and {ENV_BASE_URL}",
+            )
+        # ReadTimeout, ReadError, RemoteProtocolError (the server closed the socket without
+        # answering) ... after the whole body left: the server may have created the task.
+        return AmbiguousSubmitError(
+            f"WaveSpeed submit got no usable answer: {self._describe(exc)}",
+            hint="the task may have been created and billed; check before resending",
+        )
+
     async def submit(self, body: dict[str, Any]) -> SubmittedTask:
         """POST one generation request. Sent at most once: this method never retries."""
+        return await run_here(self._submit(body))
+
+    async def _submit(self, body: dict[str, Any]) -> SubmittedTask:
+        sent = _SendTrace()
         try:
-            async with self._slots:
-                response = await self._client.post(
+            async with self._pool.slots():
+                response = await self._pool.client().post(
                     SUBMIT_PATH,
                     json=body,
                     headers=self._auth(),
                     timeout=self._timeout(SUBMIT_TIMEOUT),
+                    extensions={"trace": sent},
                 )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # No connection was ever established (refused, DNS, TLS handshake, unreachable, or no
-            # free pool slot): the body never left this machine.
-            raise NotAcceptedError(
-                f"could not reach WaveSpeed at {self.base_url}: {self._describe(exc)}",
-                hint=f"check the network and {ENV_BASE_URL}",
-            ) from None
-        except (httpx.ProxyError, httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-            # Fails before or while forming the request; the server never saw a complete one.
-            raise NotAcceptedError(
-                f"could not send the request to WaveSpeed: {self._describe(exc)}"
-            ) from None
         except httpx.HTTPError as exc:
-            # ReadTimeout, WriteTimeout, ReadError, WriteError, RemoteProtocolError (the server
-            # closed the socket without answering) ...: bytes of the body may have arrived.
-            raise AmbiguousSubmitError(
-                f"WaveSpeed submit got no usable answer: {self._describe(exc)}",
-                hint="the task may have been created and billed; check before resending",
-            ) from None
+            raise self._submit_failure(exc, sent) from None
         # `from None` above on purpose: chained httpx exceptions hold the request, headers and
         # all, and tracebacks/loggers that walk __cause__ should not find the key there.
 
@@ -471,9 +490,12 @@ class WaveSpeedProvider(Provider):
 
     async def fetch_status(self, task_id: str, poll_url: str | None = None) -> TaskStatus:
         """GET the task's state once. Free; the engine retries on TransientError."""
+        return await run_here(self._fetch_status(task_id, poll_url))
+
+    async def _fetch_status(self, task_id: str, poll_url: str | None) -> TaskStatus:
         try:
-            async with self._slots:
-                response = await self._client.get(
+            async with self._pool.slots():
+                response = await self._pool.client().get(
                     self._poll_target(task_id, poll_url),
                     headers=self._auth(),
                     timeout=self._timeout(DEFAULT_TIMEOUT),
@@ -595,7 +617,7 @@ class WaveSpeedProvider(Provider):
             query = {"page": page, "page_size": HISTORY_PAGE_SIZE, "model": model,
                      "created_after": _iso_ms(since, up=False),
                      "created_before": _iso_ms(until, up=True)}
-            data, date = await self._history_page(query)
+            data, date = await run_here(self._history_page(query))
             if date is not None:
                 offsets.append(date)
             items = data.get("items")
@@ -632,8 +654,8 @@ class WaveSpeedProvider(Provider):
         ± local uncertainty)."""
         sent = time.time()
         try:
-            async with self._slots:
-                response = await self._client.post(
+            async with self._pool.slots():
+                response = await self._pool.client().post(
                     HISTORY_PATH, json=query, headers=self._auth(),
                     timeout=self._timeout(DEFAULT_TIMEOUT),
                 )
@@ -692,9 +714,12 @@ class WaveSpeedProvider(Provider):
 
     async def upload(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:
         """POST the bytes as multipart field ``file``; return the URL to put in a body."""
+        return await run_here(self._upload(data, filename, content_type))
+
+    async def _upload(self, data: bytes, filename: str, content_type: str) -> UploadedImage:
         try:
-            async with self._slots:
-                response = await self._client.post(
+            async with self._pool.slots():
+                response = await self._pool.client().post(
                     UPLOAD_PATH,
                     files={"file": (filename, data, content_type)},
                     headers=self._auth(),
@@ -744,9 +769,21 @@ class WaveSpeedProvider(Provider):
         # Outputs live on CDN hosts: our key goes only to the API's own origin. (On a redirect,
         # httpx itself drops Authorization when the origin changes.)
         headers = self._auth() if self._same_origin(url) else {}
+        # The stream lives on the network loop, with the pool; its chunks cross over in batches
+        # (one hop per ~0.5 MiB, not per 64 KiB chunk).
+        stream = _Download(self._stream(url, headers))
+        try:
+            while batch := await run_here(stream.next_batch()):
+                yield batch
+        finally:
+            await run_here(stream.close())
+
+    async def _stream(
+        self, url: httpx.URL, headers: dict[str, str]
+    ) -> AsyncGenerator[bytes, None]:
         where = f"download from {url.host}"
         try:
-            async with self._slots, self._client.stream(
+            async with self._pool.slots(), self._pool.client().stream(
                 "GET",
                 url,
                 headers=headers,
@@ -813,6 +850,159 @@ def _clock_offset(samples: list[tuple[float, float, float]]) -> tuple[float | No
         return None, 0.0
     server, local, half_rtt = min(samples, key=lambda s: s[2])
     return server + 0.5 - local, 0.5 + half_rtt
+
+
+class _Download:
+    """A download stream driven from another loop, one step at a time, on the network loop.
+
+    A lock orders the steps: a close that follows a cancelled step waits for that step to end
+    (an async generator cannot be closed while it runs).
+    """
+
+    def __init__(self, stream: AsyncGenerator[bytes, None]) -> None:
+        self._stream = stream
+        self._lock: asyncio.Lock | None = None
+
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:  # made on the network loop, where it is used
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def next_batch(self, size: int = 8 * DOWNLOAD_CHUNK) -> bytes:
+        """The next chunks joined, up to about ``size`` bytes; b"" once the stream has ended."""
+        async with self._guard():
+            parts: list[bytes] = []
+            total = 0
+            async for chunk in self._stream:
+                parts.append(chunk)
+                total += len(chunk)
+                if total >= size:
+                    break
+            return b"".join(parts)
+
+    async def close(self) -> None:
+        async with self._guard():
+            await self._stream.aclose()
+
+
+class _SendTrace:
+    """An httpcore ``trace`` hook that notes how far a request got before it failed."""
+
+    __slots__ = ("body_sent", "started")
+
+    def __init__(self) -> None:
+        self.started = False  # a connection was ours and writing the request began
+        self.body_sent = False  # the body's last byte was handed to the network
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            self.started = True
+        elif event.endswith(".send_request_body.complete"):
+            self.body_sent = True
+
+
+class _SharedPool:
+    """One account's connection pool, shared by every provider of this process for that account.
+
+    Lives on the network loop (:mod:`refstudio.providers.netloop`): the client is created there
+    on first use and every request runs there. ``slots`` hands httpx at most one request per
+    connection: httpcore re-scans every connection for every queued request, which made 50
+    concurrent polls cost ~1.3 s of CPU. Closed when the last provider using it is closed.
+    """
+
+    _lock = threading.Lock()
+    _shared: ClassVar[dict[str, _SharedPool]] = {}
+
+    def __init__(
+        self, account_key: str, base: httpx.URL, max_connections: int,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.account_key = account_key
+        self._base = base
+        self._max_connections = max(1, max_connections)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._users = 0
+        self._closed = False
+
+    @classmethod
+    def attach(
+        cls, key: str, base: httpx.URL, max_connections: int,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> _SharedPool:
+        digest = hashlib.sha256(f"{key}\n{base}".encode()).hexdigest()[:16]
+        account_key = f"wavespeed:{digest}"
+        with cls._lock:
+            pool = None if transport is not None else cls._shared.get(account_key)
+            if pool is None:
+                pool = cls(account_key, base, max_connections, transport)
+                if transport is None:
+                    cls._shared[account_key] = pool
+            pool._users += 1
+            return pool
+
+    def client(self) -> httpx.AsyncClient:
+        """The pool's client (on the network loop only)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self._base,
+                timeout=DEFAULT_TIMEOUT,
+                limits=httpx.Limits(
+                    max_connections=self._max_connections,
+                    max_keepalive_connections=min(self._max_connections, 20),
+                ),
+                http1=True,
+                http2=False,
+                # Never follow redirects on API calls: a redirected POST could be re-sent
+                # elsewhere.
+                follow_redirects=False,
+                headers={"Accept": "application/json", "User-Agent": "refstudio"},
+                transport=self._transport,
+                verify=_ssl_context(),
+            )
+        return self._client
+
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        return self._slots
+
+    async def detach(self) -> None:
+        """One user fewer; the last one closes the client (on the network loop)."""
+        with self._lock:
+            self._users -= 1
+            last = self._users <= 0
+            if last and self._shared.get(self.account_key) is self:
+                del self._shared[self.account_key]
+        if last:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._client is not None:
+                await self._client.aclose()
+
+    @classmethod
+    async def close_all(cls) -> None:
+        """At exit: close the pools whose providers were never closed."""
+        with cls._lock:
+            pools = list(cls._shared.values())
+            cls._shared.clear()
+        for pool in pools:
+            await pool.aclose()
+
+    @classmethod
+    def forget_all(cls) -> None:
+        """In a forked child: the pools belong to the parent's network loop."""
+        cls._lock = threading.Lock()
+        cls._shared.clear()
+
+
+at_close(_SharedPool.close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_SharedPool.forget_all)
 
 
 def _is_url(output: str) -> bool:

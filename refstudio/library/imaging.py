@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from ..errors import ImageError
 
 KEPT_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 CONVERTED_FORMATS = frozenset({"GIF", "BMP", "TIFF", "MPO"})

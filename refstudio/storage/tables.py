@@ -1,8 +1,8 @@
 """SQLModel tables of a project's library.
 
-The schema itself is created and evolved by :mod:`refstudio.migrations` (plain, ordered SQL), so
-these classes describe the tables for queries and must stay in step with the migrations; the
-schema snapshot test checks that they do.
+The schema itself is created and evolved by :mod:`refstudio.storage.migrations` (plain, ordered
+SQL), so these classes describe the tables for queries and must stay in step with the
+migrations; the schema snapshot test checks that they do.
 """
 
 from __future__ import annotations

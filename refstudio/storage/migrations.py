@@ -176,7 +176,7 @@ def apply_migrations(
     known = {m.name for m in migrations}
     unknown = done - known
     if unknown:
-        from .errors import StorageError
+        from ..errors import StorageError
 
         raise StorageError(
             f"this library was written by a newer refstudio (migrations {sorted(unknown)})",

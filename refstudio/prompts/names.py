@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from .errors import InvalidNameError
-from .gen4 import NAME_PATTERN
+from ..errors import InvalidNameError
+from ..models.gen4 import NAME_PATTERN
 
 
 def clean_name(raw: str) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .fsutil import UnreadableFileError, read_regular_text
+from ..errors import ConfigError
+from ..storage.fsutil import UnreadableFileError, read_regular_text
 
 if sys.version_info >= (3, 11):
     import tomllib

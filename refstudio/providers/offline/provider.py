@@ -3,7 +3,8 @@
 It is what refstudio uses when no ``WAVESPEED_API_KEY`` is set, so a newcomer sees the whole
 loop (add, generate, promote, generate again) work at once. Outputs are deterministic preview
 images at the model's exact sizes, composed from the bound reference images and the prompt
-(:mod:`refstudio.imagegen`, shared with the simulator), and visibly marked as previews.
+(:mod:`refstudio.providers.offline.previews`, shared with the simulator), and visibly marked as
+previews.
 
 Tasks and uploads are kept as small files in the user's cache folder, so a task submitted by a
 process that died can still be polled by the next one, exactly as with a real provider.
@@ -21,11 +22,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import gen4
-from ..errors import RequestRejectedError, TransientError
-from ..fsutil import atomic_write_bytes
-from .base import BoundImage, GenParams, Provider, SubmittedTask, TaskStatus, UploadedImage
-from .payloads import wavespeed_body
+from ...errors import RequestRejectedError, TransientError
+from ...models import gen4
+from ...models.request import BoundImage, GenParams
+from ...storage.fsutil import atomic_write_bytes
+from ..base import Provider, SubmittedTask, TaskStatus, UploadedImage
+from ..payloads import wavespeed_body
 
 ENV_CACHE = "REFSTUDIO_OFFLINE_DIR"
 
@@ -87,7 +89,7 @@ class OfflineProvider(Provider):
         )
 
     async def download(self, output: str) -> AsyncIterator[bytes]:
-        from ..imagegen import encode_png, render_preview
+        from .previews import encode_png, render_preview
 
         if output.startswith("offline://tasks/"):
             task_id = output.split("/")[3]

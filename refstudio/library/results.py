@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from .db import Database, read_session
-from .errors import GenerationNotFoundError
-from .models import Asset, Generation, Output, Reference, ReferenceImage
-from .store import LocalMediaStore
+from ..errors import GenerationNotFoundError
+from ..storage.database import Database, read_session
+from ..storage.media import LocalMediaStore
+from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -158,7 +158,7 @@ class GenerationQueries:
         self._promote = promote
 
     def get(self, generation_id: int) -> GenerationInfo:
-        from .params import check_generation_id
+        from ..models.params import check_generation_id
 
         infos = self._load([check_generation_id(generation_id)])
         if not infos:
@@ -175,7 +175,7 @@ class GenerationQueries:
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
     ) -> list[GenerationInfo]:
         """Newest first, optionally only those that used reference ``ref`` or in one state."""
-        from .params import check_limit
+        from ..models.params import check_limit
 
         limit = check_limit(limit)
         with read_session(self.db) as session:

@@ -31,11 +31,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .db import Database
-from .errors import RefstudioError, StorageError
-from .migrations import MIGRATIONS
+from ..errors import RefstudioError, StorageError
+from ..storage.database import Database
+from ..storage.media import TMP_DIR, blob_key, media_files
+from ..storage.migrations import MIGRATIONS
 from .project import Project, check_db_path, check_media_dir, find_project_root, load_config
-from .store import TMP_DIR, blob_key, media_files
 
 #: A temporary file untouched for this long belongs to no running command (a download writes
 #: every few milliseconds; the longest timeouts are a few minutes).

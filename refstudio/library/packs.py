@@ -30,7 +30,7 @@ import re
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -38,26 +38,33 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from .db import read_session, write_session
-from .errors import ImageError, InputError, NameTakenError, RefstudioError, StorageError
-from .fsutil import (
+from ..errors import ImageError, InputError, NameTakenError, RefstudioError, StorageError
+from ..prompts.names import clean_name, name_key
+from ..storage.database import read_session, write_session
+from ..storage.fsutil import (
     ProtectedArea,
     UnreadableFileError,
     atomic_file,
     check_output_file,
     open_regular,
 )
+from ..storage.media import EXTENSIONS, blob_key
+from ..storage.tables import (
+    Asset,
+    Generation,
+    Output,
+    Reference,
+    ReferenceImage,
+    ReferenceTag,
+    utcnow,
+)
 from .imaging import KEPT_FORMATS
-from .library import check_kind, check_label, check_tag
-from .models import Asset, Generation, Output, Reference, ReferenceImage, ReferenceTag, utcnow
-from .names import clean_name, name_key
-from .store import EXTENSIONS, blob_key
+from .references import check_kind, check_label, check_tag
 
 if TYPE_CHECKING:
-    from .db import Database
-    from .library import Library
-    from .project import Project
-    from .store import LocalMediaStore
+    from ..storage.database import Database
+    from ..storage.media import LocalMediaStore
+    from .references import Library
 
 PACK_FORMAT = "refstudio-pack"
 PACK_VERSION = 1
@@ -131,7 +138,7 @@ def export_pack(
     """Write references ``names`` with their lineage closure to the zip file ``path``.
 
     An existing ``path`` is replaced only with ``overwrite``; a file of the project (see
-    :func:`refstudio.fsutil.check_output_file`) never is.
+    :func:`refstudio.storage.fsutil.check_output_file`) never is.
     """
     if not names:
         raise InputError("name at least one reference to export")
@@ -290,7 +297,7 @@ def _build_manifest(
             ],
         })
 
-    from . import __version__
+    from .. import __version__
 
     manifest = {
         "format": PACK_FORMAT,
@@ -759,7 +766,7 @@ def _check_media(
     if probed.converted_from is not None or probed.format != fmt:
         raise _Bad(f"{info.filename}: the file is {probed.converted_from or probed.format}, "
                    f"not the {fmt} the manifest says")
-    from .library import _warning_texts
+    from .references import _warning_texts
 
     return _CheckedMedia(sha, info.filename, fmt, probed.width, probed.height, len(data),
                          json.dumps(_warning_texts(probed.inspection)))
@@ -834,18 +841,20 @@ def _write(
 ) -> PackImportResult:
     store = library.store
     added: list[str] = []  # media keys this import created: removed again if it fails
-    try:
+    def contents() -> Iterator[tuple[bytes, str]]:
         for m in checked:
-            key = blob_key(m.sha256, EXTENSIONS[m.format])
-            if store.exists(key):
+            if store.exists(blob_key(m.sha256, EXTENSIONS[m.format])):
                 continue
             # Read again rather than hold every image in memory; re-hash since the file
             # could have changed since it was checked.
             data = _read_entry(zf, zf.getinfo(m.entry), library.max_image_bytes)
             if hashlib.sha256(data).hexdigest() != m.sha256:
                 raise InputError(f"{m.entry} changed while it was being imported")
-            store.put_bytes(data, extension=EXTENSIONS[m.format])
-            added.append(key)
+            yield data, EXTENSIONS[m.format]
+
+    try:
+        # Written together and flushed to disk together before the rows are committed.
+        added.extend(blob.key for blob in store.put_many(contents()) if blob.created)
         with write_session(library.db) as session:
             # Checked again under the write lock: another process may have taken a name.
             _refuse_clashes_in(session, pack.references)
@@ -954,36 +963,4 @@ def _remove_unreferenced(db: Database, store: LocalMediaStore, keys: list[str]) 
 # -- the Studio face ----------------------------------------------------------------------------
 
 
-class PackMixin:
-    """``export_pack`` / ``import_pack`` on :class:`refstudio.Studio`."""
-
-    library: Library
-    project: Project
-
-    def export_pack(
-        self, names: Sequence[str], path: Path | str, *, overwrite: bool = False
-    ) -> PackExportResult:
-        """Write references ``names`` with their images and lineage to a zip at ``path``.
-
-        The pack also carries the references bound into the generations those images came
-        from (recursively), marked as dependencies, so every lineage edge survives. An existing
-        file is replaced only with ``overwrite=True``; the project's own files never are.
-        """
-        if isinstance(names, str):
-            names = [names]
-        return export_pack(self.library, names, path,
-                           protected=self.project.protected_area(), overwrite=overwrite)
-
-    def import_pack(
-        self, path: Path | str, rename: Mapping[str, str] | None = None
-    ) -> PackImportResult:
-        """Add a pack's references, generations and images to this project.
-
-        Everything is checked before anything is written; an existing name is never
-        overwritten (:class:`NameTakenError` names every clash); ``rename`` maps a pack name to
-        the name to import it under. Images already in the project are reused, not copied.
-        """
-        return import_pack(self.library, path, rename)
-
-
-__all__ = ["PackExportResult", "PackImportResult", "PackMixin", "export_pack", "import_pack"]
+__all__ = ["PackExportResult", "PackImportResult", "export_pack", "import_pack"]

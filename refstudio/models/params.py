@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import re
 
+from ..errors import ParameterError
 from . import gen4
-from .errors import ParameterError
-from .providers.base import GenParams
+from .request import GenParams
 
 __all__ = ["MAX_BATCH", "SQLITE_INT_MAX", "check_batch_size", "check_concurrency",
            "check_cost_limit", "check_generation_id", "check_limit", "normalize_aspect_ratio",
@@ -82,9 +82,9 @@ def validate_params(
 def validate_prompt_text(text: str) -> str:
     """Return ``text`` unchanged if a provider would accept it as a prompt.
 
-    It must not be blank and must fit :data:`refstudio.gen4.PROMPT_MAX_UTF16` UTF-16 code units
-    (Runway's unit: an emoji counts 2). Raises :class:`~refstudio.errors.ParameterError` giving
-    the count.
+    It must not be blank and must fit :data:`refstudio.models.gen4.PROMPT_MAX_UTF16` UTF-16
+    code units (Runway's unit: an emoji counts 2). Raises
+    :class:`~refstudio.errors.ParameterError` giving the count.
     """
     if not isinstance(text, str) or not text.strip():
         raise ParameterError("the prompt is empty", hint="write what the image should show")

@@ -20,18 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ImageError, InputError, OutputNotFoundError, StorageError
-from .fsutil import (
+from ..errors import ImageError, InputError, OutputNotFoundError, StorageError
+from ..storage.fsutil import (
     ProtectedArea,
     UnreadableFileError,
     atomic_write_bytes,
     check_output_file,
     read_regular,
 )
-from .store import DAMAGED_HINT
+from ..storage.media import DAMAGED_HINT
 
 if TYPE_CHECKING:
-    from .project import Project
     from .results import GenerationInfo, GenerationQueries, OutputInfo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -49,7 +48,7 @@ MAX_TEXT_BYTES = 16_000_000  # bound on a compressed text chunk once inflated
 
 def provenance_of(gen: GenerationInfo, output: OutputInfo) -> dict[str, Any]:
     """The provenance record of one output: what made it, from which references."""
-    from . import __version__
+    from .. import __version__
 
     return {
         "generation_id": gen.id,
@@ -247,8 +246,8 @@ def export_image(
     """Write output ``index`` of a generation to ``path`` as a PNG carrying its provenance.
 
     An existing ``path`` is replaced only with ``overwrite``; a file of the project (see
-    :func:`refstudio.fsutil.check_output_file`) never is. The stored bytes are checked against
-    their hash first, so a damaged media file is refused rather than exported.
+    :func:`refstudio.storage.fsutil.check_output_file`) never is. The stored bytes are checked
+    against their hash first, so a damaged media file is refused rather than exported.
     """
     given = Path(path).expanduser()
     if given.suffix.lower() != ".png":
@@ -282,26 +281,7 @@ def export_image(
     return target
 
 
-class ProvenanceMixin:
-    """``export_image`` on :class:`refstudio.Studio`."""
-
-    queries: GenerationQueries
-    project: Project
-
-    def export_image(
-        self, generation_id: int, index: int, path: Path | str, *, overwrite: bool = False
-    ) -> Path:
-        """Write an output as a PNG whose text chunks record its provenance; return its path.
-
-        JPEG and WebP outputs are converted; the stored original is never changed. An existing
-        file is replaced only with ``overwrite=True``; the project's own files never are.
-        """
-        return export_image(self.queries, generation_id, index, path,
-                            protected=self.project.protected_area(), overwrite=overwrite)
-
-
 __all__ = [
-    "ProvenanceMixin",
     "export_image",
     "png_with_provenance",
     "provenance_from_bytes",

@@ -17,13 +17,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .db import Database
-from .library import AddedImage, ImageInfo, Library, ReferenceInfo
-from .packs import PackMixin
+from ..library.packs import PackExportResult, PackImportResult, export_pack, import_pack
+from ..library.provenance import export_image
+from ..library.references import AddedImage, ImageInfo, Library, ReferenceInfo
+from ..library.results import GenerationQueries
+from ..storage.database import Database
+from ..storage.media import LocalMediaStore, count_media_files
+from ..workflow import WorkflowMixin
+from .generation import AsyncGenerationMixin, GenerationMixin
 from .project import (
     Project,
     check_layout,
@@ -32,21 +37,15 @@ from .project import (
     open_project,
     write_new_project,
 )
-from .provenance import ProvenanceMixin
-from .results import GenerationQueries
-from .store import LocalMediaStore, count_media_files
-from .studio_gen import AsyncGenerationMixin, GenerationMixin
-from .workflow import WorkflowMixin
 
 
 def _quality_check() -> Any:
-    from .quality import check_image
+    from ..library.quality import check_image
 
     return check_image
 
 
-class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixin,
-                  ProvenanceMixin):
+class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
     """What both faces share: the project, its library, and every local (non-network) verb."""
 
     def __init__(self, project: Project) -> None:
@@ -136,6 +135,20 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixi
             name, images, kind=kind, description=description, tags=tags, labels=labels
         )
 
+    def add_references(
+        self, references: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[ReferenceInfo, list[AddedImage]]]:
+        """Create many references at once, all or nothing; each item holds the arguments of
+        :meth:`add_reference` (``name``, ``images``, optionally ``kind``, ``description``,
+        ``tags``, ``labels``). Much faster than one call each: the files are flushed to disk
+        together and the rows committed in one transaction.
+
+        >>> studio.add_references([{"name": "mara", "images": ["mara.png"]},   # doctest: +SKIP
+        ...                        {"name": "tavern", "images": ["tavern.png"],
+        ...                         "kind": "location"}])
+        """
+        return self.library.add_references(references)
+
     def add_images(
         self,
         name: str,
@@ -158,6 +171,44 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin, PackMixi
     def reference(self, name: str) -> ReferenceInfo:
         """One reference by name (case-insensitive, ``@`` optional)."""
         return self.library.get(name)
+
+    # -- packs and exports ---------------------------------------------------------------------
+
+    def export_pack(
+        self, names: Sequence[str], path: Path | str, *, overwrite: bool = False
+    ) -> PackExportResult:
+        """Write references ``names`` with their images and lineage to a zip at ``path``.
+
+        The pack also carries the references bound into the generations those images came
+        from (recursively), marked as dependencies, so every lineage edge survives. An existing
+        file is replaced only with ``overwrite=True``; the project's own files never are.
+        """
+        if isinstance(names, str):
+            names = [names]
+        return export_pack(self.library, names, path,
+                           protected=self.project.protected_area(), overwrite=overwrite)
+
+    def import_pack(
+        self, path: Path | str, rename: Mapping[str, str] | None = None
+    ) -> PackImportResult:
+        """Add a pack's references, generations and images to this project.
+
+        Everything is checked before anything is written; an existing name is never
+        overwritten (:class:`NameTakenError` names every clash); ``rename`` maps a pack name to
+        the name to import it under. Images already in the project are reused, not copied.
+        """
+        return import_pack(self.library, path, rename)
+
+    def export_image(
+        self, generation_id: int, index: int, path: Path | str, *, overwrite: bool = False
+    ) -> Path:
+        """Write an output as a PNG whose text chunks record its provenance; return its path.
+
+        JPEG and WebP outputs are converted; the stored original is never changed. An existing
+        file is replaced only with ``overwrite=True``; the project's own files never are.
+        """
+        return export_image(self.queries, generation_id, index, path,
+                            protected=self.project.protected_area(), overwrite=overwrite)
 
     def references(self, *, kind: str | None = None, tag: str | None = None) -> list[ReferenceInfo]:
         """All references sorted by name, optionally filtered by kind or tag."""

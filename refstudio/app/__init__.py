@@ -1,0 +1,1 @@
+"""The public API: :class:`Studio` and :class:`AsyncStudio` over the layers below."""

@@ -1,0 +1,1 @@
+"""The reference library: references and images, lineage, packs, provenance."""

@@ -1,0 +1,1 @@
+"""The model layer: what each image model takes (references, options, sizes, price)."""

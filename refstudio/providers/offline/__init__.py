@@ -1,0 +1,5 @@
+"""offline provider package."""
+
+from .provider import OfflineProvider
+
+__all__ = ["OfflineProvider"]

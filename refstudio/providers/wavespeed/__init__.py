@@ -1,0 +1,5 @@
+"""wavespeed provider package."""
+
+from .client import WaveSpeedProvider
+
+__all__ = ["WaveSpeedProvider"]

@@ -1,0 +1,1 @@
+"""Storage: the database (engine, migrations, tables) and the media store."""
