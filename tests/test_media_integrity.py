@@ -1,7 +1,8 @@
 """Media files are what their hash says, or they are not used.
 
-A file in ``media/`` changed after it was stored is refused before it is uploaded (the engine
-hashes the bytes it reads for the upload anyway) and before it is exported; adding the original
+A reference image whose file in ``media/`` is gone or changed is refused before a generation
+is recorded (and, for a file changed in between, again by the upload, which hashes the bytes it
+reads) and before it is exported; adding the original
 again repairs it. A download that turns out corrupt leaves nothing in ``media/``, however often
 it is retried.
 """
@@ -44,16 +45,52 @@ def _media_files(root: Path) -> list[str]:
                   for p in (root / "media").rglob("*") if p.is_file())
 
 
-def test_a_damaged_reference_image_is_never_uploaded(studio: Studio, tmp_path: Path) -> None:
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("fault", ["changed", "deleted"])
+def test_a_damaged_reference_image_is_refused_before_anything_is_recorded(
+    studio: Studio, tmp_path: Path, fault: str
+) -> None:
+    """Before: the generation was recorded, then failed at upload (exit 11, a failed row)."""
     stored = Path(studio.reference("mara").images[0].path)
-    _damage(stored)
-    [gen] = studio.generate("@mara at the harbour", provider="offline", resolution="720p",
-                            seed=4)
-    assert gen.status == "failed"
-    assert str(stored) in gen.error and "hash" in gen.error and "backup" in gen.error
+    if fault == "changed":
+        _damage(stored)
+    else:
+        stored.unlink()
+    with pytest.raises(StorageError, match="nothing was recorded or sent") as caught:
+        studio.generate("@mara at the harbour", provider="offline", resolution="720p", seed=4)
+    assert str(stored) in caught.value.message
+    assert caught.value.hint and "backup" in caught.value.hint
+    assert studio.history(limit=None) == []
     offline = tmp_path / "offline"
-    assert list((offline / "uploads").iterdir()) == []  # the changed bytes went nowhere
-    assert list((offline / "tasks").iterdir()) == []  # and nothing was sent to be paid for
+    assert _files(offline / "uploads") == []  # the changed bytes went nowhere
+    assert _files(offline / "tasks") == []  # and nothing was sent to be paid for
+
+
+def test_a_reference_changed_after_recording_is_still_never_uploaded(
+    studio: Studio, tmp_path: Path
+) -> None:
+    """The upload hashes what it reads: a file changed between recording and sending fails
+    that generation, and its bytes go nowhere."""
+    stored = Path(studio.reference("mara").images[0].path)
+    _, [request] = studio.prepare_requests("@mara at the harbour", resolution="720p", seed=4,
+                                           provider="offline")
+
+    async def main() -> str:
+        provider = OfflineProvider(cache_dir=tmp_path / "offline")
+        async with Engine(studio.db, studio.store, provider) as engine:
+            gen_id = engine.record(request, 0.0)
+            _damage(stored)
+            [outcome] = await engine.run([gen_id])
+            return outcome.status
+
+    assert asyncio.run(main()) == "failed"
+    [gen] = studio.history()
+    assert gen.error and str(stored) in gen.error and "hash" in gen.error
+    assert _files(tmp_path / "offline" / "uploads") == []
+    assert _files(tmp_path / "offline" / "tasks") == []
 
 
 def test_adding_the_original_again_repairs_the_media_file(studio: Studio, tmp_path: Path) -> None:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from refstudio import Studio
 from refstudio.errors import ParameterError
 from refstudio.models import gen4
-from refstudio.models.params import normalize_aspect_ratio, validate_params, validate_prompt_text
+from refstudio.models.params import (
+    SQLITE_INT_MAX,
+    check_generation_id,
+    check_limit,
+    normalize_aspect_ratio,
+    parse_output_handle,
+    validate_params,
+    validate_prompt_text,
+)
 from refstudio.providers.base import GenParams
 
 
@@ -81,3 +90,42 @@ def test_prompt_too_long_counts_utf16() -> None:
         validate_prompt_text(text)
     assert "1001 UTF-16 code units" in str(info.value)
     assert "at most 1000" in str(info.value)
+
+
+# -- ids, output handles and limits: bounded to SQLite's 64-bit integers ------------------------
+
+
+@pytest.mark.parametrize(("handle", "parsed"), [("12", (12, 0)), ("#12", (12, 0)),
+                                                ("12:1", (12, 1)),
+                                                (f"{SQLITE_INT_MAX}:0", (SQLITE_INT_MAX, 0))])
+def test_output_handle(handle: str, parsed: tuple[int, int]) -> None:
+    assert parse_output_handle(handle) == parsed
+
+
+@pytest.mark.parametrize("handle", ["9" * 20, "9" * 20 + ":0", "1:" + "9" * 20, "9" * 5000,
+                                    "abc", "1:x", ""])
+def test_bad_output_handle(handle: str) -> None:
+    with pytest.raises(ParameterError):
+        parse_output_handle(handle)
+
+
+def test_ids_and_limits_past_sqlite_refused_by_the_api(project: Studio) -> None:
+    """Before: OverflowError from sqlite3 (a traceback in the CLI)."""
+    huge = SQLITE_INT_MAX + 1
+    for call in (lambda: project.generation(huge), lambda: project.retry_cost(huge),
+                 lambda: project.promote(huge, "hero"), lambda: project.history(limit=huge),
+                 lambda: project.history(limit=-1)):
+        with pytest.raises(ParameterError):
+            call()
+    assert check_limit(None) is None and check_limit(0) == 0
+    assert check_generation_id(SQLITE_INT_MAX) == SQLITE_INT_MAX
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5])
+def test_run_concurrency_below_one_refused_before_anything(project: Studio, bad: object) -> None:
+    """Before: -3 became a run of one step at a time (and 0 the default), silently."""
+    (project.root / "workflows" / "w.toml").write_text(
+        '[[step]]\nid = "a"\nprompt = "a quiet street"\n', "utf-8")
+    with pytest.raises(ParameterError, match="concurrency"):
+        project.run_workflow("w", concurrency=bad, provider="offline")  # type: ignore[arg-type]
+    assert project.history(limit=None) == []

@@ -183,3 +183,17 @@ def test_saved_key_is_used_and_never_written(
         assert not _leaks(output), output
     for path in (p for p in root.rglob("*") if p.is_file()):
         assert not _leaks(path.read_bytes()), f"the API key is in {path}"
+
+
+def test_set_key_without_terminal_or_input_refuses_with_usage_code() -> None:
+    """Before: click's prompt hit the end of input and exited 1 ("Aborted!"), undocumented.
+    Now: exit 2 with a hint, like `retry` without a terminal; nothing is written."""
+    from refstudio.providers.config import config_path
+
+    result = subprocess.run([sys.executable, "-m", "refstudio", "config", "set-key"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: no key saved") and "WAVESPEED_API_KEY" in lines[1]
+    assert len(lines) == 2
+    assert not config_path().exists()

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import run_cli
 from PIL import Image
 
 from refstudio.models import gen4
@@ -525,6 +526,9 @@ def test_official_sdk_runs_against_simulator(make_sim: Any, tmp_path: Path) -> N
         {"fail_rate": 1.5},
         {"rate_429": -0.1},
         {"latency": -1.0},
+        {"latency": float("nan")},
+        {"port": 65536},
+        {"port": -1},
         {"key": " "},
         {"rate_per_minute": -1},
     ],
@@ -532,6 +536,33 @@ def test_official_sdk_runs_against_simulator(make_sim: Any, tmp_path: Path) -> N
 def test_config_rejects_nonsense(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         SimulatorConfig(**bad)
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (("--fail-rate", "2"), "--fail-rate must be between 0 and 1"),
+    (("--port", "99999"), "--port must be between 0 and 65535"),
+    (("--latency", "nan"), "--latency must be 0 or more"),
+])
+def test_cli_bad_flags_are_one_error_line(flags: tuple[str, ...], said: str) -> None:
+    """Before: a ValueError/OverflowError traceback, exit 1."""
+    result = run_cli("simulator", *flags)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(f"error: {said}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_cli_port_in_use_is_one_error_with_a_hint() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("simulator", "--port", str(port))
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use",
+        "  --port 0 picks a free port"]
 
 
 def test_stop_is_idempotent_and_releases_port() -> None:

@@ -183,6 +183,8 @@ def load_config(root: Path) -> ProjectConfig:
         raw = tomllib.loads(read_regular_text(path, limit=MAX_CONFIG_BYTES))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except RecursionError:  # tomllib recurses: a value thousands of levels deep
+        raise ConfigError(f"{path}: a value is nested too deeply") from None
     except UnreadableFileError as exc:
         hint = "save it as UTF-8" if "UTF-8" in exc.reason else None
         raise ConfigError(f"cannot read {exc}", hint=hint) from exc

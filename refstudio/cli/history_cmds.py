@@ -20,13 +20,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _parse_output(handle: str) -> tuple[int, int]:
-    from ..errors import InputError
+    from ..models.params import parse_output_handle
 
-    gen_text, _, index_text = handle.partition(":")
-    try:
-        return int(gen_text.lstrip("#")), int(index_text) if index_text else 0
-    except ValueError:
-        raise InputError(f"{handle!r} is not GEN_ID or GEN_ID:INDEX (e.g. 12 or 12:1)") from None
+    return parse_output_handle(handle)
 
 
 def promote(

@@ -43,14 +43,31 @@ def simulator(
     ] = None,
 ) -> None:
     """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
+    import re
+
+    from ..errors import InputError, ParameterError
     from ..simulator import SimulatorConfig, run_forever
 
-    run_forever(
-        SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
-                        fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
-                        drop_rate=drop_rate, rate_lost=rate_lost, key=key,
-                        account_concurrency=account_concurrency)
-    )
+    flags = {"port", "latency", "jitter", "fail_rate", "rate_429", "rate_5xx", "drop_rate",
+             "rate_lost", "key", "account_concurrency"}
+    try:
+        config = SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
+                                 fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
+                                 drop_rate=drop_rate, rate_lost=rate_lost, key=key,
+                                 account_concurrency=account_concurrency)
+    except ValueError as exc:
+        # The config names its fields; the user typed flags: say --fail-rate, not fail_rate.
+        message = re.sub(r"^\w+", lambda m: "--" + m.group().replace("_", "-")
+                         if m.group() in flags else m.group(), str(exc))
+        raise ParameterError(message) from None
+    try:
+        run_forever(config)
+    except OSError as exc:  # the port is taken, the address is not this machine's, ...
+        import errno
+
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="--port 0 picks a free port" if exc.errno == errno.EADDRINUSE
+                         else None) from None
 
 
 @config_app.callback()
@@ -87,10 +104,26 @@ def _project_provider() -> str | None:
 
 @config_app.command("set-key")
 def set_key() -> None:
-    """Store the WaveSpeed API key in the user config file (asked for, never echoed)."""
-    from ..providers import config
+    """Store the WaveSpeed API key in the user config file (asked for, never echoed).
 
-    key = typer.prompt("WaveSpeed API key", hide_input=True)
+    Without a terminal the key is read from the first line of standard input
+    (``refstudio config set-key < keyfile``)."""
+    import sys
+
+    from ..providers import config
+    from ._common import EXIT_USAGE, fail
+
+    if sys.stdin.isatty():
+        key = typer.prompt("WaveSpeed API key", hide_input=True)
+    else:
+        key = sys.stdin.readline(4096).strip()
+        if not key:
+            # No one to ask and nothing piped in: refuse like `retry` does, rather than exit 1
+            # ("Aborted!") as click's prompt does at the end of input.
+            fail("no key saved: `config set-key` asks for the key, and there is no terminal "
+                 "to ask and no key on standard input", code=EXIT_USAGE,
+                 hint="run it in a terminal, pipe the key in (`refstudio config set-key < "
+                 "keyfile`), or set WAVESPEED_API_KEY in the environment instead")
     path = config.save_api_key(key)
     console().print(f"saved to {path} ({config.masked(key)})", markup=False)
 

@@ -36,10 +36,11 @@ def run(
 
     Run it again after a crash or Ctrl-C and it continues; unchanged steps are not paid again.
     """
-    from ..models.params import check_cost_limit
+    from ..models.params import check_concurrency, check_cost_limit
     from ..prompts import parse_var_assignments
 
     check_cost_limit(max_cost, "--max-cost")
+    check_concurrency(concurrency, "--concurrency")
     variables = parse_var_assignments(var or [])
     with open_studio() as studio:
         if dry_run and not as_json:

@@ -201,11 +201,19 @@ class Engine:
         """Write-ahead for a batch: one transaction for all rows, before any is sent.
 
         Raises BudgetExceededError (writing nothing) when the batch would break the budget, and
-        StorageError (nothing recorded) when the media folder cannot take a file: paying for
-        images that cannot be stored helps nobody. Work of a provider that is not paid (offline,
+        StorageError (nothing recorded) when the media folder cannot take a file (paying for
+        images that cannot be stored helps nobody) or a bound image's media file is missing or
+        no longer matches its hash. Work of a provider that is not paid (offline,
         the simulator) is recorded at no cost.
         """
         self.store.check_writable(hint=NOTHING_SENT)
+        # A reference image whose file is gone or changed would fail at upload, after the row
+        # is written: refuse it now, with nothing recorded.
+        try:
+            self.uploads.verify(b.sha256 for r in requests for b in r.bindings)
+        except StorageError as exc:
+            raise StorageError(f"{exc.message}; nothing was recorded or sent",
+                               hint=exc.hint) from exc
         if not self.provider.paid:
             cost = 0.0
         ids = records.create_pending_many(

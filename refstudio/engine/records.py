@@ -245,8 +245,10 @@ def release(db: Database, gen_id: int, seen_owner: str | None, error: str) -> bo
 
 
 def load(db: Database, generation_id: int) -> Generation:
+    from ..models.params import check_generation_id
+
     with read_session(db) as session:
-        row = session.get(Generation, generation_id)
+        row = session.get(Generation, check_generation_id(generation_id))
     if row is None:
         raise GenerationNotFoundError(
             f"no generation #{generation_id}", hint="see `refstudio history`"

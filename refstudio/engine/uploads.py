@@ -7,10 +7,12 @@ same image wait on one upload instead of sending the bytes twice.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from sqlmodel import col, select
 
+from ..errors import StorageError
 from ..providers.base import Provider
 from ..storage.database import Database, read_session, write_session
 from ..storage.media import MediaStore
@@ -47,6 +49,27 @@ class UploadCache:
             raise
         finally:
             del self._inflight[sha256]
+
+    def verify(self, hashes: Iterable[str]) -> None:
+        """Check that each image's media file is there and holds the bytes of its hash.
+
+        Called before work is recorded, so a missing or changed file is refused while nothing
+        is written, sent or paid (StorageError naming the file, with how to repair it). It
+        reads and hashes every image, cached URL or not: a few milliseconds per image of a few
+        MB (``benchmarks/media_verify.py``), small next to one generation. The upload checks
+        again as it reads, for a file changed in between.
+        """
+        wanted = sorted(set(hashes))
+        if not wanted:
+            return
+        with read_session(self.db) as session:
+            paths = dict(session.exec(select(Asset.sha256, Asset.path)
+                                      .where(col(Asset.sha256).in_(wanted))).all())
+        for sha256 in wanted:
+            if sha256 not in paths:
+                raise StorageError(f"the library has no stored image {sha256[:12]}…",
+                                   hint="`refstudio doctor` checks the library")
+            self.store.read_verified(paths[sha256], sha256)
 
     def _lookup(self, sha256: str) -> str | None:
         # Treat a URL as dead a margin before its expiry: a request may queue a while before the

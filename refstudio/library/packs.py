@@ -468,6 +468,8 @@ def _parse_manifest(raw: bytes, rename: Mapping[str, str]) -> _Pack:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Bad(f"manifest.json is not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise _Bad("manifest.json is nested too deeply to be a pack manifest") from None
     m = _Obj(data, "manifest")
     if m.get("format", str) != PACK_FORMAT:
         raise _Bad("manifest.json is not a refstudio pack manifest")

@@ -129,7 +129,7 @@ def provenance_from_bytes(data: bytes, *, source: str = "image") -> dict[str, An
     if COMBINED_KEY in found:
         try:
             record = json.loads(found[COMBINED_KEY])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             record = None
         if isinstance(record, dict):
             return record
@@ -142,7 +142,7 @@ def provenance_from_bytes(data: bytes, *, source: str = "image") -> dict[str, An
         if key in _JSON_FIELDS:
             try:
                 record[key] = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 record[key] = text
         elif key in ("seed", "generation_id"):
             record[key] = int(text) if text.lstrip("-").isdigit() else (text or None)

@@ -158,7 +158,9 @@ class GenerationQueries:
         self._promote = promote
 
     def get(self, generation_id: int) -> GenerationInfo:
-        infos = self._load([generation_id])
+        from ..models.params import check_generation_id
+
+        infos = self._load([check_generation_id(generation_id)])
         if not infos:
             raise GenerationNotFoundError(
                 f"no generation #{generation_id}", hint="see `refstudio history`"
@@ -173,6 +175,9 @@ class GenerationQueries:
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
     ) -> list[GenerationInfo]:
         """Newest first, optionally only those that used reference ``ref`` or in one state."""
+        from ..models.params import check_limit
+
+        limit = check_limit(limit)
         with read_session(self.db) as session:
             query = select(Generation.id).order_by(col(Generation.id).desc())
             if status:

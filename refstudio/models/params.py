@@ -15,8 +15,9 @@ from ..errors import ParameterError
 from . import gen4
 from .request import GenParams
 
-__all__ = ["MAX_BATCH", "check_batch_size", "check_cost_limit", "normalize_aspect_ratio",
-           "validate_params", "validate_prompt_text"]
+__all__ = ["MAX_BATCH", "SQLITE_INT_MAX", "check_batch_size", "check_concurrency",
+           "check_cost_limit", "check_generation_id", "check_limit", "normalize_aspect_ratio",
+           "parse_output_handle", "validate_params", "validate_prompt_text"]
 
 #: Most variants one command (or one workflow step) asks for. The budget is the real limit;
 #: this one keeps a typo (-n 100000) from writing a hundred thousand rows. They are sent at the
@@ -125,3 +126,54 @@ def check_batch_size(n: int, name: str = "n") -> int:
             hint=f"send larger sets as several commands of at most {MAX_BATCH}",
         )
     return n
+
+
+#: SQLite keeps integers in 64 bits: an id, index or limit past this cannot name a row, and
+#: handing it to SQLite raises OverflowError. Every such number from a user is checked here.
+SQLITE_INT_MAX = 2**63 - 1
+_SQLITE_INT_MIN = -(2**63)
+
+
+def _check_integer(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParameterError(f"{name} must be a whole number, not {value!r}")
+    if not _SQLITE_INT_MIN <= value <= SQLITE_INT_MAX:
+        raise ParameterError(f"{name} {value} is out of range (at most {SQLITE_INT_MAX})")
+    return value
+
+
+def check_generation_id(generation_id: int, name: str = "generation id") -> int:
+    """A generation id that SQLite can look up (whether it exists is the caller's question)."""
+    return _check_integer(generation_id, name)
+
+
+def check_limit(limit: int | None, name: str = "limit") -> int | None:
+    """A number of rows to show: None or 0 for all, else 1..:data:`SQLITE_INT_MAX`."""
+    if limit is None:
+        return None
+    _check_integer(limit, name)
+    if limit < 0:
+        raise ParameterError(f"{name} must be 0 (all) or more, not {limit}")
+    return limit
+
+
+def parse_output_handle(handle: str) -> tuple[int, int]:
+    """``"12"``/``"#12"`` -> ``(12, 0)``, ``"12:1"`` -> ``(12, 1)``: a generation and the index of
+    one of its outputs, both in SQLite's integer range; ParameterError otherwise."""
+    gen_text, _, index_text = handle.partition(":")
+    try:
+        gen_id, index = int(gen_text.lstrip("#")), int(index_text) if index_text else 0
+    except ValueError:
+        raise ParameterError(
+            f"{handle!r} is not GEN_ID or GEN_ID:INDEX (e.g. 12 or 12:1)") from None
+    return check_generation_id(gen_id), _check_integer(index, "output index")
+
+
+def check_concurrency(value: int | None, name: str = "concurrency") -> int | None:
+    """How many run at once: None for the default, else a whole number of at least 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(f"{name} must be a whole number of at least 1, not {value!r}",
+                             hint="leave it out for the project's setting")
+    return value

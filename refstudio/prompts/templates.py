@@ -68,6 +68,10 @@ __all__ = [
 TEMPLATE_SUFFIX = ".j2"
 #: Largest variables file read (real ones are a few KB); templates are capped by the sandbox.
 MAX_VARS_BYTES = 4_000_000
+#: Deepest nesting of lists/tables in a variable's value (``--var k:=…`` or a variables file).
+#: Real values are a few levels deep; the parsers and templates recurse, so a value thousands
+#: of levels deep would end in RecursionError (a traceback) rather than a clear error.
+MAX_VAR_DEPTH = 64
 
 _WHITESPACE = re.compile(r"\s+")
 _MAX_MESSAGE = 300
@@ -461,6 +465,8 @@ def load_vars_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ParameterError(f"variables file {p}: cannot read it ({exc.reason})") from exc
     try:
         data: Any = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
+    except RecursionError:
+        raise _too_deep(f"variables file {p}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ParameterError(f"variables file {p}: invalid TOML: {exc}") from exc
     except json.JSONDecodeError as exc:
@@ -474,7 +480,25 @@ def load_vars_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     for key in data:
         _check_var_name(key, f"variables file {p}")
+    _check_depth(data, f"variables file {p}")
     return data
+
+
+def _too_deep(where: str) -> ParameterError:
+    return ParameterError(f"{where}: the value is nested more than {MAX_VAR_DEPTH} levels deep",
+                          hint="flatten it; template variables are meant to be small")
+
+
+def _check_depth(value: Any, where: str) -> None:
+    """Refuse lists/tables nested deeper than :data:`MAX_VAR_DEPTH` (checked without recursing)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= MAX_VAR_DEPTH:
+                raise _too_deep(where)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 def _check_var_name(key: str, where: str) -> None:
@@ -510,11 +534,14 @@ def parse_var_assignments(assignments: Sequence[str]) -> dict[str, Any]:
         if as_json:
             try:
                 result[key] = json.loads(value)
+            except RecursionError:
+                raise _too_deep(f"variable assignment {key}:=") from None
             except json.JSONDecodeError as exc:
                 raise ParameterError(
                     f"variable assignment {item!r}: the value after ':=' is not JSON ({exc.msg})",
                     hint='quote strings: name:=\'"mara"\', or use name=mara',
                 ) from exc
+            _check_depth(result[key], f"variable assignment {key}:=")
         else:
             result[key] = value
     return result

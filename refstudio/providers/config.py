@@ -51,6 +51,8 @@ def load_user_config() -> dict[str, Any]:
         raise ConfigError(f"cannot read {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    except RecursionError:  # tomllib recurses: a value thousands of levels deep
+        raise ConfigError(f"cannot read {path}: a value is nested too deeply") from None
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]}", hint=f"known: {sorted(_KNOWN)}")

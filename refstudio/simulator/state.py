@@ -79,8 +79,11 @@ class SimulatorConfig:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
         for name in ("latency", "jitter", "retry_after", "sync_timeout"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+            if not getattr(self, name) >= 0:  # NaN too: it would make every timing NaN
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if isinstance(self.port, bool) or not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535 (0: any free port), got "
+                             f"{self.port}")
         if self.account_concurrency is not None and self.account_concurrency < 1:
             raise ValueError(
                 f"account_concurrency must be at least 1, got {self.account_concurrency}"
@@ -88,7 +91,7 @@ class SimulatorConfig:
         if self.rate_per_minute is not None and self.rate_per_minute < 0:
             raise ValueError(f"rate_per_minute must not be negative, got {self.rate_per_minute}")
         if self.key is not None and not self.key.strip():
-            raise ValueError("key must be None (accept any) or a non-empty token")
+            raise ValueError("key must be a non-empty token (or None: accept any)")
         for fault in self.submit_faults:
             if fault not in SUBMIT_FAULTS:
                 raise ValueError(f"unknown submit fault {fault!r}; one of {SUBMIT_FAULTS}")

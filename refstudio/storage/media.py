@@ -39,6 +39,9 @@ MAX_BLOB_BYTES = 512_000_000
 DAMAGED_HINT = ("it was changed after refstudio stored it: put the original bytes back (adding "
                 "the original file again, e.g. `refstudio ref image add NAME FILE`, rewrites "
                 "it) or restore media/ from a backup")
+MISSING_HINT = ("put the file back from a backup of media/, or add the original file again "
+                "(e.g. `refstudio ref image add NAME FILE`); `refstudio doctor` lists every "
+                "missing file")
 #: Where writes are staged before they are renamed into place (``media/.tmp``).
 TMP_DIR = ".tmp"
 
@@ -228,10 +231,13 @@ class LocalMediaStore:
         os.replace(tmp, target)  # atomic on POSIX and Windows
 
     def read_bytes(self, key: str) -> bytes:
+        path = self.local_path(key)
         try:
-            return read_regular(self.local_path(key), limit=MAX_BLOB_BYTES)
+            return read_regular(path, limit=MAX_BLOB_BYTES)
         except UnreadableFileError as exc:
-            raise StorageError(f"media file missing or unreadable: {key} ({exc.reason})") from exc
+            raise StorageError(f"media file {path} is missing or unreadable ({exc.reason})",
+                               hint=MISSING_HINT if exc.reason == "no such file" else None
+                               ) from exc
 
     def read_verified(self, key: str, sha256: str) -> bytes:
         """The stored bytes, checked against the hash they were stored under.

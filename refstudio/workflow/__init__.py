@@ -107,10 +107,11 @@ class WorkflowMixin:
         ``failed``; with ``dry_run``, ``planned``. ``allow_outside`` lets ``[refs]`` images come
         from outside the project folder.
         """
-        from ..models.params import check_cost_limit
+        from ..models.params import check_concurrency, check_cost_limit
         from ..providers.registry import default_provider_name
 
         check_cost_limit(max_cost)
+        check_concurrency(concurrency)
         plan = self.plan_workflow(workflow, variables=variables, allow_outside=allow_outside)
         provider_name = default_provider_name(
             provider or self.project.config.provider  # type: ignore[attr-defined]

@@ -149,6 +149,8 @@ def load_workflow(path: Path | str) -> Workflow:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise WorkflowError(f"{path}: {exc}") from None
+    except RecursionError:  # tomllib recurses: a value thousands of levels deep
+        raise WorkflowError(f"{path}: a value is nested too deeply") from None
     try:
         spec = WorkflowSpec.model_validate(raw)
     except ValidationError as exc:

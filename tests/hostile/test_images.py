@@ -9,9 +9,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, check, params
 
-FIFO_HANG = "a FIFO is opened and read: hangs forever (issue 11 item 4)"
-DEV_ZERO = "/dev/zero is read without a bound until memory runs out (issue 11 item 4)"
-
 
 def _jpeg_huge_header() -> bytes:
     """A real JPEG whose SOF0 header claims 60000x60000 pixels."""

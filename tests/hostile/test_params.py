@@ -9,12 +9,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, check, params
 
-BUDGET_OPEN = "a non-finite or negative --max-cost passes the budget check (issue 11 item 3)"
-INT_OVERFLOW = "an id past SQLite's 64-bit integers raises OverflowError: a traceback"
-DEEP_JSON = "deeply nested JSON in --var k:=… raises RecursionError: a traceback"
-NO_TTY = "a confirmation without a terminal exits 1 ('Aborted!'), an undocumented code"
-SIM_FLAGS = "bad simulator flags raise ValueError/OverflowError: a traceback"
-
 CASES = [
     # -- counts --
     Case("gen-n-zero", ("gen", "@mara", "-n", "0"), 4, "-n"),

@@ -9,9 +9,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, check, new_scratch_file, params, replaced_scratch_file
 
-CLOBBER = "--out overwrites an existing file without asking (issue 11 item 1)"
-OWN = "--out may replace the project's own files (issue 11 item 1)"
-FORCE = "there is no --force to overwrite a file on purpose (issue 11 item 1)"
 PRECIOUS = "my precious data, not a zip\n"
 
 _precious = p.write("existing.zip", PRECIOUS)

@@ -9,8 +9,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, Setup, check, params
 
-NOT_UTF8 = "a refstudio.toml that is not UTF-8 raises UnicodeDecodeError (issue 11 item 5)"
-NON_FINITE = "non-finite numbers in refstudio.toml pass or crash (issue 11 item 3)"
 TOML = "refstudio.toml"
 
 

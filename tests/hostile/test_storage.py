@@ -13,11 +13,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, Ctx, Setup, Snapshot, check, params, tmpfs_available
 
-READ_ONLY = "a read-only media/ raises PermissionError: a traceback (issue 11 item 5)"
-FULL = "a full disk while storing raises OSError: a traceback (issue 11 item 5)"
-HASH = "a media file whose bytes no longer match its hash is used (issue 11 item 11)"
-DELETED = "a deleted library.db is recreated empty without a word (issue 11 item 11)"
-
 #: Big enough that storing it cannot fit the spare room of a "full disk" case.
 BIG = p.image("big.png", size=(1200, 1200), seed=51)
 GEN = ("gen", "@mara in the rain")

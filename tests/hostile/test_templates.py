@@ -9,8 +9,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, check, params
 
-SLOW = "the template sandbox has no time or output limit (issue 11 item 4)"
-
 
 def inline(cid: str, text: str, pattern: str = "", code: int | tuple[int, ...] = 7,
            **kw: object) -> Case:

@@ -10,9 +10,6 @@ import pytest
 from . import plant as p
 from .harness import Base, Case, Setup, check, params
 
-AFTER_PAYING = "the planner misses it: --dry-run passes, the run fails after paying (item 6)"
-OUTSIDE = "workflow images may name any file on disk (issue 11 item 11)"
-UNBOUNDED = "workflow images are read without a bound / from a FIFO (issue 11 item 4)"
 STEP = '[[step]]\nid = "a"\nprompt = "@mara by the sea"\n'
 
 
