@@ -145,9 +145,22 @@ def write_session(db: Database) -> Iterator[Session]:
             raise NameTakenError("that reference name is already taken") from exc
         raise StorageError(f"database constraint failed: {_reason(exc)}") from exc
     except OperationalError as exc:
-        raise StorageError(f"database error: {_reason(exc)}") from exc
+        raise _operational_error(exc) from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"database error: {_reason(exc)}") from exc
+
+
+#: What to do when the disk fills under a write: every state change is written before the next
+#: step, so resume can finish what was sent without sending it again.
+DISK_FULL_HINT = ("free some space, then run `refstudio resume`: work already sent is collected "
+                  "(a paid image is safe at the provider), never sent again")
+
+
+def _operational_error(exc: OperationalError) -> StorageError:
+    if "database or disk is full" in _reason(exc):
+        return StorageError("the disk is full: the library database cannot be written",
+                            hint=DISK_FULL_HINT)
+    return StorageError(f"database error: {_reason(exc)}")
 
 
 def _reason(exc: SQLAlchemyError) -> str:
