@@ -15,11 +15,13 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
 
 from refstudio import Studio
+from refstudio.simulator import Simulator, SimulatorConfig
 
 ImageMaker = Callable[..., Path]
 
@@ -186,3 +188,22 @@ def write_bad_image(kind: str, path: Path) -> Path:
     else:  # pragma: no cover - a typo in a test
         raise ValueError(kind)
     return path
+
+
+@pytest.fixture
+def make_sim(request: pytest.FixtureRequest) -> Iterator[Callable[..., Simulator]]:
+    """Start simulators; all are stopped at the end of the test.
+
+    Settings: no jitter, then the test module's ``SIM_DEFAULTS``, then the call's keywords.
+    """
+    defaults = {"jitter": 0.0, **getattr(request.module, "SIM_DEFAULTS", {})}
+    started: list[Simulator] = []
+
+    def make(**kwargs: Any) -> Simulator:
+        sim = Simulator(SimulatorConfig(**{**defaults, **kwargs})).start()
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()

@@ -28,22 +28,7 @@ AUTH = {"Authorization": "Bearer test-key"}
 
 
 # ---- helpers ------------------------------------------------------------------------------
-@pytest.fixture
-def make_sim() -> Iterator[Any]:
-    """Start simulators with given settings; all are stopped at the end of the test."""
-    started: list[Simulator] = []
-
-    def make(**kwargs: Any) -> Simulator:
-        kwargs.setdefault("latency", 0.1)
-        kwargs.setdefault("jitter", 0.0)
-        kwargs.setdefault("seed", 1234)
-        sim = Simulator(SimulatorConfig(**kwargs)).start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+SIM_DEFAULTS = {"latency": 0.1, "seed": 1234}
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ documented endpoint, including tasks whose submit answer was lost.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,21 +22,7 @@ HISTORY = "/api/v3/predictions"
 AUTH = {"Authorization": "Bearer test-key"}
 
 
-@pytest.fixture
-def make_sim() -> Iterator[Any]:
-    started: list[Simulator] = []
-
-    def make(**kwargs: Any) -> Simulator:
-        kwargs.setdefault("latency", 0.05)
-        kwargs.setdefault("jitter", 0.0)
-        kwargs.setdefault("seed", 99)
-        sim = Simulator(SimulatorConfig(**kwargs)).start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+SIM_DEFAULTS = {"latency": 0.05, "seed": 99}
 
 
 def _client(sim: Simulator) -> httpx.Client:
