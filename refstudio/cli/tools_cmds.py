@@ -41,20 +41,33 @@ def simulator(
     account_concurrency: Annotated[
         int | None, typer.Option(min=1, help="Tasks run at once; later ones queue (default: any).")
     ] = None,
+    runway_concurrency: Annotated[
+        int | None, typer.Option(help="Runway: tasks per model at once; later ones THROTTLED.")
+    ] = None,
+    runway_daily_limit: Annotated[
+        int | None, typer.Option(help="Runway: generations per model per day before 429.")
+    ] = None,
+    runway_credits: Annotated[int, typer.Option(help="Runway: the organisation's credits.")
+                              ] = 100_000,
 ) -> None:
-    """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
+    """Run a local HTTP server that speaks the WaveSpeed and Runway protocols (for tests and
+    demos)."""
     import re
 
     from ..errors import InputError, ParameterError
     from ..simulator import SimulatorConfig, run_forever
 
     flags = {"port", "latency", "jitter", "fail_rate", "rate_429", "rate_5xx", "drop_rate",
-             "rate_lost", "key", "account_concurrency"}
+             "rate_lost", "key", "account_concurrency", "runway_concurrency",
+             "runway_daily_limit", "runway_credits"}
     try:
         config = SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
                                  fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
                                  drop_rate=drop_rate, rate_lost=rate_lost, key=key,
-                                 account_concurrency=account_concurrency)
+                                 account_concurrency=account_concurrency,
+                                 runway_concurrency=runway_concurrency,
+                                 runway_daily_limit=runway_daily_limit,
+                                 runway_credits=runway_credits)
     except ValueError as exc:
         # The config names its fields; the user typed flags: say --fail-rate, not fail_rate.
         message = re.sub(r"^\w+", lambda m: "--" + m.group().replace("_", "-")

@@ -19,6 +19,8 @@ from PIL import Image
 
 from refstudio.models import gen4
 from refstudio.simulator.multipart import MultipartError, parse_multipart
+from refstudio.simulator.runway.routes import ROUTES as RUNWAY_ROUTES
+from refstudio.simulator.runway.routes import RunwayRoutes
 from refstudio.simulator.state import SimState, sha256_name
 from refstudio.simulator.validate import (
     ValidationError,
@@ -174,6 +176,7 @@ class SimHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         self.state.request_started()
+        self.state.count("requests")
         try:
             self._dispatch_counted(method)
         finally:
@@ -225,6 +228,9 @@ class SimHandler(BaseHTTPRequestHandler):
             ("GET", "/_sim/stats", self._stats),
             ("POST", "/_sim/reset", self._reset),
         ]
+        if path.startswith(("/v1/", "/_sim/runway-upload/")):
+            runway = RunwayRoutes(self, self.server.runway)
+            routes += [(m, p, getattr(runway, name)) for m, p, name in RUNWAY_ROUTES]
         path_matched = False
         for want_method, pattern, handler in routes:
             if isinstance(pattern, str):
