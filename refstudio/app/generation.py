@@ -591,6 +591,14 @@ class AsyncGenerationMixin:
             options = {"api_key": settings.api_key, "base_url": settings.base_url,
                        "max_connections": min(8, in_flight + 2), **overrides}
             return create(name, **options)
+        if name == "runway":
+            settings = config.effective_settings(name)
+            in_flight = self.project.config.concurrency  # type: ignore[attr-defined]
+            # A Runway key that is the WaveSpeed key is refused before anything is sent.
+            options = {"api_key": settings.runway_api_key, "base_url": settings.runway_base_url,
+                       "max_connections": min(8, in_flight + 2),
+                       "other_keys": {"WaveSpeed": settings.api_key}, **overrides}
+            return create(name, **options)
         return create(name, **overrides)
 
     def _engine(

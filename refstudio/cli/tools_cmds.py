@@ -116,8 +116,10 @@ def _project_provider() -> str | None:
 
 
 @config_app.command("set-key")
-def set_key() -> None:
-    """Store the WaveSpeed API key in the user config file (asked for, never echoed).
+def set_key(
+    provider: Annotated[str, typer.Option(help="Whose key: wavespeed or runway.")] = "wavespeed",
+) -> None:
+    """Store a provider's API key in the user config file (asked for, never echoed).
 
     Without a terminal the key is read from the first line of standard input
     (``refstudio config set-key < keyfile``)."""
@@ -126,8 +128,13 @@ def set_key() -> None:
     from ..providers import config
     from ._common import EXIT_USAGE, fail
 
+    if provider not in config.KEY_SETTINGS:
+        fail(f"no API key setting for provider {provider!r}", code=EXIT_USAGE,
+             hint=f"one of: {', '.join(sorted(config.KEY_SETTINGS))}")
+    env = config.KEY_SETTINGS[provider][1]
     if sys.stdin.isatty():
-        key = typer.prompt("WaveSpeed API key", hide_input=True)
+        key = typer.prompt(f"{'Runway' if provider == 'runway' else 'WaveSpeed'} API key",
+                           hide_input=True)
     else:
         key = sys.stdin.readline(4096).strip()
         if not key:
@@ -136,8 +143,8 @@ def set_key() -> None:
             fail("no key saved: `config set-key` asks for the key, and there is no terminal "
                  "to ask and no key on standard input", code=EXIT_USAGE,
                  hint="run it in a terminal, pipe the key in (`refstudio config set-key < "
-                 "keyfile`), or set WAVESPEED_API_KEY in the environment instead")
-    path = config.save_api_key(key)
+                 f"keyfile`), or set {env} in the environment instead")
+    path = config.save_api_key(key, provider)
     console().print(f"saved to {path} ({config.masked(key)})", markup=False)
 
 

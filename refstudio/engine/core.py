@@ -42,6 +42,7 @@ from ..errors import (
     AmbiguousSubmitError,
     AuthenticationError,
     GenerationError,
+    LimitReachedError,
     NotAcceptedError,
     ProtocolError,
     ProviderError,
@@ -172,6 +173,9 @@ class Engine:
         self._prepared: dict[int, records.PreparedRequest] = {}
         self.owner = f"{OWNER}#{next(_OWNER_SEQ)}"
         _LIVE_OWNERS.add(self.owner)
+        #: Set when the account's daily limit is spent (LimitReachedError): nothing more is
+        #: sent by this engine; what was not sent stays `pending` for a later resume.
+        self._halted: str | None = None
 
     async def __aenter__(self) -> Engine:
         return self
@@ -448,6 +452,8 @@ class Engine:
             prompt = gen.prompt
             params = json.loads(gen.params_json)
             bindings = json.loads(gen.bindings_json)
+        if self._halted is not None:  # the day's limit is spent: not even the uploads
+            return await self._leave_unsent(gen_id, self._halted)
         self.emit(gen_id, "uploading" if bindings else "submitting")
         urls = [await self._upload_with_retry(b["sha256"]) for b in bindings]
         images = [BoundImage(tag=b["name"], url=u) for b, u in zip(bindings, urls, strict=True)]
@@ -456,6 +462,8 @@ class Engine:
         while True:
             attempt += 1
             await self.gate.wait()
+            if self._halted is not None:
+                return await self._leave_unsent(gen_id, self._halted)
             # Committed before the request leaves (group commit: see writer.py). Database and
             # file work stays off the event loop so it never delays a poll (detection lag).
             await self._writer.write(records.submitting(gen_id, body, self.provider.account))
@@ -463,6 +471,11 @@ class Engine:
             try:
                 task = await self.provider.submit(body)
                 accepted_at = asyncio.get_running_loop().time()
+            except LimitReachedError as exc:
+                # The day's generations are spent: a retry in seconds cannot help. Stop the
+                # batch here; this one and the rest stay `pending` (nothing was paid).
+                self._halted = f"{clause(exc)}" + (f"; {exc.hint}" if exc.hint else "")
+                return await self._leave_unsent(gen_id, self._halted)
             except NotAcceptedError as exc:
                 # Certainly not taken: safe to send again after a pause everyone respects.
                 await self._writer.write(records.changed(gen_id, status="pending",
@@ -542,6 +555,13 @@ class Engine:
         await self._writer.write(records.completed(gen_id, stored, status.inference_ms))
         self.emit(gen_id, "completed", f"{len(stored)} output(s)")
         return Outcome(gen_id, "completed")
+
+    async def _leave_unsent(self, gen_id: int, message: str) -> Outcome:
+        """Keep a generation `pending` (never sent, nothing paid), released for a resume."""
+        await self._writer.write(records.changed(gen_id, status="pending", error=message,
+                                                 owner=None))
+        self.emit(gen_id, "pending", message)
+        return Outcome(gen_id, "pending", message)
 
     async def _keep_submitted(self, gen_id: int, message: str) -> Outcome:
         """Leave a paid task `submitted`, released to whoever resumes it, saying why."""

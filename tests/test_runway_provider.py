@@ -1,0 +1,252 @@
+"""The Runway provider through the real client against the simulator: uploads and tags, every
+model, THROTTLED, failure codes, cancel, ambiguous 5xx, the daily 429; bad input refused with
+nothing sent. Nothing of refstudio is patched: keys and URLs come from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ImageMaker, encode_image
+
+from refstudio import Studio
+from refstudio.errors import (
+    AuthenticationError,
+    ImageError,
+    ParameterError,
+    TooManyReferencesError,
+)
+from refstudio.models import runway_api
+from refstudio.models.request import BoundImage
+from refstudio.providers.runway.body import runway_body
+from refstudio.providers.runway.client import RunwayProvider
+from refstudio.simulator import Simulator
+
+KEY = "key_runway_test_secret"
+SIM_DEFAULTS = {"latency": 0.2, "key": KEY, "seed": 3}
+
+
+@pytest.fixture
+def runway_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.delenv("RUNWAYML_API_SECRET", raising=False)
+    monkeypatch.delenv("RUNWAYML_BASE_URL", raising=False)
+
+    def point(sim: Simulator) -> Simulator:
+        monkeypatch.setenv("RUNWAYML_API_SECRET", KEY)
+        monkeypatch.setenv("RUNWAYML_BASE_URL", sim.base_url)
+        return sim
+
+    yield point
+
+
+def _studio(project: Studio, concurrency: int = 2) -> Studio:
+    toml = project.root / "refstudio.toml"
+    toml.write_text("\n".join(f"concurrency = {concurrency}" if line.startswith("concurrency")
+                              else line for line in toml.read_text().splitlines()) + "\n")
+    root = project.root
+    project.close()
+    return Studio.open(root)
+
+
+def _refs(studio: Studio, make_image: ImageMaker, tmp_path: Path, *names: str) -> None:
+    for i, name in enumerate(names):
+        studio.add_reference(name, [make_image(tmp_path / f"{name}.png", size=(320, 400),
+                                               seed=i + 1)])
+
+
+def test_gen4_image_with_tagged_uploads_end_to_end(
+    make_sim: Any, runway_env: Any, project: Studio, make_image: ImageMaker, tmp_path: Path
+) -> None:
+    sim = runway_env(make_sim())
+    studio = _studio(project)
+    try:
+        _refs(studio, make_image, tmp_path, "mara", "tavern")
+        first = studio.generate("@mara in @tavern at dusk", provider="runway", seed=9)[0]
+        again = studio.generate("@mara by @tavern's door", provider="runway",
+                                aspect_ratio="9:16", resolution="720p")[0]
+    finally:
+        studio.close()
+    assert first.status == "completed", first.error
+    assert again.status == "completed", again.error
+    assert (first.outputs[0].width, first.outputs[0].height) == (1920, 1080)
+    assert (again.outputs[0].width, again.outputs[0].height) == (720, 1280)
+    stats = sim.stats()
+    assert stats["uploads"] == 2  # each image once: the second generation reused the URIs
+    refs = next(iter(stats["tasks"].values()))["reference_images"]
+    assert all(uri.startswith("runway://") for uri in refs)
+    body = first.payload
+    assert body["model"] == "gen4_image" and body["ratio"] == "1920:1080"
+    assert [r["tag"] for r in body["referenceImages"]] == ["mara", "tavern"]
+    assert body["promptText"] == "@mara in @tavern at dusk" and body["seed"] == 9
+    assert stats["submits_received"] == 2 and stats["submits_accepted"] == 2
+
+
+def test_every_model_through_the_client(make_sim: Any) -> None:
+    """gen4_image (no reference), gen4_image_turbo (one, required) and gemini_2.5_flash (its
+    own ratios, no seed), each created, polled to the end and downloaded."""
+    sim = make_sim()
+
+    async def run() -> list[tuple[str, bytes]]:
+        got = []
+        async with RunwayProvider(KEY, sim.base_url, simulated=True) as provider:
+            uri = (await provider.upload(encode_image((64, 80)), filename="a.png",
+                                         content_type="image/png")).url
+            images = [BoundImage(tag="mara", url=uri)]
+            for name, refs, seed in (("gen4_image", [], 5), ("gen4_image_turbo", images, 6),
+                                     ("gemini_2.5_flash", images, None)):
+                model = runway_api.MODELS[name]
+                body = runway_body(model, "@mara smiles" if refs else "a lantern", refs,
+                                   aspect_ratio="1:1", resolution="1080p", seed=seed)
+                task = await provider.submit(body)
+                for _ in range(100):
+                    status = await provider.fetch_status(task.task_id)
+                    if status.state in ("completed", "failed"):
+                        break
+                    await asyncio.sleep(0.05)
+                assert status.state == "completed", status.error
+                data = b"".join([c async for c in provider.download(status.outputs[0])])
+                got.append((body["ratio"], data))
+        return got
+
+    results = asyncio.run(run())
+    assert [r for r, _ in results] == ["1080:1080", "1080:1080", "1024:1024"]
+    assert all(png.startswith(b"\x89PNG") for _, png in results)
+    assert sim.stats()["submits_rejected_400"] == 0
+
+
+def test_throttled_tasks_queue_and_finish(
+    make_sim: Any, runway_env: Any, project: Studio
+) -> None:
+    sim = runway_env(make_sim(latency=0.3, runway_concurrency=1))
+    studio = _studio(project, concurrency=3)
+    events: list[str] = []
+    try:
+        infos = studio.generate("a lighthouse", n=3, provider="runway",
+                                on_event=lambda e: events.append(e.state))
+    finally:
+        studio.close()
+    assert [i.status for i in infos] == ["completed"] * 3
+    tasks = sorted(sim.stats()["tasks"].values(), key=lambda t: t["started_at"])
+    assert tasks[1]["started_at"] >= tasks[0]["completed_at"] - 1e-6  # one at a time
+
+
+def test_safety_failure_is_recorded_explained_and_not_retried(
+    make_sim: Any, runway_env: Any, project: Studio
+) -> None:
+    sim = runway_env(make_sim(runway_task_faults=["SAFETY.INPUT.TEXT"]))
+    try:
+        info = project.generate("something flagged", provider="runway")[0]
+    finally:
+        project.close()
+    assert info.status == "failed"
+    assert "SAFETY.INPUT.TEXT" in info.error and "moderation" in info.error
+    assert "not retried" in info.error
+    assert sim.stats()["submits_received"] == 1
+
+
+def test_ambiguous_5xx_is_unknown_with_exactly_one_task(
+    make_sim: Any, runway_env: Any, project: Studio
+) -> None:
+    sim = runway_env(make_sim(submit_faults=["500_after"]))
+    try:
+        info = project.generate("a bridge", provider="runway")[0]
+    finally:
+        project.close()
+    assert info.status == "unknown"
+    stats = sim.stats()
+    assert stats["submits_received"] == 1 and stats["submits_accepted"] == 1
+
+
+def test_daily_limit_stops_the_batch_and_keeps_the_rest_unsent(
+    make_sim: Any, runway_env: Any, project: Studio
+) -> None:
+    sim = runway_env(make_sim(runway_daily_limit=2))
+    studio = _studio(project, concurrency=1)
+    try:
+        infos = studio.generate("a harbour", n=5, provider="runway")
+    finally:
+        studio.close()
+    assert [i.status for i in infos] == ["completed", "completed", "pending", "pending",
+                                         "pending"]
+    assert "daily limit" in infos[2].error
+    assert "UTC" in infos[2].error  # when the window frees
+    stats = sim.stats()
+    assert stats["submits_received"] == 3  # the 429, then nothing more was sent
+    assert stats["submits_rejected_daily_limit"] == 1
+
+
+def test_cancel_a_running_task(make_sim: Any) -> None:
+    sim = make_sim(latency=5.0)
+
+    async def run() -> str:
+        async with RunwayProvider(KEY, sim.base_url) as provider:
+            body = runway_body(runway_api.MODELS["gen4_image"], "a fox", [],
+                               aspect_ratio="16:9", resolution="720p", seed=None)
+            task = await provider.submit(body)
+            await provider.cancel(task.task_id)
+            status = await provider.fetch_status(task.task_id)
+            assert status.state == "failed"
+            return status.error
+
+    assert "cancelled" in asyncio.run(run())
+    assert sim.stats()["cancels"] == 1
+
+
+# ---- bad input: one line each, nothing sent --------------------------------------------------
+
+def _body(model: str, tags: list[str], **params: Any) -> dict[str, Any]:
+    images = [BoundImage(tag=t, url="runway://x/y.png") for t in tags]
+    return runway_body(runway_api.MODELS[model], "@x", images, aspect_ratio=params.get(
+        "aspect_ratio", "16:9"), resolution=params.get("resolution", "1080p"),
+        seed=params.get("seed"))
+
+
+@pytest.mark.parametrize(
+    ("model", "tags", "params", "error", "words"),
+    [
+        ("gen4_image", ["mara-2"], {}, ParameterError, "cannot be a Runway tag"),
+        ("gen4_image", ["ab"], {}, ParameterError, "cannot be a Runway tag"),
+        ("gen4_image", ["mara", "MARA"], {}, ParameterError, "differ only in case"),
+        ("gen4_image_turbo", [], {}, ParameterError, "at least 1 reference"),
+        ("gemini_2.5_flash", [], {"resolution": "720p"}, ParameterError, "has no 16:9 720p"),
+        ("gemini_2.5_flash", [], {"seed": 4}, ParameterError, "takes no seed"),
+        ("gen4_image", ["aaa", "bbb", "ccc", "ddd"], {}, TooManyReferencesError, "at most 3"),
+    ],
+)
+def test_bad_requests_are_refused_before_sending(
+    model: str, tags: list[str], params: dict[str, Any], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error) as caught:
+        _body(model, tags, **params)
+    assert words in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_data_uri_over_5_mb_is_refused(make_sim: Any) -> None:
+    sim = make_sim()
+    big = encode_image((2000, 1600), "PNG", compress_level=0)
+    assert len(big) > 3_800_000  # base64 makes it past 5 MB
+
+    async def run() -> None:
+        async with RunwayProvider(KEY, sim.base_url, uploads="data") as provider:
+            await provider.upload(big, filename="mara", content_type="image/png")
+
+    with pytest.raises(ImageError, match="at most 5 MB"):
+        asyncio.run(run())
+    assert sim.stats()["requests"] == 0
+
+
+def test_a_wavespeed_key_is_not_sent_to_runway(
+    make_sim: Any, runway_env: Any, project: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = runway_env(make_sim())
+    monkeypatch.setenv("WAVESPEED_API_KEY", KEY)  # the same key set for both
+    try:
+        with pytest.raises(AuthenticationError, match="is the WaveSpeed key"):
+            project.generate("a hill", provider="runway")
+    finally:
+        project.close()
+    assert sim.stats()["requests"] == 0
