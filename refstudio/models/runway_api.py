@@ -13,11 +13,19 @@ onto each model's ``ratio`` (its output size in pixels, ``"1920:1080"``). Prices
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from ..errors import ImageError, ParameterError
 from . import gen4
 
-__all__ = ["API_VERSION", "MODELS", "TAG_PATTERN", "RunwayModel", "credits_for", "get"]
+if TYPE_CHECKING:
+    from .sizes import Size
+    from .spec import ModelOptions, ModelSpec
+
+__all__ = ["API_VERSION", "MODELS", "TAG_PATTERN", "RunwayModel", "RunwayRatio",
+           "check_reference_uri", "check_tags", "credits_for", "get", "runway_spec_body"]
 
 #: The ``X-Runway-Version`` every request carries (the SDK's pinned version).
 API_VERSION = "2024-11-06"
@@ -104,3 +112,103 @@ def ratio_size(ratio: str) -> tuple[int, int]:
     """``"1920:1080"`` -> ``(1920, 1080)``."""
     width, _, height = ratio.partition(":")
     return int(width), int(height)
+
+
+# ---- the model layer's view: size form, checks and body of every runway: model ---------------
+
+def check_reference_uri(uri: str, tag: str) -> None:
+    """Refuse a ``data:`` URI Runway would refuse (over 5 MB), naming the reference."""
+    if uri.startswith("data:") and len(uri) > DATA_URI_MAX:
+        raise ImageError(
+            f"reference @{tag} is {len(uri) / 1e6:.1f} MB as a data URI; Runway takes at most "
+            "5 MB that way",
+            hint="use Runway uploads (the default) or a smaller image")
+
+
+def check_tags(tags: Sequence[str]) -> None:
+    """Each tag follows Runway's rule and is distinct ignoring case (a template can build a
+    name no library reference could have)."""
+    seen: dict[str, str] = {}
+    for tag in tags:
+        if not TAG_PATTERN.fullmatch(tag):
+            raise ParameterError(
+                f"reference name {tag!r} cannot be a Runway tag: 3-16 characters, a letter "
+                "first, then letters, digits or '_'")
+        if tag.lower() in seen:
+            raise ParameterError(
+                f"reference tags {seen[tag.lower()]!r} and {tag!r} differ only in case; "
+                "Runway needs distinct tags")
+        seen[tag.lower()] = tag
+
+
+def ratio_table(model: RunwayModel) -> dict[tuple[str, str | None], str]:
+    """(aspect ratio, resolution class or None) of the common vocabulary -> ``ratio``."""
+    if model.api_name == "gemini_2.5_flash":
+        return {(aspect, None): ratio for aspect, ratio in _GEMINI_SIZES.items()}
+    return {(aspect, res): f"{w}:{h}" for (aspect, res), (w, h) in gen4.OUTPUT_SIZES.items()
+            if f"{w}:{h}" in model.ratios}
+
+
+@dataclass(frozen=True)
+class RunwayRatio:
+    """Runway's one ``ratio`` field (the output's pixel size) from the common vocabulary.
+
+    ``table`` maps (aspect ratio, resolution class) to a ratio; a model with one size class
+    (Gemini 2.5 Flash) keys it by (aspect ratio, None) and takes no resolution. Any ratio the
+    model lists can still be given as the option ``ratio=W:H``.
+    """
+
+    table: Mapping[tuple[str, str | None], str]
+    default_aspect: str = "16:9"
+    default_resolution: str | None = "1080p"
+
+    def options_for(self, size: Size, spec: ModelSpec) -> dict[str, Any]:
+        if size.aspect_ratio is None and size.resolution is None:
+            return {}
+        aspect = size.aspect_ratio or self.default_aspect
+        if self.default_resolution is None:
+            if size.resolution is not None:
+                raise ParameterError(
+                    f"{spec.alias} ({spec.id}) cannot make size {size} (it has no resolution "
+                    f"choice); it makes: {self.describe()}")
+            ratio = self.table.get((aspect, None))
+        else:
+            ratio = self.table.get((aspect, size.resolution or self.default_resolution))
+        if ratio is None:
+            raise ParameterError(
+                f"{spec.alias} ({spec.id}) cannot make size {size}; it makes: {self.describe()}")
+        return {"ratio": ratio}
+
+    def output_size(self, options: ModelOptions) -> tuple[int, int] | None:
+        return ratio_size(str(options.ratio))  # type: ignore[attr-defined]
+
+    def describe(self) -> str:
+        aspects = " ".join(dict.fromkeys(a for a, _ in self.table))
+        classes = [r for _, r in self.table if r is not None]
+        at = f" at {' '.join(dict.fromkeys(classes))}" if classes else " (about 1 megapixel)"
+        return f"{aspects}{at} (or ratio=W:H)"
+
+
+def runway_spec_body(
+    spec: ModelSpec, prompt: str, images: Sequence[Any], options: ModelOptions
+) -> dict[str, Any]:
+    """``POST /v1/text_to_image``: ``model``, ``promptText``, ``ratio``, each image as
+    ``{uri, tag}`` so ``@tag`` in the text points at it, ``seed`` and ``contentModeration``
+    only when set. ``images`` are bound images (``.url`` and ``.tag``)."""
+    tags = [str(getattr(image, "tag", "")) for image in images]
+    check_tags(tags)
+    refs = []
+    for image, tag in zip(images, tags, strict=True):
+        uri = str(getattr(image, "url", image))
+        check_reference_uri(uri, tag)
+        refs.append({"uri": uri, "tag": tag})
+    values = spec.params(options)
+    body: dict[str, Any] = {"model": spec.model, "promptText": prompt, "ratio": values["ratio"]}
+    if refs:
+        body["referenceImages"] = refs
+    if values.get("seed") is not None:
+        body["seed"] = values["seed"]
+    threshold = values.get("public_figure_threshold")
+    if threshold is not None:
+        body["contentModeration"] = {"publicFigureThreshold": threshold}
+    return body

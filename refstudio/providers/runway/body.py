@@ -12,21 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from refstudio.errors import ImageError, ParameterError, TooManyReferencesError
+from refstudio.errors import ParameterError, TooManyReferencesError
 from refstudio.models import runway_api
 from refstudio.models.params import validate_prompt_text
 from refstudio.models.request import BoundImage
+from refstudio.models.runway_api import check_reference_uri, check_tags
 
-__all__ = ["check_reference_uri", "runway_body"]
-
-
-def check_reference_uri(uri: str, tag: str) -> None:
-    """Refuse a ``data:`` URI Runway would refuse (over 5 MB), naming the reference."""
-    if uri.startswith("data:") and len(uri) > runway_api.DATA_URI_MAX:
-        raise ImageError(
-            f"reference @{tag} is {len(uri) / 1e6:.1f} MB as a data URI; Runway takes at most "
-            "5 MB that way",
-            hint="use Runway uploads (the default) or a smaller image")
+__all__ = ["runway_body"]
 
 
 def runway_body(
@@ -49,17 +41,8 @@ def runway_body(
             f"{model.id} needs at least {model.min_references} reference image"
             f"{'s' if model.min_references > 1 else ''}; the prompt mentions {len(images)}",
             hint="mention a reference with @name, or use runway:gen4_image")
-    seen: dict[str, str] = {}
+    check_tags([image.tag for image in images])
     for image in images:
-        if not runway_api.TAG_PATTERN.fullmatch(image.tag):
-            raise ParameterError(
-                f"reference name {image.tag!r} cannot be a Runway tag: 3-16 characters, a "
-                "letter first, then letters, digits or '_'")
-        if image.tag.lower() in seen:
-            raise ParameterError(
-                f"reference tags {seen[image.tag.lower()]!r} and {image.tag!r} differ only in "
-                "case; Runway needs distinct tags")
-        seen[image.tag.lower()] = image.tag
         check_reference_uri(image.url, image.tag)
     ratio = model.ratio_for(aspect_ratio, resolution)
     if ratio is None:

@@ -361,7 +361,7 @@ class RunwayProvider(Provider):
         """A ``runway://`` URI for the image (ticket, then the presigned form POST), valid
         about 24 h; or, with ``uploads="data"``, a ``data:`` URI (at most 5 MB)."""
         if self._uploads == "data":
-            from refstudio.providers.runway.body import check_reference_uri
+            from refstudio.models.runway_api import check_reference_uri
 
             uri = f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
             check_reference_uri(uri, filename)
