@@ -250,3 +250,47 @@ def test_a_wavespeed_key_is_not_sent_to_runway(
     finally:
         project.close()
     assert sim.stats()["requests"] == 0
+
+
+def _cli(root: Path, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "refstudio", "--project", str(root), *args],
+                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+
+
+def test_refstudio_cancel_stops_a_running_generation(
+    make_sim: Any, runway_env: Any, project: Studio
+) -> None:
+    """`refstudio cancel GEN` while another thread waits on it: Runway's task is cancelled,
+    the generation fails as cancelled; a finished one cannot be cancelled (one line)."""
+    import threading
+    import time as _time
+
+    sim = runway_env(make_sim(latency=40.0))
+    root = project.root
+    got: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: got.extend(project.generate("a slow fox", provider="runway")))
+    worker.start()
+    try:
+        for _ in range(200):
+            if sim.stats()["submits_accepted"] and project.history()[0].status == "submitted":
+                break
+            _time.sleep(0.05)
+        gen_id = project.history()[0].id
+        done = _cli(root, "cancel", str(gen_id))
+        assert done.returncode == 0, done.stderr
+        assert "cancelled" in done.stdout
+    finally:
+        worker.join(timeout=60)
+        project.close()
+    assert got[0].status == "failed" and "cancelled" in got[0].error
+    assert sim.stats()["cancels"] == 1
+    again = _cli(root, "cancel", str(gen_id))
+    assert again.returncode == 11
+    assert again.stderr.count("error:") == 1 and "only submitted" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert sim.stats()["cancels"] == 1

@@ -6,7 +6,7 @@ Split from :mod:`refstudio.app.studio` so that module stays about opening projec
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -574,6 +574,44 @@ class AsyncGenerationMixin:
                     owner=engine.owner, seen_owner=gen.owner)
             await engine.run([generation_id])
         return self.queries.get(generation_id)  # type: ignore[attr-defined]
+
+    async def cancel(self, generation_ids: Sequence[int]) -> list[GenerationInfo]:
+        """Cancel running tasks at their provider (Runway: ``DELETE /v1/tasks/{id}``).
+
+        Each generation must be ``submitted`` (its task id known) and its provider able to
+        cancel; the check covers every id before anything is sent. A cancelled generation is
+        ``failed`` ("cancelled"); one that finished first keeps its result (a later poll or
+        `resume` stores it). Raises GenerationError naming the first one that cannot be
+        cancelled.
+        """
+        from ..engine.records import apply, changed, load, now_utc
+        from ..providers.registry import provider_class
+
+        gens = [load(self.library.db, g) for g in _unique(generation_ids)]  # type: ignore[attr-defined]
+        for gen in gens:
+            if gen.status != "submitted" or not gen.request_id:
+                raise GenerationError(
+                    f"generation #{gen.id} is {gen.status}; only submitted (running) "
+                    "generations can be cancelled", hint="nothing was cancelled")
+            if not provider_class(gen.provider).supports_cancel:
+                raise GenerationError(
+                    f"generation #{gen.id} runs at {gen.provider}, which cannot cancel tasks",
+                    hint="nothing was cancelled")
+        for name in sorted({g.provider for g in gens}):
+            provider = self.make_provider(name)
+            try:
+                for gen in (g for g in gens if g.provider == name):
+                    assert gen.request_id is not None and gen.id is not None
+                    await provider.cancel(gen.request_id)
+                    status = await provider.fetch_status(gen.request_id, gen.poll_url)
+                    if status.state == "failed":  # cancelled; a finished task keeps its result
+                        apply(self.library.db, [changed(  # type: ignore[attr-defined]
+                            gen.id, status="failed", owner=None, updated_at=now_utc(),
+                            error="cancelled by `refstudio cancel` (Runway refunds what was "
+                            "not run)")])
+            finally:
+                await provider.aclose()
+        return [self.queries.get(g.id) for g in gens]  # type: ignore[attr-defined]
 
     # -- plumbing ------------------------------------------------------------------------------
 

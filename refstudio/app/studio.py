@@ -266,6 +266,7 @@ class Studio(_StudioBase):
     resume = _blocking(AsyncGenerationMixin.resume)
     reconcile = _blocking(AsyncGenerationMixin.reconcile)
     retry = _blocking(AsyncGenerationMixin.retry)
+    cancel = _blocking(AsyncGenerationMixin.cancel)
     run_workflow = _blocking(WorkflowMixin.run_workflow)
 
 

@@ -153,6 +153,13 @@ class Provider(abc.ABC):
         """
         raise NotImplementedError(f"the {self.name} provider keeps no task history")
 
+    #: True when :meth:`cancel` can stop a task at the provider (Runway's DELETE).
+    supports_cancel: ClassVar[bool] = False
+
+    async def cancel(self, task_id: str) -> None:
+        """Cancel a running task at the provider (free). Only for ``supports_cancel``."""
+        raise NotImplementedError(f"the {self.name} provider cannot cancel tasks")
+
     @property
     def account_key(self) -> str | None:
         """Names the account requests are billed to (never showing a key), or None if none.

@@ -98,6 +98,7 @@ class RunwayProvider(Provider):
     model: ClassVar[str] = "runway:gen4_image"
     #: Runway has no list of past tasks: an ``unknown`` cannot be looked up.
     supports_history: ClassVar[bool] = False
+    supports_cancel: ClassVar[bool] = True
 
     def __init__(
         self,
