@@ -16,7 +16,7 @@ from conftest import ImageMaker
 from refstudio import AsyncStudio, Studio
 from refstudio.models import gen4
 
-PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow")
+PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow", "cancel", "account")
 
 
 def _public(cls: type) -> set[str]:

@@ -163,7 +163,9 @@ def test_ambiguous_5xx_is_unknown_with_exactly_one_task(
 def test_daily_limit_stops_the_batch_and_keeps_the_rest_unsent(
     make_sim: Any, runway_env: Any, project: Studio
 ) -> None:
-    sim = runway_env(make_sim(runway_daily_limit=2))
+    """The preflight saw room, but another client of the organisation spent the day's limit
+    meanwhile: the third create is answered 429."""
+    sim = runway_env(make_sim(submit_faults=["ok", "ok", "429"], runway_concurrency=1))
     studio = _studio(project, concurrency=1)
     try:
         infos = studio.generate("a harbour", n=5, provider="runway")
@@ -294,3 +296,54 @@ def test_refstudio_cancel_stops_a_running_generation(
     assert again.stderr.count("error:") == 1 and "only submitted" in again.stderr
     assert "Traceback" not in again.stderr
     assert sim.stats()["cancels"] == 1
+
+
+# ---- the account ---------------------------------------------------------------------------
+
+def test_account_shows_credits_limits_and_todays_use(
+    make_sim: Any, runway_env: Any, project: Studio
+) -> None:
+    sim = runway_env(make_sim(runway_concurrency=3, runway_daily_limit=10))
+    try:
+        project.generate("a kite", provider="runway", resolution="720p")
+        [entry] = project.account()
+    finally:
+        project.close()
+    assert entry["provider"] == "runway" and entry["credit_balance"] == 100_000 - 5
+    assert entry["models"]["gen4_image"] == {"max_concurrent": 3, "max_daily": 10,
+                                             "used_today": 1, "remaining_today": 9}
+    out = _cli(project.root, "account")
+    assert out.returncode == 0, out.stderr
+    assert "credits: 99,995" in out.stdout and "gen4_image" in out.stdout
+    assert KEY not in out.stdout + out.stderr
+    assert sim.stats()["submits_received"] == 1
+
+
+def test_a_batch_past_credits_or_todays_limit_is_refused_whole(
+    make_sim: Any, runway_env: Any, project: Studio
+) -> None:
+    from refstudio.errors import BudgetExceededError, LimitReachedError
+
+    sim = runway_env(make_sim(runway_daily_limit=3, runway_credits=20))
+    try:
+        with pytest.raises(BudgetExceededError, match="needs 24 Runway credits"):
+            project.generate("a kite", n=3, provider="runway")  # 3 x 8 credits at 1080p
+        with pytest.raises(LimitReachedError, match="allows 3 more today"):
+            project.generate("a kite", n=4, provider="runway", resolution="720p")
+        assert project.history() == []  # nothing recorded
+    finally:
+        project.close()
+    assert sim.stats()["submits_received"] == 0
+
+
+def test_concurrency_comes_from_the_tier(make_sim: Any, runway_env: Any, project: Studio) -> None:
+    """Tier 3 at once, project setting 2 (the WaveSpeed default): 3 in flight, none THROTTLED."""
+    sim = runway_env(make_sim(latency=0.5, runway_concurrency=3))
+    try:
+        infos = project.generate("a kite", n=6, provider="runway")
+    finally:
+        project.close()
+    assert [i.status for i in infos] == ["completed"] * 6
+    stats = sim.stats()
+    assert stats["max_tasks_in_flight"] == 3
+    assert all(t["started_at"] == t["created_at"] for t in stats["tasks"].values())

@@ -20,6 +20,7 @@ from ..errors import (
     InputError,
     NameTakenError,
     OutputNotFoundError,
+    ProviderError,
 )
 from ..models import gen4
 from ..prompts.names import clean_name, name_key
@@ -575,6 +576,28 @@ class AsyncGenerationMixin:
             await engine.run([generation_id])
         return self.queries.get(generation_id)  # type: ignore[attr-defined]
 
+    async def account(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """What each configured provider's account holds and allows (free, sends no work).
+
+        One entry per provider with a key set (or just ``provider``): Runway's credit balance,
+        tier limits and today's usage per model; a provider that tells nothing says so.
+        """
+        from ..providers import config
+
+        settings = config.effective_settings()
+        names = [provider] if provider else [
+            n for n in ("wavespeed", "runway") if settings.key_for(n)]
+        found: list[dict[str, Any]] = []
+        for name in names:
+            client = self.make_provider(name)
+            try:
+                summary = await client.account_summary()
+            finally:
+                await client.aclose()
+            found.append(summary if summary is not None else {
+                "provider": name, "note": "this provider's account cannot be read"})
+        return found
+
     async def cancel(self, generation_ids: Sequence[int]) -> list[GenerationInfo]:
         """Cancel running tasks at their provider (Runway: ``DELETE /v1/tasks/{id}``).
 
@@ -649,10 +672,16 @@ class AsyncGenerationMixin:
 
         provider = self.make_provider(provider_name)
         config = self.project.config  # type: ignore[attr-defined]
-        settings = EngineSettings(concurrency=concurrency or config.concurrency,
-                                  target_lag=config.poll_lag, budget=config.budget)
-        return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
-                                   settings=settings, on_event=on_event), provider)
+
+        def build(tier: int | None) -> Any:
+            # An explicit concurrency wins; else the account's tier when the provider tells it
+            # (Runway: more in flight would only wait as THROTTLED); else the project's.
+            settings = EngineSettings(concurrency=concurrency or tier or config.concurrency,
+                                      target_lag=config.poll_lag, budget=config.budget)
+            return Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
+                          settings=settings, on_event=on_event)
+
+        return _EngineScope(build, provider, ask_tier=concurrency is None)
 
     async def _drive(
         self,
@@ -662,6 +691,10 @@ class AsyncGenerationMixin:
         on_event: Callable[[Event], None] | None,
     ) -> list[Outcome]:
         async with self._engine(provider_name, on_event) as engine:
+            # What the account cannot run today (credits, daily generations) is refused whole,
+            # before anything is recorded or sent.
+            await engine.provider.preflight(
+                [{**r.params(), "model": engine.provider.model} for r in requests])
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
             ids = engine.record_many(requests, cost)
@@ -669,15 +702,28 @@ class AsyncGenerationMixin:
 
 
 class _EngineScope:
-    def __init__(self, engine: Any, provider: Provider) -> None:
-        self.engine = engine
+    """Opens the engine on entry, sized from the account's tier when the provider knows it."""
+
+    def __init__(self, build: Callable[[int | None], Any], provider: Provider, *,
+                 ask_tier: bool = True) -> None:
+        self._build = build
+        self._ask_tier = ask_tier
+        self.engine: Any = None
         self.provider = provider
 
     async def __aenter__(self) -> Any:
+        tier = None
+        if self._ask_tier:
+            try:
+                tier = await self.provider.concurrency_limit(getattr(self.provider, "model", None))
+            except ProviderError:
+                tier = None  # unread: the project's setting holds; the submit says the rest
+        self.engine = self._build(tier)
         return self.engine
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.engine.aclose()
+        if self.engine is not None:
+            await self.engine.aclose()
         await self.provider.aclose()
 
 

@@ -267,6 +267,7 @@ class Studio(_StudioBase):
     reconcile = _blocking(AsyncGenerationMixin.reconcile)
     retry = _blocking(AsyncGenerationMixin.retry)
     cancel = _blocking(AsyncGenerationMixin.cancel)
+    account = _blocking(AsyncGenerationMixin.account)
     run_workflow = _blocking(WorkflowMixin.run_workflow)
 
 

@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command("show")(show)
     app.command("retry")(retry)
     app.command("cancel")(cancel)
+    app.command("account")(account)
     app.command("resume")(resume)
     app.command("reconcile")(reconcile)
 
@@ -180,6 +181,39 @@ def cancel(
         return
     for g in gens:
         console().print(f"#{g.id} {g.status} {g.error}", markup=False)
+
+
+def account(
+    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each configured provider's account: Runway's credits, tier limits and today's
+    usage per model."""
+    with open_studio() as studio:
+        found = studio.account(provider)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        console().print("no provider key is set (`refstudio config` shows the settings)",
+                        markup=False)
+    for entry in found:
+        where = f" ({entry['base_url']})" if entry.get("base_url") else ""
+        console().print(f"{entry['provider']}{where}", markup=False)
+        if "note" in entry:
+            console().print(f"  {entry['note']}", markup=False)
+            continue
+        console().print(f"  credits: {entry['credit_balance']:,}"
+                        + (f" (tier: at most {entry['max_monthly_credit_spend']:,} a month)"
+                           if entry.get("max_monthly_credit_spend") else ""), markup=False)
+        console().print(f"  {'model':<20} {'at once':>7} {'today':>6} {'per day':>8} "
+                        f"{'left':>6}", markup=False)
+        for name, m in entry["models"].items():
+            def show(value: object) -> str:
+                return "-" if value is None else str(value)
+            console().print(f"  {name:<20} {show(m['max_concurrent']):>7} "
+                            f"{m['used_today']:>6} {show(m['max_daily']):>8} "
+                            f"{show(m['remaining_today']):>6}", markup=False)
 
 
 def resume(

@@ -13,7 +13,7 @@ on our own).
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -159,6 +159,22 @@ class Provider(abc.ABC):
     async def cancel(self, task_id: str) -> None:
         """Cancel a running task at the provider (free). Only for ``supports_cancel``."""
         raise NotImplementedError(f"the {self.name} provider cannot cancel tasks")
+
+    async def account_summary(self) -> dict[str, Any] | None:
+        """What the account holds and allows (credits, limits, today's use), for
+        ``refstudio account``; None when the provider tells nothing (free, one call)."""
+        return None
+
+    async def concurrency_limit(self, model: str | None = None) -> int | None:
+        """Tasks of ``model`` the account runs at once (its tier), or None when unknown: the
+        engine then keeps the project's setting."""
+        return None
+
+    async def preflight(self, requests: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse, before anything is recorded or sent, a batch the account cannot run
+        (credits, remaining daily generations). Each request is its parameters (with
+        ``model``). The default accepts everything."""
+        return None
 
     @property
     def account_key(self) -> str | None:

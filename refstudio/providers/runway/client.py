@@ -20,9 +20,10 @@ is masked in ``repr`` and scrubbed from every message. Runway keeps no task list
 from __future__ import annotations
 
 import base64
+import collections
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -32,6 +33,7 @@ import httpx
 from refstudio.errors import (
     AmbiguousSubmitError,
     AuthenticationError,
+    BudgetExceededError,
     ConfigError,
     LimitReachedError,
     NotAcceptedError,
@@ -82,6 +84,8 @@ DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=60.0)
 #: may wait a while as THROTTLED before Runway reads its images).
 UPLOAD_LIFETIME = timedelta(hours=23)
 MAX_MESSAGE_CHARS = 300
+#: Seconds one organisation read answers the checks of a batch (tier, credits, usage).
+ORGANIZATION_TTL = 10.0
 
 
 class RunwayProvider(Provider):
@@ -147,6 +151,7 @@ class RunwayProvider(Provider):
                     f"simulated=True needs the simulator's loopback address, not {raw_base!r}")
             self.paid = False
         self._timeout_override = timeout
+        self._org: tuple[float, Organization] | None = None
         self._pool = SharedPool.attach(
             "runway", key, base, max_connections, transport,
             headers={"X-Runway-Version": runway_api.API_VERSION})
@@ -356,6 +361,56 @@ class RunwayProvider(Provider):
         except ValueError:
             raise ProtocolError("Runway's organization answer is not JSON") from None
 
+    async def _recent_organization(self) -> Organization:
+        """One organisation read serves a batch's checks for a few seconds (one GET per
+        batch, not one per question)."""
+        now = time.monotonic()
+        if self._org is None or now - self._org[0] > ORGANIZATION_TTL:
+            self._org = (now, await self.organization())
+        return self._org[1]
+
+    async def account_summary(self) -> dict[str, Any]:
+        org = await self.organization()
+        return {"provider": "runway", "base_url": self.base_url, **org.to_dict()}
+
+    async def concurrency_limit(self, model: str | None = None) -> int | None:
+        """The tier's concurrent generations for ``model`` (more would wait as THROTTLED)."""
+        org = await self._recent_organization()
+        return org.limits(_api_name(model or self.model)).max_concurrent
+
+    async def preflight(self, requests: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse a batch that needs more credits than the balance, or more generations of a
+        model than today's remain: nothing is recorded or sent."""
+        if not requests:
+            return
+        org = await self._recent_organization()
+        credits = 0
+        per_model: collections.Counter[str] = collections.Counter()
+        for params in requests:
+            name = _api_name(str(params.get("model") or self.model))
+            model = runway_api.get(name)
+            if model is None:
+                continue
+            ratio = params.get("ratio") or model.ratio_for(
+                str(params.get("aspect_ratio")), str(params.get("resolution")))
+            credits += runway_api.credits_for(model, str(ratio)) if ratio else max(model.credits)
+            per_model[name] += 1
+        if credits > org.credit_balance:
+            raise BudgetExceededError(
+                f"this batch needs {credits} Runway credits and the organisation has "
+                f"{org.credit_balance}; nothing was sent",
+                hint="buy credits at dev.runwayml.com, or send fewer (`refstudio account` shows "
+                "the balance)")
+        for name, count in sorted(per_model.items()):
+            limits = org.limits(name)
+            left = limits.remaining_today
+            if left is not None and count > left:
+                raise LimitReachedError(
+                    f"this batch needs {count} {name} generations and Runway allows {left} more "
+                    f"today ({limits.used_today} of {limits.max_daily} used); nothing was sent",
+                    hint=(f"send at most {left} now (-n {left})" if left else
+                          "Runway counts a rolling day: the limit frees within 24 h"))
+
     # ------------------------------------------------------------------ upload
 
     async def upload(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:
@@ -434,6 +489,12 @@ class RunwayProvider(Provider):
                     yield chunk
         except httpx.HTTPError as exc:
             raise TransientError(f"{where} failed: {self._describe(exc)}") from None
+
+
+def _api_name(model: str) -> str:
+    """``runway:gen4_image`` or ``gen4_image`` -> ``gen4_image``."""
+    provider, sep, name = model.partition(":")
+    return name if sep and provider == "runway" else model
 
 
 def parse_task(task_id: str, data: Mapping[str, Any]) -> TaskStatus:
