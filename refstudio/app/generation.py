@@ -656,8 +656,12 @@ class AsyncGenerationMixin:
             settings = config.effective_settings(name)
             in_flight = self.project.config.concurrency  # type: ignore[attr-defined]
             # A Runway key that is the WaveSpeed key is refused before anything is sent.
+            import os
+
             options = {"api_key": settings.runway_api_key, "base_url": settings.runway_base_url,
                        "max_connections": min(8, in_flight + 2),
+                       # The documented fallback: images inline as data: URIs (<= 5 MB).
+                       "uploads": os.environ.get("REFSTUDIO_RUNWAY_UPLOADS") or "runway",
                        "other_keys": {"WaveSpeed": settings.api_key}, **overrides}
             return create(name, **options)
         return create(name, **overrides)

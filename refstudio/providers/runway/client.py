@@ -526,7 +526,7 @@ def parse_task(task_id: str, data: Mapping[str, Any]) -> TaskStatus:
 
 def _window_hint(retry_after: float | None) -> str:
     """When the daily window frees, as well as can be said."""
-    rest = "the rest of the batch was not sent; `refstudio resume --send` sends it then"
+    rest = "the rest of the batch was not sent; `refstudio resume` sends it then"
     if retry_after is not None and retry_after > 0:
         when = datetime.fromtimestamp(time.time() + retry_after, timezone.utc)
         return f"Runway frees a generation at about {when:%Y-%m-%d %H:%M} UTC; {rest}"
