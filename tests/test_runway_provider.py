@@ -120,17 +120,26 @@ def test_every_model_through_the_client(make_sim: Any) -> None:
 def test_throttled_tasks_queue_and_finish(
     make_sim: Any, runway_env: Any, project: Studio
 ) -> None:
-    sim = runway_env(make_sim(latency=0.3, runway_concurrency=1))
-    studio = _studio(project, concurrency=3)
-    events: list[str] = []
+    """Another client of the organisation holds the tier's one slot: refstudio's task is
+    accepted and waits as THROTTLED (shown as queued, not an error), then runs with progress."""
+    import httpx
+
+    sim = runway_env(make_sim(latency=2.5, runway_concurrency=1))
+    other = httpx.post(f"{sim.base_url}/v1/text_to_image", json={
+        "model": "gen4_image", "promptText": "someone else's", "ratio": "1280:720"},
+        headers={"Authorization": f"Bearer {KEY}", "X-Runway-Version": "2024-11-06"})
+    assert other.status_code == 200
+    events: list[tuple[str, str]] = []
     try:
-        infos = studio.generate("a lighthouse", n=3, provider="runway",
-                                on_event=lambda e: events.append(e.state))
+        infos = project.generate("a lighthouse", provider="runway",
+                                 on_event=lambda e: events.append((e.state, e.detail)))
     finally:
-        studio.close()
-    assert [i.status for i in infos] == ["completed"] * 3
-    tasks = sorted(sim.stats()["tasks"].values(), key=lambda t: t["started_at"])
-    assert tasks[1]["started_at"] >= tasks[0]["completed_at"] - 1e-6  # one at a time
+        project.close()
+    assert [i.status for i in infos] == ["completed"]
+    assert ("queued", "queued (THROTTLED)") in events
+    assert any(state == "running" and detail.endswith("%") for state, detail in events)
+    tasks = sorted(sim.stats()["tasks"].values(), key=lambda t: t["created_at"])
+    assert tasks[1]["started_at"] >= tasks[0]["completed_at"] - 1e-6  # it waited its turn
 
 
 def test_safety_failure_is_recorded_explained_and_not_retried(

@@ -680,8 +680,9 @@ class AsyncGenerationMixin:
         def build(tier: int | None) -> Any:
             # An explicit concurrency wins; else the account's tier when the provider tells it
             # (Runway: more in flight would only wait as THROTTLED); else the project's.
+            lag = config.poll_lag if config.poll_lag is not None else provider.default_poll_lag
             settings = EngineSettings(concurrency=concurrency or tier or config.concurrency,
-                                      target_lag=config.poll_lag, budget=config.budget)
+                                      target_lag=lag, budget=config.budget)
             return Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
                           settings=settings, on_event=on_event)
 

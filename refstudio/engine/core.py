@@ -176,6 +176,8 @@ class Engine:
         #: Set when the account's daily limit is spent (LimitReachedError): nothing more is
         #: sent by this engine; what was not sent stays `pending` for a later resume.
         self._halted: str | None = None
+        #: Task id -> generation, for progress notes from the poll loop.
+        self._task_gens: dict[str, int] = {}
 
     async def __aenter__(self) -> Engine:
         return self
@@ -523,15 +525,25 @@ class Engine:
                     self.gate.close_for(delay)
                 await asyncio.sleep(delay)
 
+    def note_progress(self, task_id: str, status: TaskStatus) -> None:
+        """A running task's progress note (queued, running 40%) for the displays."""
+        gen_id = self._task_gens.get(task_id)
+        if gen_id is not None:
+            self.emit(gen_id, "queued" if status.state == "created" else "running",
+                      status.detail)
+
     async def _follow(
         self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, resolution: str
     ) -> Outcome:
+        self._task_gens[task_id] = gen_id
         try:
             status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
         except AuthenticationError as exc:
             return await self._keep_submitted(
                 gen_id, f"{clause(exc)}; the task was accepted and may be paid, so it stays "
                 "submitted: fix the key, then `refstudio resume`")
+        finally:
+            self._task_gens.pop(task_id, None)
         if status is None:
             return await self._keep_submitted(
                 gen_id, f"still running after {self.settings.poll_deadline:.0f}s; "

@@ -55,6 +55,9 @@ class TaskStatus:
     error: str = ""
     inference_ms: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: A short note for progress displays while the task runs ("queued: THROTTLED",
+    #: "running 40%"); empty when the provider says nothing more than the state.
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,9 @@ class Provider(abc.ABC):
         """
         raise NotImplementedError(f"the {self.name} provider keeps no task history")
 
+    #: The mean detection lag (seconds) polls aim for when the project sets no ``poll_lag``;
+    #: None: the engine's automatic lag (2 % of the typical task time, at least 0.18 s).
+    default_poll_lag: ClassVar[float | None] = None
     #: True when :meth:`cancel` can stop a task at the provider (Runway's DELETE).
     supports_cancel: ClassVar[bool] = False
 
