@@ -356,3 +356,34 @@ def test_concurrency_comes_from_the_tier(make_sim: Any, runway_env: Any, project
     stats = sim.stats()
     assert stats["max_tasks_in_flight"] == 3
     assert all(t["started_at"] == t["created_at"] for t in stats["tasks"].values())
+
+
+def _one_error_line(done: Any, code: int) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("error:") == 1
+    return str(done.stderr)
+
+
+def test_cli_bad_input_is_one_line_and_sends_nothing(
+    make_sim: Any, runway_env: Any, project: Studio, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through `refstudio gen`: a data URI over 5 MB (the fallback upload mode) and a Runway
+    key that is the WaveSpeed key; each one `error:` line, nothing recorded or created."""
+    sim = runway_env(make_sim())
+    big = tmp_path / "big.png"
+    big.write_bytes(encode_image((2000, 1600), "PNG", compress_level=0))
+    project.add_reference("mara", [big])
+    root = project.root
+    project.close()
+    monkeypatch.setenv("REFSTUDIO_RUNWAY_UPLOADS", "data")
+    err = _one_error_line(_cli(root, "gen", "@mara at sea", "--provider", "runway"), 5)
+    assert "at most 5 MB" in err
+    monkeypatch.delenv("REFSTUDIO_RUNWAY_UPLOADS")
+    monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
+    err = _one_error_line(_cli(root, "gen", "a hill", "--provider", "runway"), 10)
+    assert "WaveSpeed key" in err and KEY not in err
+    with Studio.open(root) as studio:
+        assert studio.history() == []
+    assert sim.stats()["submits_received"] == 0

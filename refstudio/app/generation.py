@@ -717,12 +717,26 @@ class Generations:
         async with self.engine(provider_name, on_event) as engine:
             # What the account cannot run today (credits, daily generations) is refused whole,
             # before anything is recorded or sent.
-            await engine.provider.preflight(
-                [{**r.params(), "model": engine.provider.model} for r in requests])
+            sizes = self._image_bytes(requests)
+            await engine.provider.preflight([
+                {**r.params(), "model": engine.provider.model,
+                 "images": [{"tag": b.name, "bytes": sizes.get(b.sha256)} for b in r.bindings]}
+                for r in requests])
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
             ids = engine.record_many(requests, cost)
             return await engine.run(ids)
+
+
+    def _image_bytes(self, requests: Sequence[PreparedRequest]) -> dict[str, int]:
+        """Size in bytes of each bound image (by sha256), for the provider's preflight."""
+        wanted = sorted({b.sha256 for r in requests for b in r.bindings})
+        if not wanted:
+            return {}
+        with read_session(self.library.db) as session:
+            rows = session.exec(select(Asset.sha256, Asset.bytes)
+                                .where(col(Asset.sha256).in_(wanted))).all()
+        return dict(rows)
 
 
 class _EngineScope:

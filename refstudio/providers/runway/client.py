@@ -35,6 +35,7 @@ from refstudio.errors import (
     AuthenticationError,
     BudgetExceededError,
     ConfigError,
+    ImageError,
     LimitReachedError,
     NotAcceptedError,
     ProtocolError,
@@ -43,6 +44,7 @@ from refstudio.errors import (
     TransientError,
 )
 from refstudio.models import runway_api
+from refstudio.models.runway_api import check_tags
 from refstudio.providers.base import (
     BoundImage,
     GenParams,
@@ -372,6 +374,22 @@ class RunwayProvider(Provider):
             self._org = (now, await self.organization())
         return self._org[1]
 
+    def _check_images(self, images: Sequence[Mapping[str, Any]]) -> None:
+        """The tag rule, and with ``uploads="data"`` the 5 MB data-URI limit, checked from
+        each image's name and size before anything is recorded."""
+        check_tags([str(i.get("tag")) for i in images])
+        if self._uploads != "data":
+            return
+        for image in images:
+            size = image.get("bytes")
+            # base64 makes 4 characters of 3 bytes; the prefix is a few dozen more.
+            if isinstance(size, int) and 4 * -(-size // 3) + 32 > runway_api.DATA_URI_MAX:
+                raise ImageError(
+                    f"reference @{image.get('tag')} would be {4 * -(-size // 3) / 1e6:.1f} MB "
+                    "as a data URI; Runway takes at most 5 MB that way; nothing was sent",
+                    hint="leave REFSTUDIO_RUNWAY_UPLOADS unset to use Runway uploads, or use a "
+                    "smaller image")
+
     async def account_summary(self) -> dict[str, Any]:
         org = await self.organization()
         return {"provider": "runway", "base_url": self.base_url, **org.to_dict()}
@@ -386,6 +404,8 @@ class RunwayProvider(Provider):
         model than today's remain: nothing is recorded or sent."""
         if not requests:
             return
+        for params in requests:
+            self._check_images(params.get("images") or ())
         org = await self._recent_organization()
         credits = 0
         per_model: collections.Counter[str] = collections.Counter()
