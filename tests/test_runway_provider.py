@@ -162,9 +162,14 @@ def test_ambiguous_5xx_is_unknown_with_exactly_one_task(
     sim = runway_env(make_sim(submit_faults=["500_after"]))
     try:
         info = project.generate("a bridge", provider="runway")[0]
+        [settled] = project.reconcile()
+        project.resume()  # never resends an unknown
+        assert project.generation(info.id).status == "unknown"
     finally:
         project.close()
     assert info.status == "unknown"
+    assert "keeps no task list" in info.error and "not resent" in info.error
+    assert settled.verdict == "unknown" and "no task history" in settled.reason
     stats = sim.stats()
     assert stats["submits_received"] == 1 and stats["submits_accepted"] == 1
 

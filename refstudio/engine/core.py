@@ -492,10 +492,13 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             except (AmbiguousSubmitError, ProtocolError) as exc:
+                look = ("`refstudio reconcile` looks for it in the provider's records"
+                        if self.provider.supports_history else
+                        f"{self.provider.name} keeps no task list, so `refstudio reconcile` "
+                        "cannot settle it: check the provider's dashboard")
                 message = (f"{clause(exc)}. The request may have been accepted and "
-                           "billed, so it was not resent; `refstudio reconcile` looks for it "
-                           f"in the provider's records, `refstudio retry {gen_id}` resends it "
-                           "(may cost again)")
+                           f"billed, so it was not resent; {look}, `refstudio retry {gen_id}` "
+                           "resends it (may cost again)")
                 # An answer (a 5xx, a 200 without id) means the server was done with the
                 # request; without one it may still create the task a little later.
                 until = records.now_utc()
