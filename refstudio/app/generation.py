@@ -5,7 +5,6 @@ Split from :mod:`refstudio.app.studio` so that module stays about opening projec
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ from ..errors import (
     NameTakenError,
     OutputNotFoundError,
 )
-from ..models import gen4
 from ..prompts.names import clean_name, name_key
 from ..storage.database import read_session, write_session
 from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
@@ -33,12 +31,6 @@ if TYPE_CHECKING:
     from ..providers.base import Provider
     from .project import Project
 
-DEFAULT_PRICES: dict[str, dict[str, float]] = {
-    # Estimates from the protocol notes (Runway: 5 credits at 720p, 8 at 1080p; $0.01 a credit).
-    "wavespeed": {"720p": 0.05, "1080p": 0.08},
-    "runway": {"720p": 0.05, "1080p": 0.08},
-    "offline": {"720p": 0.0, "1080p": 0.0},
-}
 
 
 @dataclass(frozen=True)
@@ -69,6 +61,7 @@ class RenderResult:
     body: dict[str, Any]  # the request body, with upload placeholders for image URLs
     cost_estimate: float
     warnings: tuple[str, ...] = field(default=())
+    model: str = ""  # the catalog id of the model the body is for
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +74,7 @@ class RenderResult:
             "body": self.body,
             "cost_estimate": self.cost_estimate,
             "warnings": list(self.warnings),
+            "model": self.model,
         }
 
 
@@ -114,21 +108,35 @@ class GenerationMixin:
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         seed: int | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> RenderResult:
         """Turn a prompt (or a template in ``templates/``) into exactly what would be sent.
 
-        No network and no database writes. Raises PromptError subclasses (unknown ``@name``
-        with a did-you-mean, too many references, template errors with file and line) and
-        ParameterError for bad parameters.
+        ``model`` is a catalog id or alias (None: ``default_model`` in refstudio.toml, else
+        Gen-4 Image); ``options`` are that model's own (``refstudio models show``). For models
+        that bind images by position the text is rewritten to say "image 1", "image 2"
+        (:mod:`refstudio.prompts.binding`). No network and no database writes. Raises
+        UnknownModelError, PromptError subclasses (unknown ``@name`` with a did-you-mean, more
+        references than the model takes, template errors with file and line) and
+        ParameterError for options or sizes the model does not take.
         """
         from ..library.lookup import LibraryLookup
-        from ..models.params import validate_params
-        from ..models.request import BoundImage, GenParams
+        from ..models.compose import choose_model, compose_options
+        from ..models.request import BoundImage
         from ..prompts import load_vars_file, render_string, render_template, resolve
-        from ..providers.registry import default_provider_name, provider_class
+        from ..prompts.binding import text_for_model
+        from ..providers.registry import provider_class
+        from .modelchoice import choose_provider
 
         if (prompt is None) == (template is None):
             raise InputError("give a prompt or a template (one of them)")
+        config = self.project.config
+        spec = choose_model(model, config.default_model)
+        chosen = compose_options(spec, aspect_ratio=aspect_ratio, resolution=resolution,
+                                 seed=seed, options=options,
+                                 defaults=(config.aspect_ratio, config.resolution))
+        provider_name = choose_provider(spec, provider, config.provider)
         values: dict[str, Any] = {}
         if vars_file is not None:
             values.update(load_vars_file(vars_file))
@@ -144,13 +152,7 @@ class GenerationMixin:
             text = render_string(prompt, values, lookup, templates_dir=templates_dir) if (
                 "{" in prompt
             ) else " ".join(prompt.split())
-        resolved = resolve(text, lookup, source=template)
-        params = validate_params(
-            aspect_ratio or self.project.config.aspect_ratio,
-            resolution or self.project.config.resolution,
-            seed,
-        )
-        provider_name = default_provider_name(provider or self.project.config.provider)
+        resolved = resolve(text, lookup, source=template, model=spec)
         cls = provider_class(provider_name)
         bound = tuple(
             BoundReference(
@@ -167,34 +169,38 @@ class GenerationMixin:
             for b in resolved.bindings
         )
         images = [BoundImage(tag=b.name, url=f"upload://{b.sha256[:16]}") for b in bound]
-        body = cls.build_body(
-            resolved.text_to_send, images,
-            GenParams(params.aspect_ratio, params.resolution, params.seed),
-        )
+        sent = text_for_model(resolved, spec, order_form=config.order_form)
+        body = cls.build_body(spec, sent, images, chosen)
         warnings = tuple(f"@{b.name}: {w}" for b in bound for w in b.warnings)
         return RenderResult(
             source=source,
             text=text,
-            prompt=resolved.text_to_send,
+            prompt=sent,
             references=bound,
-            params={"aspect_ratio": params.aspect_ratio, "resolution": params.resolution,
-                    "seed": params.seed},
+            params=spec.params(chosen),
             provider=provider_name,
             body=body,
-            cost_estimate=self.price(provider_name, params.resolution),
+            cost_estimate=self.price(provider_name, spec, chosen),
             warnings=warnings,
+            model=spec.id,
         )
 
-    def price(self, provider: str, resolution: str) -> float:
-        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults;
-        0 for a provider whose work is free (offline, or one set up as ``simulated``)."""
+    def price(self, provider: str, model: Any = None, options: Any = None) -> float:
+        """Estimated price of one image (US dollars) of ``model`` (a spec, id or alias; None:
+        the default model) with ``options`` (None: its defaults): the project's price table,
+        else the model's own price. 0 for a provider whose work is free (offline, or
+        ``simulated``)."""
+        from ..models import catalog
+        from ..models.compose import price_per_image
         from ..providers.registry import provider_class
 
         if (not provider_class(provider).paid
                 or getattr(self, "provider_options", {}).get(provider, {}).get("simulated")):
             return 0.0
-        table = self.project.config.prices.get(provider) or DEFAULT_PRICES.get(provider, {})
-        return float(table.get(resolution, DEFAULT_PRICES.get(provider, {}).get(resolution, 0.0)))
+        spec = catalog.get(model)
+        if options is None or isinstance(options, Mapping):
+            options = spec.parse_options(options)
+        return price_per_image(spec, options, self.project.config.prices)
 
     def spent(self) -> float:
         """Estimated spend so far: every generation that was or may have been paid."""
@@ -386,20 +392,23 @@ class AsyncGenerationMixin:
         provider: str | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[RenderResult, list[PreparedRequest]]:
         """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
         from ..engine import BindingRecord, PreparedRequest
+        from ..models import catalog
+        from ..models.compose import seeds_for
         from ..models.params import check_batch_size
 
         check_batch_size(n)
         rendered = self.render(  # type: ignore[attr-defined]
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+            model=model, options=options,
         )
-        if seed is not None and seed + n - 1 > gen4.SEED_MAX:
-            raise InputError(f"seed {seed} + {n} variants runs past {gen4.SEED_MAX}")
-        first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
-                                                                  gen4.SEED_MAX - n)
+        spec = catalog.get(rendered.model)
+        seed_field = spec.options.seed_field
         bindings = tuple(
             BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id,
                           reference_id=r.reference_id)
@@ -408,16 +417,16 @@ class AsyncGenerationMixin:
         requests = [
             PreparedRequest(
                 prompt=rendered.prompt,
-                aspect_ratio=rendered.params["aspect_ratio"],
-                resolution=rendered.params["resolution"],
-                seed=first_seed + i,
+                model=spec.id,
+                options=(rendered.params if seed_field is None
+                         else {**rendered.params, seed_field: variant_seed}),
                 bindings=bindings,
                 template_source=template if template else (prompt if prompt != rendered.prompt
                                                            else None),
                 run_id=run_id,
                 step_id=step_id,
             )
-            for i in range(n)
+            for variant_seed in seeds_for(spec, seed, n)
         ]
         return rendered, requests
 
@@ -438,12 +447,16 @@ class AsyncGenerationMixin:
         on_event: Callable[[Event], None] | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[GenerationInfo]:
-        """Generate ``n`` variants of a prompt and store their outputs in the library.
+        """Generate ``n`` variants of a prompt with one model and store their outputs.
 
-        Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds (always recorded).
-        Checks the budget before anything is sent. With ``promote``, the first output of the
-        first completed generation becomes (a new version of) that reference.
+        ``model`` is a catalog id or alias (None: the project's default model) and ``options``
+        its own options. Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds
+        (always recorded; models without seeds get none). Checks the budget before anything is
+        sent. With ``promote``, the first output of the first completed generation becomes (a
+        new version of) that reference.
         """
         from ..models.params import check_cost_limit
 
@@ -453,7 +466,7 @@ class AsyncGenerationMixin:
         rendered, requests = self.prepare_requests(
             prompt, template=template, variables=variables, vars_file=vars_file, n=n,
             aspect_ratio=aspect_ratio, resolution=resolution, seed=seed, provider=provider,
-            run_id=run_id, step_id=step_id,
+            run_id=run_id, step_id=step_id, model=model, options=options,
         )
         self.check_budget(rendered.cost_estimate * n, max_cost)  # type: ignore[attr-defined]
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
@@ -612,7 +625,7 @@ class AsyncGenerationMixin:
         self,
         provider_name: str,
         requests: list[PreparedRequest],
-        cost: float,
+        cost: float | list[float],
         on_event: Callable[[Event], None] | None,
     ) -> list[Outcome]:
         async with self._engine(provider_name, on_event) as engine:

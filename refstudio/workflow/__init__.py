@@ -85,6 +85,7 @@ class WorkflowMixin:
             overrides=variables,
             defaults=(config.aspect_ratio, config.resolution),
             image_step=image_step_of(self, str(wf.path)),
+            default_model=config.default_model,
         )
 
     async def run_workflow(

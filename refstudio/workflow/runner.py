@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from ..errors import RefstudioError
-from ..providers.registry import provider_class
 from ..storage.database import read_session, write_session
 from ..storage.tables import Generation, Output, ReferenceImage, Run, utcnow
 from .plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
-    from ..engine import Engine, Event
+    from ..engine import Engine, Event, PreparedRequest
     from ..library.results import GenerationInfo
 
 StepListener = Callable[[str, str, str], None]  # step id, state, detail
@@ -142,17 +141,21 @@ class WorkflowRunner:
     async def _execute(self, engine: Engine, step: PlannedStep, run_id: int) -> StepReport:
         spec = step.spec
         values = {**self.plan.variables, **spec.vars}
-        rendered, requests = self.studio.prepare_requests(
-            spec.prompt, template=spec.template, variables=values, n=spec.variants,
-            aspect_ratio=step.aspect_ratio, resolution=step.resolution, seed=step.seeds[0],
-            provider=self.provider, run_id=run_id, step_id=spec.id,
-        )
-        requests = self._pin(step, requests)
-        model = engine.provider.model
+        # One generation per model and variant, in the order the step names its models.
+        batch: list[tuple[PreparedRequest, float]] = []
+        for model_id in _models_of(step):
+            rendered, prepared = self.studio.prepare_requests(
+                spec.prompt, template=spec.template, variables=values, n=spec.variants,
+                aspect_ratio=step.aspect_ratio, resolution=step.resolution,
+                seed=_seed_for(model_id, step.seeds[0]), provider=self.provider,
+                run_id=run_id, step_id=spec.id, model=model_id, options=spec.options or None,
+            )
+            batch += [(r, rendered.cost_estimate) for r in self._pin(step, prepared)]
         ids: list[int] = []
         new_ids: list[int] = []
-        for request in requests:
-            previous = _latest_with_hash(self.studio, request.request_hash(self.provider, model))
+        for request, cost in batch:
+            previous = _latest_with_hash(
+                self.studio, request.request_hash(self.provider, request.spec.model))
             if previous is not None and previous.status == "completed":
                 assert previous.id is not None
                 ids.append(previous.id)
@@ -163,6 +166,7 @@ class WorkflowRunner:
                            f"`refstudio retry {previous.id}` resends it (may cost again); "
                            "then run the workflow again")
                 self.on_step(spec.id, "paused", message)
+                assert previous.id is not None
                 return StepReport(spec.id, "paused", [previous.id], message=message)
             if previous is not None and previous.status == "pending":
                 # Recorded by an earlier run that stopped before sending it: send that one
@@ -178,7 +182,7 @@ class WorkflowRunner:
                 ids.append(previous.id)
                 new_ids.append(previous.id)
                 continue
-            gen_id = engine.record(request, rendered.cost_estimate)
+            gen_id = engine.record(request, cost)
             ids.append(gen_id)
             new_ids.append(gen_id)
         if new_ids:
@@ -362,33 +366,62 @@ def estimate(studio: Any, plan: Plan, provider: str) -> tuple[float, dict[str, s
     total = 0.0
     notes: dict[str, str] = {}
     for step in plan.steps:
-        price = studio.price(provider, step.resolution)
+        price = sum(_step_price(studio, provider, step, m) for m in _models_of(step))
         if step.waits_for:
             notes[step.id] = "waits for " + ", ".join(
                 f"@{n} from step {s}" for n, s in step.waits_for.items())
             total += price * len(step.seeds)
             continue
         try:
-            _, requests = studio.prepare_requests(
-                step.spec.prompt, template=step.spec.template,
-                variables={**plan.variables, **step.spec.vars}, n=len(step.seeds),
-                aspect_ratio=step.aspect_ratio, resolution=step.resolution,
-                seed=step.seeds[0], provider=provider,
-            )
+            priced: list[tuple[PreparedRequest, float]] = []
+            for model_id in _models_of(step):
+                rendered, requests = studio.prepare_requests(
+                    step.spec.prompt, template=step.spec.template,
+                    variables={**plan.variables, **step.spec.vars}, n=len(step.seeds),
+                    aspect_ratio=step.aspect_ratio, resolution=step.resolution,
+                    seed=_seed_for(model_id, step.seeds[0]), provider=provider,
+                    model=model_id, options=step.spec.options or None,
+                )
+                priced += [(r, rendered.cost_estimate) for r in requests]
         except RefstudioError:
             # A [refs] entry not yet in the library: it is made from its files at run time.
             notes[step.id] = "new"
             total += price * len(step.seeds)
             continue
-        cls_model = provider_class(provider).model
         paid = 0
-        for request in requests:
-            previous = _latest_with_hash(studio, request.request_hash(provider, cls_model))
+        for request, cost in priced:
+            previous = _latest_with_hash(studio, request.request_hash(provider,
+                                                                      request.spec.model))
             if previous is None or previous.status != "completed":
                 paid += 1
-        total += price * paid
+                total += cost
         notes[step.id] = "unchanged: not paid again" if paid == 0 else f"{paid} new request(s)"
     return total, notes
+
+
+def _models_of(step: PlannedStep) -> list[str | None]:
+    """The step's models (None: the default model, for a plan made without any)."""
+    return list(step.models) if step.models else [None]
+
+
+def _seed_for(model_id: str | None, seed: int) -> int | None:
+    """The step's seed for a model that takes seeds; None for one that takes none."""
+    from ..models import catalog
+
+    return seed if catalog.get(model_id).options.seed_field is not None else None
+
+
+def _step_price(studio: Any, provider: str, step: PlannedStep, model_id: str | None) -> float:
+    """Price of one variant of ``step`` on one model (its size mapped as the run will)."""
+    from ..models import catalog
+    from ..models.compose import compose_options
+
+    spec = catalog.get(model_id)
+    config = studio.project.config
+    options = compose_options(spec, aspect_ratio=step.aspect_ratio,
+                              resolution=step.resolution, options=step.spec.options,
+                              defaults=(config.aspect_ratio, config.resolution))
+    return float(studio.price(provider, spec, options))
 
 
 def bound_names(step: PlannedStep, library_names: Mapping[str, str]) -> list[str]:
