@@ -154,6 +154,9 @@ M003_SUBMIT_WINDOW = Migration(
     ),
 )
 
+#: The model of every generation recorded before refstudio knew more than one.
+LEGACY_MODEL_ID = "wavespeed:runwayml/gen4-image"
+
 M004_MODEL_ID = Migration(
     "m004_model_id",
     (
@@ -162,7 +165,7 @@ M004_MODEL_ID = Migration(
         # was a Gen-4 Image request on WaveSpeed, or an offline preview of one: a fact of the
         # past, so its id is written out here rather than read from the model's module.
         "ALTER TABLE generation ADD COLUMN model_id VARCHAR NOT NULL "
-        "DEFAULT 'wavespeed:runwayml/gen4-image'",
+        f"DEFAULT '{LEGACY_MODEL_ID}'",
         "CREATE INDEX ix_generation_model_id ON generation (model_id)",
     ),
 )

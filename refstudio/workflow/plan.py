@@ -48,6 +48,8 @@ class PlannedStep:
     seeds: list[int]
     #: Catalog ids of the models the step runs, in order: one generation per model and variant.
     models: list[str] = field(default_factory=list)
+    #: Each model's options for this step (sizes mapped, no seed): what it is priced by.
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     level: int = 0
 
     @property
@@ -137,10 +139,12 @@ def build_plan(
             mentions, _ = scan(text, source=where)
             specs = [catalog.get(name if name is not None else default_model)
                      for name in step.model_names]
+            model_params: dict[str, dict[str, Any]] = {}
             for spec in specs:  # every check before paying: sizes, seeds, options
-                compose_options(spec, aspect_ratio=step.aspect_ratio,
-                                resolution=step.resolution, seed=step.seed,
-                                options=step.options, defaults=defaults)
+                chosen = compose_options(spec, aspect_ratio=step.aspect_ratio,
+                                         resolution=step.resolution, seed=step.seed,
+                                         options=step.options, defaults=defaults)
+                model_params[spec.id] = spec.params(chosen)
         except RefstudioError as exc:
             raise WorkflowError(f"{where}: {exc.message}", hint=exc.hint) from None
         names: list[str] = []
@@ -219,6 +223,7 @@ def build_plan(
                 resolution=step.resolution,
                 seeds=[seed + i for i in range(step.variants)],
                 models=[spec.id for spec in specs],
+                model_params=model_params,
             )
         )
     return Plan(workflow, _order(workflow, planned), variables)

@@ -26,7 +26,10 @@ from .plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
     from ..engine import Engine, Event, PreparedRequest
-    from ..library.results import GenerationInfo
+    from ..library.references import Library
+    from ..library.results import OutputInfo
+    from ..storage.database import Database
+    from .host import WorkflowHost
 
 StepListener = Callable[[str, str, str], None]  # step id, state, detail
 
@@ -61,11 +64,12 @@ class RunReport:
 
 
 class WorkflowRunner:
-    """Runs one plan against a studio with one shared engine (one poll loop, one rate gate)."""
+    """Runs one plan against a host (the project's generations) with one shared engine (one
+    poll loop, one rate gate)."""
 
     def __init__(
         self,
-        studio: Any,
+        host: WorkflowHost,
         plan: Plan,
         *,
         provider: str,
@@ -73,7 +77,8 @@ class WorkflowRunner:
         on_step: StepListener | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
-        self.studio = studio
+        self.host = host
+        self.db: Database = host.library.db
         self.plan = plan
         self.provider = provider
         self.concurrency = max(1, concurrency)
@@ -88,7 +93,7 @@ class WorkflowRunner:
         # Steps may run several at once, but generations in flight never exceed what the
         # account runs at once (the project's `concurrency`): the engine's account gate holds
         # the rest until a slot frees.
-        async with self.studio._engine(self.provider, self.on_event) as engine:
+        async with self.host.engine(self.provider, self.on_event) as engine:
             await engine.resume()
             self.done = {s.id: asyncio.Event() for s in self.plan.steps}
             await asyncio.gather(*(self._step(engine, s, run_id) for s in self.plan.steps))
@@ -99,7 +104,7 @@ class WorkflowRunner:
             status = "paused"
         else:
             status = "completed"
-        with write_session(self.studio.db) as session:
+        with write_session(self.db) as session:
             row = session.get(Run, run_id)
             assert row is not None
             row.status, row.finished_at = status, utcnow()
@@ -107,7 +112,7 @@ class WorkflowRunner:
         return RunReport(run_id, status, reports)
 
     def _start_run(self) -> int:
-        with write_session(self.studio.db) as session:
+        with write_session(self.db) as session:
             row = Run(
                 workflow=str(self.plan.workflow.path),
                 workflow_hash=self.plan.workflow.text_hash,
@@ -144,7 +149,7 @@ class WorkflowRunner:
         # One generation per model and variant, in the order the step names its models.
         batch: list[tuple[PreparedRequest, float]] = []
         for model_id in _models_of(step):
-            rendered, prepared = self.studio.prepare_requests(
+            rendered, prepared = self.host.prepare_requests(
                 spec.prompt, template=spec.template, variables=values, n=spec.variants,
                 aspect_ratio=step.aspect_ratio, resolution=step.resolution,
                 seed=_seed_for(model_id, step.seeds[0]), provider=self.provider,
@@ -155,32 +160,30 @@ class WorkflowRunner:
         new_ids: list[int] = []
         for request, cost in batch:
             previous = _latest_with_hash(
-                self.studio, request.request_hash(self.provider, request.spec.model))
-            if previous is not None and previous.status == "completed":
-                assert previous.id is not None
-                ids.append(previous.id)
+                self.db, request.request_hash(self.provider, request.spec.model))
+            prev_id = previous.id if previous is not None else None
+            if previous is not None and prev_id is not None and previous.status == "completed":
+                ids.append(prev_id)
                 continue
-            if previous is not None and previous.status == "unknown":
-                message = (f"generation #{previous.id} for this request has an unknown fate; "
+            if previous is not None and prev_id is not None and previous.status == "unknown":
+                message = (f"generation #{prev_id} for this request has an unknown fate; "
                            "`refstudio reconcile` checks the provider's records, "
-                           f"`refstudio retry {previous.id}` resends it (may cost again); "
+                           f"`refstudio retry {prev_id}` resends it (may cost again); "
                            "then run the workflow again")
                 self.on_step(spec.id, "paused", message)
-                assert previous.id is not None
-                return StepReport(spec.id, "paused", [previous.id], message=message)
-            if previous is not None and previous.status == "pending":
+                return StepReport(spec.id, "paused", [prev_id], message=message)
+            if previous is not None and prev_id is not None and previous.status == "pending":
                 # Recorded by an earlier run that stopped before sending it: send that one
                 # rather than record the same request twice (if no other process took it).
                 from ..engine.records import take_over
 
-                assert previous.id is not None
-                if not take_over(self.studio.db, [(previous.id, previous.owner)], engine.owner):
-                    message = (f"generation #{previous.id} for this request is being sent by "
+                if not take_over(self.db, [(prev_id, previous.owner)], engine.owner):
+                    message = (f"generation #{prev_id} for this request is being sent by "
                                "another process; run the workflow again when it is done")
                     self.on_step(spec.id, "paused", message)
-                    return StepReport(spec.id, "paused", [previous.id], message=message)
-                ids.append(previous.id)
-                new_ids.append(previous.id)
+                    return StepReport(spec.id, "paused", [prev_id], message=message)
+                ids.append(prev_id)
+                new_ids.append(prev_id)
                 continue
             gen_id = engine.record(request, cost)
             ids.append(gen_id)
@@ -203,7 +206,9 @@ class WorkflowRunner:
         self.on_step(spec.id, report.status, report.message)
         return report
 
-    def _pin(self, step: PlannedStep, requests: list[Any]) -> list[Any]:
+    def _pin(
+        self, step: PlannedStep, requests: list[PreparedRequest]
+    ) -> list[PreparedRequest]:
         """Bind what a step bound last time for names this workflow itself promotes later.
 
         A step above the one promoting ``@mara`` is written against @mara as it was before
@@ -218,7 +223,7 @@ class WorkflowRunner:
                  if n.lower() in promoters and n.lower() not in step.waits_for]
         if not names or not requests:
             return requests
-        previous = _last_completed_of_step(self.studio, str(self.plan.workflow.path), step.id)
+        previous = _last_completed_of_step(self.db, str(self.plan.workflow.path), step.id)
         if previous is None:
             return requests
         promoting_steps = {s.id for s in self.plan.workflow.steps
@@ -226,12 +231,12 @@ class WorkflowRunner:
         old = {b["name"].lower(): b for b in json.loads(previous.bindings_json)}
         swap: dict[str, tuple[str, int]] = {}
         for key in names:
-            ref = self.studio.library.get(key)
+            ref = self.host.library.get(key)
             primary = ref.primary
             bound = old.get(key)
             if primary is None or bound is None or bound.get("image_id") == primary.id:
                 continue
-            if not _made_by_steps(self.studio, primary.source_output_id, promoting_steps):
+            if not _made_by_steps(self.db, primary.source_output_id, promoting_steps):
                 continue  # changed by the user, not by this workflow: bind what is there now
             kept = next((i for i in ref.images if i.id == bound.get("image_id")
                          and i.sha256 == bound.get("sha256")), None)
@@ -252,9 +257,9 @@ class WorkflowRunner:
     def _promote(self, step: PlannedStep, report: StepReport) -> None:
         promote = step.spec.promote
         assert promote is not None
-        gens = self.studio.queries.many(report.generation_ids)
+        gens = self.host.queries.many(report.generation_ids)
         outputs = [o for g in gens for o in g.outputs]
-        if _already_promoted(self.studio, promote.name, outputs):
+        if _already_promoted(self.host.library, promote.name, outputs):
             report.promoted = promote.name
             report.message = (report.message + "; " if report.message else "") + (
                 f"@{promote.name} already holds an output of this step")
@@ -270,7 +275,7 @@ class WorkflowRunner:
             raise RefstudioError(f'step "{step.id}": pick {index} but only {len(outputs)} '
                                  "output(s)")
         chosen = outputs[index]
-        self.studio.promote(
+        self.host.promote(
             chosen.generation_id, promote.name, index=chosen.index, kind=promote.kind,
             label=promote.label, description=promote.description,
             keep_primary=promote.keep_primary,
@@ -278,13 +283,13 @@ class WorkflowRunner:
         report.promoted = promote.name
 
 
-def _latest_with_hash(studio: Any, request_hash: str) -> Generation | None:
-    with read_session(studio.db) as session:
+def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
+    with read_session(db) as session:
         rows = session.exec(
             select(Generation).where(Generation.request_hash == request_hash)
             .order_by(col(Generation.id).desc())
         ).all()
-    from ..engine.core import _owner_alive
+    from ..engine.core import owner_alive
 
     # A completed one wins; else the newest that may still be paid for; else one never sent
     # that no live process is about to send.
@@ -294,11 +299,11 @@ def _latest_with_hash(studio: Any, request_hash: str) -> Generation | None:
     unknown = next((r for r in rows if r.status == "unknown"), None)
     if unknown is not None:
         return unknown
-    return next((r for r in rows if r.status == "pending" and not _owner_alive(r.owner)), None)
+    return next((r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
 
 
-def _last_completed_of_step(studio: Any, workflow: str, step_id: str) -> Generation | None:
-    with read_session(studio.db) as session:
+def _last_completed_of_step(db: Database, workflow: str, step_id: str) -> Generation | None:
+    with read_session(db) as session:
         return session.exec(
             select(Generation).join(Run, col(Generation.run_id) == col(Run.id))
             .where(Run.workflow == workflow, Generation.step_id == step_id,
@@ -307,21 +312,21 @@ def _last_completed_of_step(studio: Any, workflow: str, step_id: str) -> Generat
         ).first()
 
 
-def _made_by_steps(studio: Any, output_id: int | None, step_ids: set[str]) -> bool:
+def _made_by_steps(db: Database, output_id: int | None, step_ids: set[str]) -> bool:
     """Whether an output came from a generation of one of these workflow steps."""
     if output_id is None:
         return False
-    with read_session(studio.db) as session:
+    with read_session(db) as session:
         output = session.get(Output, output_id)
         gen = session.get(Generation, output.generation_id) if output is not None else None
     return gen is not None and gen.step_id in step_ids
 
 
-def image_step_of(studio: Any, workflow: str) -> Callable[[int], str | None]:
+def image_step_of(db: Database, workflow: str) -> Callable[[int], str | None]:
     """For the planner: which step of ``workflow`` made a library image (by promoting it)."""
 
     def image_step(image_id: int) -> str | None:
-        with read_session(studio.db) as session:
+        with read_session(db) as session:
             row = session.exec(
                 select(Generation.step_id)
                 .join(Output, col(Output.generation_id) == col(Generation.id))
@@ -334,39 +339,39 @@ def image_step_of(studio: Any, workflow: str) -> Callable[[int], str | None]:
     return image_step
 
 
-def _already_promoted(studio: Any, name: str, outputs: list[GenerationInfo | Any]) -> bool:
+def _already_promoted(library: Library, name: str, outputs: list[OutputInfo]) -> bool:
     try:
-        ref = studio.library.get(name)
+        ref = library.get(name)
     except RefstudioError:
         return False
     keys = {(o.generation_id, o.index) for o in outputs}
     source_ids = [i.source_output_id for i in ref.images if i.source_output_id]
     if not source_ids:
         return False
-    with read_session(studio.db) as session:
+    with read_session(library.db) as session:
         rows = session.exec(select(Output).where(col(Output.id).in_(source_ids))).all()
     return any((r.generation_id, r.index) in keys for r in rows)
 
 
-def ensure_refs(studio: Any, plan: Plan) -> list[str]:
+def ensure_refs(library: Library, plan: Plan) -> list[str]:
     """Create the workflow's [refs] that the library lacks, from their files. Returns names."""
     made = []
     for name, ref in plan.workflow.spec.refs.items():
-        if studio.library._find(name) is not None:
+        if library.find_row(name) is not None:
             continue
         images = [plan.workflow.resolve_path(p) for p in ref.images]
-        studio.add_reference(name, images, kind=ref.kind, description=ref.description,
-                             tags=ref.tags)
+        library.add_reference(name, images, kind=ref.kind, description=ref.description,
+                              tags=ref.tags)
         made.append(name)
     return made
 
 
-def estimate(studio: Any, plan: Plan, provider: str) -> tuple[float, dict[str, str]]:
+def estimate(host: WorkflowHost, plan: Plan, provider: str) -> tuple[float, dict[str, str]]:
     """Estimated cost of what would be paid, and a note per step (reused / new / depends)."""
     total = 0.0
     notes: dict[str, str] = {}
     for step in plan.steps:
-        price = sum(_step_price(studio, provider, step, m) for m in _models_of(step))
+        price = sum(_step_price(host, provider, step, m) for m in _models_of(step))
         if step.waits_for:
             notes[step.id] = "waits for " + ", ".join(
                 f"@{n} from step {s}" for n, s in step.waits_for.items())
@@ -375,7 +380,7 @@ def estimate(studio: Any, plan: Plan, provider: str) -> tuple[float, dict[str, s
         try:
             priced: list[tuple[PreparedRequest, float]] = []
             for model_id in _models_of(step):
-                rendered, requests = studio.prepare_requests(
+                rendered, requests = host.prepare_requests(
                     step.spec.prompt, template=step.spec.template,
                     variables={**plan.variables, **step.spec.vars}, n=len(step.seeds),
                     aspect_ratio=step.aspect_ratio, resolution=step.resolution,
@@ -390,8 +395,8 @@ def estimate(studio: Any, plan: Plan, provider: str) -> tuple[float, dict[str, s
             continue
         paid = 0
         for request, cost in priced:
-            previous = _latest_with_hash(studio, request.request_hash(provider,
-                                                                      request.spec.model))
+            previous = _latest_with_hash(host.library.db,
+                                         request.request_hash(provider, request.spec.model))
             if previous is None or previous.status != "completed":
                 paid += 1
                 total += cost
@@ -411,17 +416,13 @@ def _seed_for(model_id: str | None, seed: int) -> int | None:
     return seed if catalog.get(model_id).options.seed_field is not None else None
 
 
-def _step_price(studio: Any, provider: str, step: PlannedStep, model_id: str | None) -> float:
-    """Price of one variant of ``step`` on one model (its size mapped as the run will)."""
+def _step_price(host: WorkflowHost, provider: str, step: PlannedStep,
+                model_id: str | None) -> float:
+    """Price of one variant of ``step`` on one model (its options as the plan mapped them)."""
     from ..models import catalog
-    from ..models.compose import compose_options
 
     spec = catalog.get(model_id)
-    config = studio.project.config
-    options = compose_options(spec, aspect_ratio=step.aspect_ratio,
-                              resolution=step.resolution, options=step.spec.options,
-                              defaults=(config.aspect_ratio, config.resolution))
-    return float(studio.price(provider, spec, options))
+    return host.price(provider, spec.id, step.model_params.get(spec.id))
 
 
 def bound_names(step: PlannedStep, library_names: Mapping[str, str]) -> list[str]:
