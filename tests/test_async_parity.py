@@ -16,7 +16,8 @@ from conftest import ImageMaker
 
 from refstudio import AsyncStudio, Studio
 
-PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow")
+PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow", "compare",
+                  "sync_models", "account")
 
 
 def _public(cls: type) -> set[str]:

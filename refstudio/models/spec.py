@@ -78,9 +78,11 @@ def utf16_length(text: str) -> int:
 BodyBuilder = Callable[["ModelSpec", str, Sequence[BoundImage], ModelOptions], dict[str, Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelSpec:
-    """One model as a provider serves it. See the module docstring for the vocabulary."""
+    """One model as a provider serves it. See the module docstring for the vocabulary.
+
+    Compared and hashed by identity: the registry holds one spec per id."""
 
     id: str
     alias: str

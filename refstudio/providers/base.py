@@ -119,6 +119,12 @@ class Provider(abc.ABC):
         return model.provider == cls.name
 
     @classmethod
+    def key_configured(cls) -> bool:
+        """True when this provider's API key is set (in the environment or the user config);
+        providers without keys say True."""
+        return True
+
+    @classmethod
     def build_body(
         cls, model: ModelSpec, prompt: str, images: Sequence[BoundImage],
         options: ModelOptions,

@@ -169,6 +169,12 @@ class WaveSpeedProvider(Provider):
 
     name: ClassVar[str] = "wavespeed"
 
+    @classmethod
+    def key_configured(cls) -> bool:
+        from refstudio.providers.config import effective_settings
+
+        return bool(effective_settings(cls.name).api_key)
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -636,6 +642,37 @@ class WaveSpeedProvider(Provider):
             tasks=tuple(tasks.values()), since=since, until=until, complete=complete,
             reason=reason, server_now=server_now, clock_offset=offset, clock_error=error,
         )
+
+    async def read_api(self, method: str, path: str, body: Any = None) -> Any:
+        """One free call to the account API (catalog, balance, price quote): its ``data``.
+
+        Raises AuthenticationError (401/403), TransientError (network, 408/429/5xx; worth
+        asking again), RequestRejectedError (other 4xx, e.g. an endpoint this server lacks).
+        """
+        return await run_here(self._read_api(method, path, body))
+
+    async def _read_api(self, method: str, path: str, body: Any) -> Any:
+        try:
+            async with self._pool.slots():
+                response = await self._pool.client().request(
+                    method, path, json=body, headers=self._auth(),
+                    timeout=self._timeout(DEFAULT_TIMEOUT),
+                )
+        except httpx.HTTPError as exc:
+            raise TransientError(f"WaveSpeed {path} failed: {self._describe(exc)}") from None
+        payload = self._json(response)
+        code = response.status_code if not response.is_success else self._envelope_code(payload)
+        if code is not None:
+            message = f"WaveSpeed {path} answered {code}: {self._server_message(response, payload)}"
+            if code in (401, 403):
+                raise AuthenticationError(message, hint=f"check the key in {ENV_API_KEY}",
+                                          status_code=code)
+            if code in (408, 429) or code >= 500:
+                raise TransientError(message, status_code=code)
+            raise RequestRejectedError(message, status_code=code)
+        if not isinstance(payload, Mapping) or "data" not in payload:
+            raise ProtocolError(f"WaveSpeed {path} answered without data")
+        return payload["data"]
 
     async def _history_page(
         self, query: dict[str, Any]
