@@ -56,10 +56,18 @@ def compose_options(
     never dropped: a size the model cannot make is a ParameterError.
     """
     explicit = Size.of(aspect_ratio, resolution)
-    merged = Size.of(aspect_ratio or defaults[0], resolution or defaults[1])
-    try:
-        size_values = spec.size.options_for(merged, spec)
-    except ParameterError:
+    ratio, res = aspect_ratio or defaults[0], resolution or defaults[1]
+    # The project's defaults fill what was not given, as much of them as the model can make;
+    # what was given is always kept (the last try, and its error, is the explicit size alone).
+    tries = [Size.of(ratio, res), Size.of(ratio, resolution), Size.of(aspect_ratio, res)]
+    size_values: dict[str, Any] | None = None
+    for size in tries:
+        try:
+            size_values = spec.size.options_for(size, spec)
+            break
+        except ParameterError:
+            continue
+    if size_values is None:
         size_values = spec.size.options_for(explicit, spec)
     values: dict[str, Any] = dict(size_values)
     if seed is not None:
