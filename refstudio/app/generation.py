@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..engine import Engine, Event, Outcome, PreparedRequest, Reconciled
     from ..library.references import Library, ReferenceInfo
     from ..library.results import GenerationInfo
+    from ..models.spec import ModelSpec
     from ..providers.base import Provider
     from .project import Project
 
@@ -577,17 +578,23 @@ class Generations:
         return results
 
     async def retry(
-        self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
+        self, generation_id: int, *, on_event: Callable[[Event], None] | None = None,
+        model: str | None = None,
     ) -> GenerationInfo:
         """Send a ``failed``, ``unknown`` or never-sent (``pending``) generation again.
 
         :meth:`retry_cost` says what it costs (never accepted: paid for the first time; an
-        earlier attempt accepted or maybe accepted: it may be paid twice).
+        earlier attempt accepted or maybe accepted: it may be paid twice). With ``model``
+        other than the generation's, its prompt (as written) goes to that model instead: a new
+        generation, whatever the old one's state, with its seed when both models take seeds.
         """
         from ..engine.core import NOTHING_SENT, owner_alive
         from ..engine.records import load, requeue
+        from ..models import catalog
 
         gen = load(self.library.db, generation_id)
+        if model is not None and catalog.get(model).id != gen.model_id:
+            return await self._on_other_model(gen, catalog.get(model), on_event)
         if gen.status not in ("failed", "unknown", "pending") or (
             gen.status == "pending" and owner_alive(gen.owner)
         ):
@@ -607,6 +614,24 @@ class Generations:
                     owner=engine.owner, seen_owner=gen.owner)
             await engine.run([generation_id])
         return self.queries.get(generation_id)
+
+    async def _on_other_model(
+        self, gen: Generation, spec: ModelSpec, on_event: Callable[[Event], None] | None,
+    ) -> GenerationInfo:
+        """The prompt of ``gen`` as written, sent to ``spec`` as a new generation."""
+        import json
+
+        source = gen.template_source or gen.prompt
+        folder = self.project.templates_dir
+        is_template = gen.template_source is not None and any(
+            (folder / name).is_file() for name in (source, f"{source}.j2"))
+        seed = json.loads(gen.params_json).get("seed")
+        if spec.options.seed_field is None or not isinstance(seed, int):
+            seed = None
+        [info] = await self.generate(
+            None if is_template else source, template=source if is_template else None,
+            seed=seed, model=spec.id, on_event=on_event)
+        return info
 
     # -- plumbing ------------------------------------------------------------------------------
 

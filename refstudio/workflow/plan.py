@@ -141,8 +141,10 @@ def build_plan(
                      for name in step.model_names]
             model_params: dict[str, dict[str, Any]] = {}
             for spec in specs:  # every check before paying: sizes, seeds, options
+                # A step's seed is for the models that take seeds; the others go without.
+                seed = step.seed if spec.options.seed_field is not None else None
                 chosen = compose_options(spec, aspect_ratio=step.aspect_ratio,
-                                         resolution=step.resolution, seed=step.seed,
+                                         resolution=step.resolution, seed=seed,
                                          options=step.options, defaults=defaults)
                 model_params[spec.id] = spec.params(chosen)
         except RefstudioError as exc:
