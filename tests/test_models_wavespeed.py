@@ -148,3 +148,25 @@ def test_costs_are_per_model(sim: Simulator, library: Studio) -> None:
     assert library.price("wavespeed", "gen4", {"resolution": "720p"}) == pytest.approx(0.05)
     assert library.price("wavespeed", "seedream-v4") == pytest.approx(0.027)
     assert library.price("offline", "kontext-multi") == 0.0
+
+
+@pytest.mark.parametrize(("alias", "size", "pixels"), [
+    ("gen4", {"aspect_ratio": "4:3", "resolution": "720p"}, (960, 720)),
+    ("gen4-turbo", {"aspect_ratio": "9:16"}, (1080, 1920)),
+    ("seedream-v4", {"aspect_ratio": "3:4", "resolution": "2k"}, (2048, 2731)),
+    ("kontext-multi", {"aspect_ratio": "21:9"}, (1568, 672)),
+    ("nano-banana", {}, None),
+])
+def test_offline_previews_each_model_at_its_own_size(
+    library: Studio, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, alias: str,
+    size: dict[str, str], pixels: tuple[int, int] | None,
+) -> None:
+    monkeypatch.setenv("REFSTUDIO_OFFLINE_DIR", str(tmp_path / "offline"))
+    [gen] = library.generate("@ref01 and @ref02", model=alias, provider="offline", **size)
+    assert gen.status == "completed" and gen.provider == "offline"
+    assert gen.model_id == catalog.get(alias).id and gen.cost_estimate == 0.0
+    [out] = gen.outputs
+    if pixels is None:  # follows the first input (640x800)
+        assert out.width * 800 == out.height * 640 or abs(out.width / out.height - 0.8) < 0.01
+    else:
+        assert (out.width, out.height) == pixels
