@@ -49,9 +49,9 @@ def test_a_bad_order_form_is_refused(form: str) -> None:
 def test_each_model_takes_as_many_references_as_it_says(lookup: DictLookup) -> None:
     ten = " ".join(f"@ref{i:02d}" for i in range(1, 11))
     assert len(resolve(ten, lookup, model=NANO).bindings) == 10
-    with pytest.raises(TooManyReferencesError, match="kontext-multi .* takes at most 5"):
+    with pytest.raises(TooManyReferencesError, match=r"kontext-multi .* takes at most 5"):
         resolve(ten, lookup, model=KONTEXT)
-    with pytest.raises(TooManyReferencesError, match="gen4 .* takes at most 3"):
+    with pytest.raises(TooManyReferencesError, match=r"gen4 .* takes at most 3"):
         resolve("@ref01 @ref02 @ref03 @ref04", lookup, model=GEN4)
     with pytest.raises(TooManyReferencesError, match="takes at most 10"):
         resolve(ten + " @ref11", lookup, model=NANO)
