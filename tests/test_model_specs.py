@@ -11,6 +11,7 @@ from refstudio.errors import (
     UnknownModelError,
 )
 from refstudio.models import catalog
+from refstudio.models.request import BoundImage
 from refstudio.models.sizes import Size
 from refstudio.models.spec import ModelOptions, ModelSpec, Price
 
@@ -65,7 +66,8 @@ def test_a_plugin_registers_a_model_and_names_cannot_be_taken_twice() -> None:
 def test_gen4_body_is_todays_body() -> None:
     spec = catalog.get("gen4")
     options = spec.options_for(Size.of("9x16", "720"), seed=7)
-    assert spec.build_body("@mara in @tavern", ["u1", "u2"], options) == {
+    assert spec.build_body("@mara in @tavern",
+                           [BoundImage("mara", "u1"), BoundImage("tavern", "u2")], options) == {
         "prompt": "@mara in @tavern", "aspect_ratio": "9:16", "resolution": "720p",
         "reference_images": ["u1", "u2"], "seed": 7,
     }
@@ -104,9 +106,9 @@ def test_a_size_without_a_mapping_is_one_clear_error(alias: str, size: Size) -> 
 @pytest.mark.parametrize(("alias", "options", "words"), [
     ("gen4", {"guidance_scale": 2}, "has no option 'guidance_scale'; it takes: aspect_ratio, "
                                     "resolution, seed"),
-    ("gen4", {"seed": 0}, "out of range; must be at least 1"),
-    ("seedream-v4", {"seed": -2}, "out of range; must be at least -1"),
-    ("kontext-multi", {"guidance_scale": 21}, "out of range; must be at most 20"),
+    ("gen4", {"seed": 0}, "out of range; must be from 1 to 2147483647"),
+    ("seedream-v4", {"seed": -2}, "out of range; must be from -1 to 2147483647"),
+    ("kontext-multi", {"guidance_scale": 21}, "out of range; must be from 1 to 20"),
     ("nano-banana", {"output_format": "webp"}, "not allowed; allowed: 'jpeg' or 'png'"),
     ("seedream-v4", {"size": "512*512"}, "each side 1024 to 4096"),
 ])

@@ -17,11 +17,12 @@ from refstudio.errors import (
     AuthenticationError,
     ImageError,
     ParameterError,
+    TooFewReferencesError,
     TooManyReferencesError,
 )
-from refstudio.models import runway_api
+from refstudio.models import catalog
 from refstudio.models.request import BoundImage
-from refstudio.providers.runway.body import runway_body
+from refstudio.models.sizes import Size
 from refstudio.providers.runway.client import RunwayProvider
 from refstudio.simulator import Simulator
 
@@ -84,36 +85,28 @@ def test_gen4_image_with_tagged_uploads_end_to_end(
     assert stats["submits_received"] == 2 and stats["submits_accepted"] == 2
 
 
-def test_every_model_through_the_client(make_sim: Any) -> None:
-    """gen4_image (no reference), gen4_image_turbo (one, required) and gemini_2.5_flash (its
-    own ratios, no seed), each created, polled to the end and downloaded."""
-    sim = make_sim()
-
-    async def run() -> list[tuple[str, bytes]]:
-        got = []
-        async with RunwayProvider(KEY, sim.base_url, simulated=True) as provider:
-            uri = (await provider.upload(encode_image((64, 80)), filename="a.png",
-                                         content_type="image/png")).url
-            images = [BoundImage(tag="mara", url=uri)]
-            for name, refs, seed in (("gen4_image", [], 5), ("gen4_image_turbo", images, 6),
-                                     ("gemini_2.5_flash", images, None)):
-                model = runway_api.MODELS[name]
-                body = runway_body(model, "@mara smiles" if refs else "a lantern", refs,
-                                   aspect_ratio="1:1", resolution="1080p", seed=seed)
-                task = await provider.submit(body)
-                for _ in range(100):
-                    status = await provider.fetch_status(task.task_id)
-                    if status.state in ("completed", "failed"):
-                        break
-                    await asyncio.sleep(0.05)
-                assert status.state == "completed", status.error
-                data = b"".join([c async for c in provider.download(status.outputs[0])])
-                got.append((body["ratio"], data))
-        return got
-
-    results = asyncio.run(run())
-    assert [r for r, _ in results] == ["1080:1080", "1080:1080", "1024:1024"]
-    assert all(png.startswith(b"\x89PNG") for _, png in results)
+@pytest.mark.parametrize(("model", "prompt", "size", "pixels"), [
+    ("runway-gen4", "a lantern on a table", ("1:1", "720p"), (720, 720)),
+    ("runway-gen4-turbo", "@mara smiles", ("3:4", "1080p"), (1080, 1440)),
+    ("runway-gemini-flash", "@mara with a lantern", ("9:16", None), (768, 1344)),
+])
+def test_every_model_through_the_client(
+    make_sim: Any, runway_env: Any, project: Studio, make_image: ImageMaker, tmp_path: Path,
+    model: str, prompt: str, size: tuple[str, str | None], pixels: tuple[int, int],
+) -> None:
+    """Each Runway model end to end: body checked by the simulator, output of its size."""
+    sim = runway_env(make_sim())
+    try:
+        _refs(project, make_image, tmp_path, "mara")
+        info = project.generate(prompt, model=model, aspect_ratio=size[0], resolution=size[1])[0]
+    finally:
+        project.close()
+    assert info.status == "completed", info.error
+    assert info.provider == "runway"
+    assert (info.outputs[0].width, info.outputs[0].height) == pixels
+    assert info.payload["model"] == catalog.get(model).model
+    assert "seed" in info.payload if model != "runway-gemini-flash" else "seed" not in info.payload
+    assert ("referenceImages" in info.payload) == ("@mara" in prompt)
     assert sim.stats()["submits_rejected_400"] == 0
 
 
@@ -199,9 +192,9 @@ def test_cancel_a_running_task(make_sim: Any) -> None:
 
     async def run() -> str:
         async with RunwayProvider(KEY, sim.base_url) as provider:
-            body = runway_body(runway_api.MODELS["gen4_image"], "a fox", [],
-                               aspect_ratio="16:9", resolution="720p", seed=None)
-            task = await provider.submit(body)
+            spec = catalog.get("runway-gen4")
+            body = spec.build_body("a fox", [], spec.parse_options())
+            task = await provider.submit(body, model=spec)
             await provider.cancel(task.task_id)
             status = await provider.fetch_status(task.task_id)
             assert status.state == "failed"
@@ -214,22 +207,25 @@ def test_cancel_a_running_task(make_sim: Any) -> None:
 # ---- bad input: one line each, nothing sent --------------------------------------------------
 
 def _body(model: str, tags: list[str], **params: Any) -> dict[str, Any]:
+    spec = catalog.get(model)
     images = [BoundImage(tag=t, url="runway://x/y.png") for t in tags]
-    return runway_body(runway_api.MODELS[model], "@x", images, aspect_ratio=params.get(
-        "aspect_ratio", "16:9"), resolution=params.get("resolution", "1080p"),
-        seed=params.get("seed"))
+    options = spec.options_for(Size.of(params.get("aspect_ratio", "16:9"),
+                                       params.get("resolution", "1080p")),
+                               seed=params.get("seed"))
+    return spec.build_body("@x", images, options)
 
 
 @pytest.mark.parametrize(
     ("model", "tags", "params", "error", "words"),
     [
-        ("gen4_image", ["mara-2"], {}, ParameterError, "cannot be a Runway tag"),
-        ("gen4_image", ["ab"], {}, ParameterError, "cannot be a Runway tag"),
-        ("gen4_image", ["mara", "MARA"], {}, ParameterError, "differ only in case"),
-        ("gen4_image_turbo", [], {}, ParameterError, "at least 1 reference"),
-        ("gemini_2.5_flash", [], {"resolution": "720p"}, ParameterError, "has no 16:9 720p"),
-        ("gemini_2.5_flash", [], {"seed": 4}, ParameterError, "takes no seed"),
-        ("gen4_image", ["aaa", "bbb", "ccc", "ddd"], {}, TooManyReferencesError, "at most 3"),
+        ("runway-gen4", ["mara-2"], {}, ParameterError, "cannot be a Runway tag"),
+        ("runway-gen4", ["ab"], {}, ParameterError, "cannot be a Runway tag"),
+        ("runway-gen4", ["mara", "MARA"], {}, ParameterError, "differ only in case"),
+        ("runway-gen4-turbo", [], {}, TooFewReferencesError, "needs at least 1"),
+        ("runway-gemini-flash", [], {"resolution": "720p"}, ParameterError, "cannot make size"),
+        ("runway-gemini-flash", [], {"seed": 4, "resolution": None}, ParameterError,
+         "takes no seed"),
+        ("runway-gen4", ["aaa", "bbb", "ccc", "ddd"], {}, TooManyReferencesError, "at most 3"),
     ],
 )
 def test_bad_requests_are_refused_before_sending(
@@ -315,21 +311,27 @@ def test_refstudio_cancel_stops_a_running_generation(
 # ---- the account ---------------------------------------------------------------------------
 
 def test_account_shows_credits_limits_and_todays_use(
-    make_sim: Any, runway_env: Any, project: Studio
+    make_sim: Any, runway_env: Any, project: Studio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sim = runway_env(make_sim(runway_concurrency=3, runway_daily_limit=10))
+    """`refstudio account` shows each configured provider: WaveSpeed's balance and Runway's
+    organisation."""
+    sim = runway_env(make_sim(runway_concurrency=3, runway_daily_limit=10, key=None))
+    monkeypatch.setenv("WAVESPEED_API_KEY", "ws-another-key")
+    monkeypatch.setenv("WAVESPEED_BASE_URL", sim.base_url)
     try:
         project.generate("a kite", provider="runway", resolution="720p")
-        [entry] = project.account()
+        wavespeed, entry = project.accounts()
     finally:
         project.close()
+    assert wavespeed["provider"] == "wavespeed" and wavespeed["balance"] == 10.0
     assert entry["provider"] == "runway" and entry["credit_balance"] == 100_000 - 5
     assert entry["models"]["gen4_image"] == {"max_concurrent": 3, "max_daily": 10,
                                              "used_today": 1, "remaining_today": 9}
     out = _cli(project.root, "account")
     assert out.returncode == 0, out.stderr
-    assert "credits: 99,995" in out.stdout and "gen4_image" in out.stdout
-    assert KEY not in out.stdout + out.stderr
+    assert "Runway credits: 99,995" in out.stdout and "gen4_image" in out.stdout
+    assert "WaveSpeed balance: $" in out.stdout
+    assert KEY not in out.stdout + out.stderr and "ws-another-key" not in out.stdout
     assert sim.stats()["submits_received"] == 1
 
 

@@ -16,7 +16,6 @@ def register(app: typer.Typer) -> None:
     app.command("show")(show)
     app.command("retry")(retry)
     app.command("cancel")(cancel)
-    app.command("account")(account)
     app.command("resume")(resume)
     app.command("reconcile")(reconcile)
 
@@ -89,11 +88,14 @@ def history(
     ref: Annotated[str | None, typer.Option(help="Only generations using this reference.")] = None,
     status: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many (newest first).")] = 50,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only generations of this model.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generations with state, prompt, references, seed, time and cost."""
     with open_studio() as studio:
-        gens = studio.history(ref=ref, status=status, limit=limit)
+        gens = studio.history(ref=ref, status=status, limit=limit, model=model)
     if as_json:
         print_json([g.to_dict() for g in gens])
         return
@@ -136,15 +138,33 @@ def show(generation_id: int, as_json: JsonOpt = False) -> None:
 def retry(
     generation_id: int,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Send its prompt to this model instead (a new generation).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send a failed, unknown or never-sent generation again, saying first what it costs."""
+    """Send a failed, unknown or never-sent generation again, saying first what it costs.
+    With --model, send its prompt to another model as a new generation."""
     import sys
 
     from ._common import fail
 
     with open_studio() as studio:
         g = studio.generation(generation_id)
+        if model is not None:
+            from ..models import catalog
+
+            spec = catalog.get(model)
+            if spec.id != g.model_id:
+                g = studio.retry(generation_id, model=spec.id)
+                if as_json:
+                    print_json(g.to_dict())
+                else:
+                    console().print(f"#{g.id} on {spec.id}: {g.status} {g.error}".rstrip(),
+                                    highlight=False)
+                if g.status != "completed":
+                    raise typer.Exit(11)
+                return
         if g.status not in ("failed", "unknown", "pending"):
             from ..errors import GenerationError
 
@@ -181,39 +201,6 @@ def cancel(
         return
     for g in gens:
         console().print(f"#{g.id} {g.status} {g.error}", markup=False)
-
-
-def account(
-    provider: Annotated[str | None, typer.Option(help="Only this provider.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show each configured provider's account: Runway's credits, tier limits and today's
-    usage per model."""
-    with open_studio() as studio:
-        found = studio.account(provider)
-    if as_json:
-        print_json(found)
-        return
-    if not found:
-        console().print("no provider key is set (`refstudio config` shows the settings)",
-                        markup=False)
-    for entry in found:
-        where = f" ({entry['base_url']})" if entry.get("base_url") else ""
-        console().print(f"{entry['provider']}{where}", markup=False)
-        if "note" in entry:
-            console().print(f"  {entry['note']}", markup=False)
-            continue
-        console().print(f"  credits: {entry['credit_balance']:,}"
-                        + (f" (tier: at most {entry['max_monthly_credit_spend']:,} a month)"
-                           if entry.get("max_monthly_credit_spend") else ""), markup=False)
-        console().print(f"  {'model':<20} {'at once':>7} {'today':>6} {'per day':>8} "
-                        f"{'left':>6}", markup=False)
-        for name, m in entry["models"].items():
-            def show(value: object) -> str:
-                return "-" if value is None else str(value)
-            console().print(f"  {name:<20} {show(m['max_concurrent']):>7} "
-                            f"{m['used_today']:>6} {show(m['max_daily']):>8} "
-                            f"{show(m['remaining_today']):>6}", markup=False)
 
 
 def resume(

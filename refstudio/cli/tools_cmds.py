@@ -41,6 +41,10 @@ def simulator(
     account_concurrency: Annotated[
         int | None, typer.Option(min=1, help="Tasks run at once; later ones queue (default: any).")
     ] = None,
+    balance: Annotated[float, typer.Option(help="US dollars on the simulated account.")] = 10.0,
+    catalog_drift: Annotated[
+        bool, typer.Option(help="Publish a catalog drifted from refstudio's (for models sync).")
+    ] = False,
     runway_concurrency: Annotated[
         int | None, typer.Option(help="Runway: tasks per model at once; later ones THROTTLED.")
     ] = None,
@@ -58,13 +62,14 @@ def simulator(
     from ..simulator import SimulatorConfig, run_forever
 
     flags = {"port", "latency", "jitter", "fail_rate", "rate_429", "rate_5xx", "drop_rate",
-             "rate_lost", "key", "account_concurrency", "runway_concurrency",
+             "rate_lost", "key", "account_concurrency", "balance", "runway_concurrency",
              "runway_daily_limit", "runway_credits"}
     try:
         config = SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
                                  fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
                                  drop_rate=drop_rate, rate_lost=rate_lost, key=key,
-                                 account_concurrency=account_concurrency,
+                                 account_concurrency=account_concurrency, balance=balance,
+                                 catalog_drift=catalog_drift,
                                  runway_concurrency=runway_concurrency,
                                  runway_daily_limit=runway_daily_limit,
                                  runway_credits=runway_credits)

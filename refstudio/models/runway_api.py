@@ -4,7 +4,7 @@ From the official ``runwayml`` SDK 5.24.0 (``types/text_to_image_create_params.p
 ``shared/protocol/runway.md``. Kept in one place so the provider's body builder, its checks and
 the simulator agree; nothing outside this module names these constants.
 
-The common size vocabulary (aspect ratio × resolution class, :mod:`refstudio.models.gen4`) maps
+The common size vocabulary (aspect ratio × resolution class, :mod:`refstudio.models.sizes`) maps
 onto each model's ``ratio`` (its output size in pixels, ``"1920:1080"``). Prices are credits
 (1 credit = $0.01) from the protocol notes; decisions about spending read them through
 :func:`credits_for`, and a project's configured prices still win for budgets.
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ImageError, ParameterError
-from . import gen4
 
 if TYPE_CHECKING:
     from .sizes import Size
@@ -52,6 +51,13 @@ _GEMINI_SIZES = {
     "1:1": "1024:1024", "16:9": "1344:768", "9:16": "768:1344", "4:3": "1184:864",
     "3:4": "864:1184",
 }
+#: Gen-4's sizes in the common vocabulary: (aspect ratio, resolution class) -> ``ratio``.
+_GEN4_SIZES: dict[tuple[str, str], str] = {
+    ("16:9", "1080p"): "1920:1080", ("4:3", "1080p"): "1440:1080", ("1:1", "1080p"): "1080:1080",
+    ("3:4", "1080p"): "1080:1440", ("9:16", "1080p"): "1080:1920",
+    ("16:9", "720p"): "1280:720", ("4:3", "720p"): "960:720", ("1:1", "720p"): "720:720",
+    ("3:4", "720p"): "720:960", ("9:16", "720p"): "720:1280",
+}
 _GEN4_720P = frozenset({"1280:720", "720:1280", "720:720", "960:720", "720:960", "1680:720"})
 
 
@@ -78,12 +84,8 @@ class RunwayModel:
     def ratio_for(self, aspect_ratio: str, resolution: str) -> str | None:
         """The ``ratio`` for a common size, or None when the model has no such size."""
         if self.api_name == "gemini_2.5_flash":
-            return _GEMINI_SIZES.get(aspect_ratio) if resolution == "1080p" else None
-        try:
-            width, height = gen4.output_size(aspect_ratio, resolution)
-        except KeyError:
-            return None
-        ratio = f"{width}:{height}"
+            return _GEMINI_SIZES.get(aspect_ratio) if resolution in (None, "1080p") else None
+        ratio = _GEN4_SIZES.get((aspect_ratio, resolution))
         return ratio if ratio in self.ratios else None
 
 
@@ -145,8 +147,7 @@ def ratio_table(model: RunwayModel) -> dict[tuple[str, str | None], str]:
     """(aspect ratio, resolution class or None) of the common vocabulary -> ``ratio``."""
     if model.api_name == "gemini_2.5_flash":
         return {(aspect, None): ratio for aspect, ratio in _GEMINI_SIZES.items()}
-    return {(aspect, res): f"{w}:{h}" for (aspect, res), (w, h) in gen4.OUTPUT_SIZES.items()
-            if f"{w}:{h}" in model.ratios}
+    return {key: ratio for key, ratio in _GEN4_SIZES.items() if ratio in model.ratios}
 
 
 @dataclass(frozen=True)

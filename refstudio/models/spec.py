@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import ParameterError, TooFewReferencesError, TooManyReferencesError
+from .request import BoundImage
 from .sizes import NoSize, Size, SizeForm
 
 __all__ = ["Binding", "ModelOptions", "ModelSpec", "Price", "SeedRange", "utf16_length"]
@@ -37,7 +38,7 @@ Binding = Literal["tag", "order", "none"]
 class ModelOptions(BaseModel):
     """Base of every model's options: unknown fields are refused, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     #: Field that carries the seed, when the model takes one (variants step it by one).
     seed_field: ClassVar[str | None] = None
@@ -74,12 +75,14 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-BodyBuilder = Callable[["ModelSpec", str, Sequence[str], ModelOptions], dict[str, Any]]
+BodyBuilder = Callable[["ModelSpec", str, Sequence[BoundImage], ModelOptions], dict[str, Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelSpec:
-    """One model as a provider serves it. See the module docstring for the vocabulary."""
+    """One model as a provider serves it. See the module docstring for the vocabulary.
+
+    Compared and hashed by identity: the registry holds one spec per id."""
 
     id: str
     alias: str
@@ -234,9 +237,13 @@ class ModelSpec:
     # -- the body -----------------------------------------------------------------------------
 
     def build_body(
-        self, prompt: str, images: Sequence[str], options: ModelOptions | Mapping[str, Any],
+        self, prompt: str, images: Sequence[BoundImage],
+        options: ModelOptions | Mapping[str, Any],
     ) -> dict[str, Any]:
-        """The exact JSON body the provider receives: prompt, image URLs in order, options.
+        """The exact JSON body the provider receives: prompt, images in order, options.
+
+        ``images`` carry their tag (the reference's name) and uploaded URL; WaveSpeed bodies
+        send only the URLs, a Runway body sends both.
 
         Validates again (prompt, reference count, options), because a body is the last point
         before money is spent. Pure: the same inputs always give the same body.
@@ -247,21 +254,21 @@ class ModelSpec:
             raise ParameterError(f"options of another model given to {self.id}")
         self.check_prompt(prompt)
         self.check_references(len(images))
-        for url in images:
-            if not url:
-                raise ParameterError("a reference image has no URL (was it uploaded?)")
+        for image in images:
+            if not image.url:
+                raise ParameterError(f"reference @{image.tag} has no URL (was it uploaded?)")
         builder = self.body_builder or default_body
         return builder(self, prompt, images, options)
 
 
 def default_body(
-    spec: ModelSpec, prompt: str, images: Sequence[str], options: ModelOptions
+    spec: ModelSpec, prompt: str, images: Sequence[BoundImage], options: ModelOptions
 ) -> dict[str, Any]:
     """``{"prompt", <reference_field>: [urls] (only when there are some), **options}``, unset
     options left out. Fits every WaveSpeed model shipped so far."""
     body: dict[str, Any] = {"prompt": prompt}
     if images and spec.reference_field:
-        body[spec.reference_field] = list(images)
+        body[spec.reference_field] = [image.url for image in images]
     body.update({k: v for k, v in spec.params(options).items() if v is not None})
     return body
 
@@ -276,10 +283,18 @@ def _describe_validation(spec: ModelSpec, exc: ValidationError) -> str:
     if kind == "literal_error":
         allowed = ctx.get("expected", "")
         return f"{spec.alias} option {name}={given!r} is not allowed; allowed: {allowed}"
-    bounds = [f"{w} {ctx[k]}" for k, w in (("ge", "at least"), ("gt", "more than"),
-                                           ("le", "at most"), ("lt", "less than")) if k in ctx]
-    if bounds:
-        must = " and ".join(bounds)
+    if any(k in ctx for k in ("ge", "gt", "le", "lt")):
+        # The whole range, not just the side that was crossed.
+        prop = spec.options.model_json_schema().get("properties", {}).get(name, {})
+        prop = next((p for p in prop.get("anyOf", []) if "minimum" in p or "maximum" in p),
+                    prop)
+        low, high = prop.get("minimum"), prop.get("maximum")
+        if low is not None and high is not None:
+            must = f"from {low} to {high}"
+        else:
+            must = " and ".join(f"{w} {ctx[k]}" for k, w in (
+                ("ge", "at least"), ("gt", "more than"), ("le", "at most"), ("lt", "less than"))
+                if k in ctx)
         return f"{spec.alias} option {name}={given!r} is out of range; must be {must}"
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     return f"{spec.alias} option {name}={given!r}: {msg}"

@@ -23,7 +23,9 @@ _WH = re.compile(r"^(\d{1,5})\*(\d{1,5})$")
 class SeedreamOptions(ModelOptions):
     seed_field: ClassVar[str | None] = "seed"
 
-    size: str = "2048*2048"
+    size: str = Field(default="2048*2048", pattern=_WH.pattern,
+                      json_schema_extra={"x-side-min": SIZE.min_side,
+                                         "x-side-max": SIZE.max_side})
     seed: int | None = Field(default=None, ge=SEED.low, le=SEED.high)
 
     @field_validator("size")

@@ -45,9 +45,8 @@ from refstudio.errors import (
 )
 from refstudio.models import runway_api
 from refstudio.models.runway_api import check_tags
+from refstudio.models.spec import ModelSpec
 from refstudio.providers.base import (
-    BoundImage,
-    GenParams,
     Provider,
     SubmittedTask,
     TaskStatus,
@@ -65,7 +64,6 @@ from refstudio.providers.http import (
 )
 from refstudio.providers.netloop import run_here
 from refstudio.providers.runway import failures
-from refstudio.providers.runway.body import runway_body
 from refstudio.providers.runway.organization import Organization, parse_organization
 
 __all__ = ["RunwayProvider"]
@@ -101,7 +99,8 @@ class RunwayProvider(Provider):
     """
 
     name: ClassVar[str] = "runway"
-    model: ClassVar[str] = "runway:gen4_image"
+    #: The model a tier question names when the caller names none.
+    DEFAULT_MODEL: ClassVar[str] = "runway:gen4_image"
     #: Runway has no list of past tasks: an ``unknown`` cannot be looked up.
     supports_history: ClassVar[bool] = False
     supports_cancel: ClassVar[bool] = True
@@ -239,22 +238,15 @@ class RunwayProvider(Provider):
                                   retry_after=parse_retry_after(response.headers.get("Retry-After")))
         return RequestRejectedError(message, status_code=code)
 
-    # ------------------------------------------------------------------ body
-
-    @classmethod
-    def build_body(
-        cls, prompt: str, images: list[BoundImage], params: GenParams
-    ) -> dict[str, Any]:
-        """The exact JSON Runway receives for ``runway:gen4_image``."""
-        model = runway_api.get(cls.model.partition(":")[2])
-        assert model is not None
-        return runway_body(model, prompt, images, aspect_ratio=params.aspect_ratio,
-                           resolution=params.resolution, seed=params.seed)
-
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, body: dict[str, Any]) -> SubmittedTask:
-        """POST one create. Sent at most once: this method never retries."""
+    async def submit(
+        self, body: dict[str, Any], *, model: ModelSpec | None = None
+    ) -> SubmittedTask:
+        """POST one create (the body names its model). Sent at most once: never retried."""
+        spec = model or self.default_model()
+        if not self.serves(spec):
+            raise ConfigError(f"the Runway provider does not serve {spec.id}")
         return await run_here(self._submit(body))
 
     async def _submit(self, body: dict[str, Any]) -> SubmittedTask:
@@ -397,7 +389,7 @@ class RunwayProvider(Provider):
     async def concurrency_limit(self, model: str | None = None) -> int | None:
         """The tier's concurrent generations for ``model`` (more would wait as THROTTLED)."""
         org = await self._recent_organization()
-        return org.limits(_api_name(model or self.model)).max_concurrent
+        return org.limits(_api_name(model or self.DEFAULT_MODEL)).max_concurrent
 
     async def preflight(self, requests: Sequence[Mapping[str, Any]]) -> None:
         """Refuse a batch that needs more credits than the balance, or more generations of a
@@ -410,7 +402,7 @@ class RunwayProvider(Provider):
         credits = 0
         per_model: collections.Counter[str] = collections.Counter()
         for params in requests:
-            name = _api_name(str(params.get("model") or self.model))
+            name = _api_name(str(params.get("model") or self.DEFAULT_MODEL))
             model = runway_api.get(name)
             if model is None:
                 continue

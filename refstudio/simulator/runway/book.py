@@ -86,8 +86,8 @@ class RunwayBook:
         task = Task(
             id=str(uuid.UUID(hex=task_id)),
             prompt=params["prompt"],
-            aspect_ratio="",
-            resolution="",
+            model=model.api_name,
+            size=runway_api.ratio_size(params["ratio"]),
             reference_images=list(params["references"]),
             seed=seed,
             base64_output=False,
@@ -98,8 +98,6 @@ class RunwayBook:
             submit_outcome=outcome,
             input={"model": model.api_name, "ratio": params["ratio"], "tags": params["tags"]},
             protocol="runway",
-            model=model.api_name,
-            size=runway_api.ratio_size(params["ratio"]),
             failure_code=failure,
             credits=credits,
         )

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from refstudio.models import gen4, runway_api
+from refstudio.models import runway_api
+from refstudio.models.spec import utf16_length
 
 __all__ = ["ValidationError", "validate_create"]
 
 _ALLOWED = {"model", "promptText", "ratio", "referenceImages", "seed", "contentModeration"}
 _URL_MAX = 2048
+#: Runway counts UTF-16 code units (1000 for Gen-4; assumed for Gemini, whose limit is not
+#: documented).
+PROMPT_MAX_UTF16 = 1000
 
 
 class ValidationError(ValueError):
@@ -37,9 +41,8 @@ def validate_create(body: Any, *, known_upload: Any) -> dict[str, Any]:
     prompt = body.get("promptText")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValidationError("promptText: a non-empty string is required")
-    if gen4.utf16_length(prompt) > gen4.PROMPT_MAX_UTF16:
-        raise ValidationError(
-            f"promptText: at most {gen4.PROMPT_MAX_UTF16} UTF-16 code units")
+    if utf16_length(prompt) > PROMPT_MAX_UTF16:
+        raise ValidationError(f"promptText: at most {PROMPT_MAX_UTF16} UTF-16 code units")
     ratio = body.get("ratio")
     if ratio not in model.ratios:
         raise ValidationError(
