@@ -78,7 +78,7 @@ class UploadCache:
         now = _naive_utc()
         fresh_after = now - self.ttl
         with read_session(self.db) as session:
-            row = session.exec(
+            row: Upload | None = session.exec(
                 select(Upload)
                 .join(Asset, col(Asset.id) == Upload.asset_id)
                 .where(Asset.sha256 == sha256, Upload.provider == self.provider.name)
@@ -90,7 +90,8 @@ class UploadCache:
             expires = row.expires_at
             if expires is not None and _aware(expires) <= now:
                 return None
-            return row.url
+            url: str = row.url
+            return url
 
     async def _upload(self, sha256: str) -> str:
         with read_session(self.db) as session:
