@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from ..errors import UnknownModelError
 from .spec import ModelSpec
 
-__all__ = ["ENTRY_POINT_GROUP", "all_models", "default_model", "get", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "all_models", "default_model", "get", "register", "unregister"]
 
 ENTRY_POINT_GROUP = "refstudio.models"
 
@@ -52,6 +52,15 @@ def _register(spec: ModelSpec, replace: bool) -> None:
     _by_id[spec.id] = spec
     _names[spec.id.lower()] = spec.id
     _names[spec.alias.lower()] = spec.id
+
+
+def unregister(model_id: str) -> None:
+    """Remove a model registered with :func:`register` (a plugin unloading, a test)."""
+    with _lock:
+        spec = _by_id.pop(model_id, None)
+        if spec is not None:
+            _names.pop(spec.id.lower(), None)
+            _names.pop(spec.alias.lower(), None)
 
 
 def _ensure_loaded() -> None:
