@@ -89,7 +89,8 @@ def all_models() -> list[ModelSpec]:
 
 def default_model() -> ModelSpec:
     """The model used when none is chosen (Gen-4 Image on WaveSpeed, today's model)."""
-    _ensure_loaded()
+    if not _loaded:
+        _ensure_loaded()
     return next(iter(_by_id.values()))
 
 
