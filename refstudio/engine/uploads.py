@@ -90,7 +90,8 @@ class UploadCache:
             expires = row.expires_at
             if expires is not None and _aware(expires) <= now:
                 return None
-            return row.url
+            url: str = row.url
+            return url
 
     async def _upload(self, sha256: str) -> str:
         with read_session(self.db) as session:
