@@ -87,9 +87,9 @@ BAD = [
      "has no option 'guidance_scale'; it takes: aspect_ratio, resolution, seed", None),
     (["-m", "kontext-multi", "-o", "guidance_scale=30"], 4, "must be from 1 to 20", None),
     (["-m", "gen4", "--seed", "0"], 4, "seed=0 is out of range", None),
-    (["-m", "nano-banana", "--aspect-ratio", "1:1"], 4, "cannot make size 1:1", None),
-    (["-m", "seedream-v4", "--resolution", "720p"], 4, "cannot make size 720p", None),
-    (["-m", "gen4", "--aspect-ratio", "21:9"], 4, "cannot make size 21:9", None),
+    (["-m", "nano-banana", "--aspect-ratio", "1:1"], 4, "cannot make aspect ratio 1:1", None),
+    (["-m", "seedream-v4", "--resolution", "720p"], 4, "cannot make resolution 720p", None),
+    (["-m", "gen4", "--aspect-ratio", "21:9"], 4, "cannot make aspect ratio 21:9", None),
     (["-m", "nano-banana", "-o", "output_format=webp"], 4, "allowed: 'jpeg' or 'png'", None),
 ]
 

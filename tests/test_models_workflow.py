@@ -87,7 +87,7 @@ def test_workflow_model_errors_are_found_before_anything_is_paid(
         ('model = "gen5"', "unknown model 'gen5'"),
         ('models = ["gen4", "nano"]', "unknown model 'nano'"),
         ('model = "gen4"\nmodels = ["gen4"]', "model or models, not both"),
-        ('model = "nano-banana"\naspect_ratio = "1:1"', "cannot make size 1:1"),
+        ('model = "nano-banana"\naspect_ratio = "1:1"', "cannot make aspect ratio 1:1"),
         ('model = "kontext-multi"\noptions = { guidance_scale = 50 }', "from 1 to 20"),
     ]
     for extra, words in cases:

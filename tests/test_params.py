@@ -53,7 +53,8 @@ def test_resolution(written: str, normal: str) -> None:
 
 
 def test_bad_resolution() -> None:
-    with pytest.raises(ParameterError, match=r"cannot make size 4k; it makes: .* at 1080p 720p"):
+    with pytest.raises(ParameterError,
+                       match=r"cannot make resolution 4k; it makes: .* at 1080p 720p"):
         compose_options(GEN4, resolution="4k")
 
 

@@ -442,6 +442,10 @@ class Generations:
         requests = [
             PreparedRequest(
                 prompt=rendered.prompt,
+                # The common vocabulary, for whoever reads the request; the options rule.
+                aspect_ratio=rendered.params.get("aspect_ratio"),
+                resolution=rendered.params.get("resolution"),
+                seed=variant_seed,
                 model=spec.id,
                 options=(rendered.params if seed_field is None
                          else {**rendered.params, seed_field: variant_seed}),

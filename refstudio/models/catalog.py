@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from ..errors import UnknownModelError
 from .spec import ModelSpec
 
-__all__ = ["ENTRY_POINT_GROUP", "all_models", "default_model", "get", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "all_models", "default_model", "get", "register", "unregister"]
 
 ENTRY_POINT_GROUP = "refstudio.models"
 
@@ -55,6 +55,15 @@ def _register(spec: ModelSpec, replace: bool) -> None:
     _names[spec.alias.lower()] = spec.id
 
 
+def unregister(model_id: str) -> None:
+    """Remove a model registered with :func:`register` (a plugin unloading, a test)."""
+    with _lock:
+        spec = _by_id.pop(model_id, None)
+        if spec is not None:
+            _names.pop(spec.id.lower(), None)
+            _names.pop(spec.alias.lower(), None)
+
+
 def _ensure_loaded() -> None:
     global _loaded
     if _loaded:
@@ -81,7 +90,8 @@ def all_models() -> list[ModelSpec]:
 
 def default_model() -> ModelSpec:
     """The model used when none is chosen (Gen-4 Image on WaveSpeed, today's model)."""
-    _ensure_loaded()
+    if not _loaded:
+        _ensure_loaded()
     return next(iter(_by_id.values()))
 
 

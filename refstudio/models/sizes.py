@@ -68,7 +68,13 @@ class Size:
                    None if resolution is None else normalize_resolution(resolution))
 
     def __str__(self) -> str:
-        return " ".join(p for p in (self.aspect_ratio, self.resolution) if p) or "default"
+        """In words, naming each part: ``aspect ratio 2:1 at resolution 4k``."""
+        parts = []
+        if self.aspect_ratio is not None:
+            parts.append(f"aspect ratio {self.aspect_ratio}")
+        if self.resolution is not None:
+            parts.append(f"resolution {self.resolution}")
+        return " at ".join(parts) or "the default size"
 
 
 class SizeForm(Protocol):
@@ -89,7 +95,7 @@ class SizeForm(Protocol):
 
 def _refuse(spec: ModelSpec, size: Size, form: SizeForm, why: str = "") -> ParameterError:
     return ParameterError(
-        f"{spec.alias} ({spec.id}) cannot make size {size}{why}; it makes: {form.describe()}",
+        f"{spec.alias} ({spec.id}) cannot make {size}{why}; it makes: {form.describe()}",
     )
 
 
@@ -113,11 +119,11 @@ class RatioResolution:
         values: dict[str, Any] = {}
         if size.aspect_ratio is not None:
             if size.aspect_ratio not in self.ratios:
-                raise _refuse(spec, size, self)
+                raise _refuse(spec, Size(size.aspect_ratio), self)
             values[self.ratio_field] = size.aspect_ratio
         if size.resolution is not None:
             if size.resolution not in self.resolutions:
-                raise _refuse(spec, size, self)
+                raise _refuse(spec, Size(None, size.resolution), self)
             values[self.resolution_field] = size.resolution
         return values
 
@@ -138,7 +144,8 @@ class RatioOnly:
 
     def options_for(self, size: Size, spec: ModelSpec) -> dict[str, Any]:
         if size.resolution is not None:
-            raise _refuse(spec, size, self, " (it has no resolution choice)")
+            raise _refuse(spec, Size(None, size.resolution), self,
+                          " (it has no resolution choice)")
         if size.aspect_ratio is None:
             return {}
         if size.aspect_ratio not in self.pixels:
@@ -206,7 +213,7 @@ class NoSize:
         if size.aspect_ratio is None and size.resolution is None:
             return {}
         raise ParameterError(
-            f"{spec.alias} ({spec.id}) cannot make size {size}: it has no size choice, the "
+            f"{spec.alias} ({spec.id}) cannot make {size}: it has no size choice, the "
             "output follows the input images",
             hint="leave out --aspect-ratio and --resolution for this model",
         )
