@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError, ProjectExistsError, ProjectNotFoundError, StorageError
 from ..storage.fsutil import ProtectedArea, UnreadableFileError, read_regular_text
+from ..storage.mediaurl import parse_media_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +26,7 @@ CONFIG_FILE = "refstudio.toml"
 DB_FILE = "library.db"
 PROJECT_DIRS = ("media", "templates", "workflows")
 ENV_PROJECT = "REFSTUDIO_PROJECT"
+ENV_MEDIA_URL = "REFSTUDIO_MEDIA_URL"
 #: Largest refstudio.toml read; the default one is 1.5 KB.
 MAX_CONFIG_BYTES = 1_000_000
 
@@ -46,6 +48,13 @@ concurrency = 2
 # Mean seconds between a task finishing and refstudio noticing it; larger means fewer status
 # requests. Default: 2 % of the typical task time in this library, at least 0.18 s.
 # poll_lag = 0.5
+
+# Where images are stored: "file:" is this project's media/ folder; "s3://bucket/prefix" an
+# S3-compatible store (AWS S3, R2, MinIO), endpoint and credentials from the AWS environment
+# variables or ~/.aws, never from this file. REFSTUDIO_MEDIA_URL overrides it.
+# media_url = "file:"
+# Local copies of images from an s3:// store are cached up to this many megabytes.
+# media_cache_mb = 2000
 
 [defaults]
 aspect_ratio = "16:9"
@@ -76,6 +85,8 @@ class ProjectConfig:
     provider: str | None = None
     concurrency: int = 2
     poll_lag: float | None = None  # None: the engine's automatic lag
+    media_url: str = "file:"
+    media_cache_mb: float = 2000.0
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -97,6 +108,16 @@ class Project:
     @property
     def media_dir(self) -> Path:
         return self.root / "media"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of remote media, and outputs waiting to be stored (``.cache/``)."""
+        return self.root / ".cache"
+
+    @property
+    def media_url(self) -> str:
+        """``$REFSTUDIO_MEDIA_URL``, else ``media_url`` from refstudio.toml (``file:``)."""
+        return os.environ.get(ENV_MEDIA_URL) or self.config.media_url
 
     @property
     def templates_dir(self) -> Path:
@@ -191,7 +212,8 @@ def load_config(root: Path) -> ProjectConfig:
     return parse_config(raw, path)
 
 
-_TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices"}
+_TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices",
+             "media_url", "media_cache_mb"}
 #: Below 50 ms a poll is mostly its own round trip; above a minute a task sits done unnoticed.
 POLL_LAG_RANGE = (0.05, 60.0)
 _DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
@@ -226,7 +248,11 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"{path}: concurrency must be a whole number of at least 1, "
                           f"not {concurrency!r}")
+    media_url = _text(raw.get("media_url", "file:"), path, "media_url")
+    parse_media_url(media_url, source=f"{path}: media_url")
     return ProjectConfig(
+        media_url=media_url,
+        media_cache_mb=_number(raw.get("media_cache_mb", 2000), path, "media_cache_mb"),
         name=_text(raw.get("name", "refstudio"), path, "name"),
         max_image_mb=_number(raw.get("max_image_mb", 20), path, "max_image_mb"),
         budget=None if budget is None else _number(budget, path, "budget"),

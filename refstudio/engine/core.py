@@ -53,7 +53,7 @@ from ..errors import (
 from ..models.request import BoundImage, GenParams
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
-from ..storage.media import LocalMediaStore, out_of_space
+from ..storage.media import MediaStore, out_of_space
 from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
@@ -145,7 +145,7 @@ class Engine:
     def __init__(
         self,
         db: Database,
-        store: LocalMediaStore,
+        store: MediaStore,
         provider: Provider,
         *,
         settings: EngineSettings | None = None,

@@ -7,6 +7,7 @@ anything, so a bad call leaves the database and ``media/`` exactly as they were.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,11 +27,12 @@ from ..errors import (
     NameTakenError,
     ReferenceNotFoundError,
     RefstudioError,
+    StorageError,
 )
 from ..prompts.names import clean_name, name_key, suggest
 from ..storage.database import Database, read_session, write_session
 from ..storage.fsutil import UnreadableFileError, read_regular
-from ..storage.media import EXTENSIONS, LocalMediaStore, StoredBlob
+from ..storage.media import EXTENSIONS, MediaStore, StoredBlob
 from ..storage.tables import REFERENCE_KINDS, Asset, Reference, ReferenceImage, ReferenceTag, utcnow
 from .imaging import ProbedImage, open_image, probe_image
 
@@ -49,7 +51,7 @@ class ImageInfo:
     is_primary: bool
     position: int
     sha256: str
-    path: str  # absolute path of the stored file
+    path: str  # where the stored file is: an absolute path, or an s3:// URL
     format: str
     width: int
     height: int
@@ -57,6 +59,7 @@ class ImageInfo:
     source_file: str | None
     source_output_id: int | None
     warnings: tuple[str, ...] = ()
+    key: str = ""  # the image's key in the media store
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ class ReferenceInfo:
         """The stable JSON shape of ``ref show --json`` / ``ref list --json``."""
         data = asdict(self)
         data["tags"] = list(self.tags)
-        data["images"] = [{**asdict(i), "warnings": list(i.warnings)} for i in self.images]
+        data["images"] = [{**{k: v for k, v in asdict(i).items() if k != "key"},
+                           "warnings": list(i.warnings)} for i in self.images]
         data["created_at"] = self.created_at.isoformat()
         data["updated_at"] = self.updated_at.isoformat()
         data.pop("warnings")
@@ -126,7 +130,7 @@ class Library:
     def __init__(
         self,
         db: Database,
-        store: LocalMediaStore,
+        store: MediaStore,
         *,
         max_image_bytes: int,
         quality_check: Any = None,
@@ -206,7 +210,7 @@ class Library:
         return _Staged(replace(probed, data=b""), sha, Path(image))
 
     def _store_staged(self, staged: Sequence[_Staged]) -> list[StoredBlob]:
-        """Write the files of a batch, durable together (see :meth:`LocalMediaStore.put_many`).
+        """Write the files of a batch, durable together (see :meth:`MediaStore.put_many`).
 
         Raises InputError, leaving nothing behind, if a file changed since it was checked.
         """
@@ -238,7 +242,8 @@ class Library:
             return  # cannot tell: a stray file is safer than deleting one in use
         for key in created:
             if key not in used:
-                self.store.local_path(key).unlink(missing_ok=True)
+                with contextlib.suppress(StorageError):  # a stray blob is harmless
+                    self.store.delete(key)
 
     def _asset_ids(
         self, session: Session, staged: Sequence[_Staged], blobs: Sequence[StoredBlob]
@@ -615,7 +620,7 @@ class Library:
             images.setdefault(ref_id, []).append(
                 ImageInfo(
                     id=image_id, label=label, is_primary=primary, position=position,
-                    sha256=sha, path=str(self.store.local_path(key)), format=fmt,
+                    sha256=sha, path=self.store.location(key), key=key, format=fmt,
                     width=width, height=height, bytes=size, source_file=source_file,
                     source_output_id=source_output_id, warnings=warnings,
                 )
@@ -641,7 +646,7 @@ class Library:
         for image in ref.images:
             warnings: list[str] = []
             if self._quality_check is not None:
-                data = Path(image.path).read_bytes()
+                data = self.store.read_bytes(image.key)
                 warnings = _warning_texts(self._quality_check(open_image(data)))
             results.append((image, warnings))
         return results
