@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,14 +44,18 @@ PARALLEL_PROBE_MIN = 8
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """One image of a reference, as the API returns it."""
+    """One image of a reference, as the API returns it.
+
+    ``key`` names it in the media store; :attr:`path` is a local file holding it, fetched on
+    demand (for the default folder store, the stored file itself); :attr:`location` says
+    where it is stored without fetching it."""
 
     id: int
     label: str | None
     is_primary: bool
     position: int
     sha256: str
-    path: str  # where the stored file is: an absolute path, or an s3:// URL
+    key: str
     format: str
     width: int
     height: int
@@ -59,7 +63,27 @@ class ImageInfo:
     source_file: str | None
     source_output_id: int | None
     warnings: tuple[str, ...] = ()
-    key: str = ""  # the image's key in the media store
+    _store: MediaStore | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def path(self) -> str:
+        """A local copy of the image (downloaded and hash-checked first for a remote store)."""
+        if self._store is None:
+            return self.key
+        return str(self._store.local_copy(self.key, self.sha256))
+
+    @property
+    def location(self) -> str:
+        """Where the image is stored: an absolute path, or an ``s3://`` URL."""
+        return self.key if self._store is None else self._store.location(self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one image (``path`` is where it is stored)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("key", "_store")}
+        data["path"] = self.location
+        data["warnings"] = list(self.warnings)
+        return data
 
 
 @dataclass(frozen=True)
@@ -83,10 +107,10 @@ class ReferenceInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``ref show --json`` / ``ref list --json``."""
-        data = asdict(self)
+        # Not asdict(): it would deep-copy each image's media store.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["tags"] = list(self.tags)
-        data["images"] = [{**{k: v for k, v in asdict(i).items() if k != "key"},
-                           "warnings": list(i.warnings)} for i in self.images]
+        data["images"] = [i.to_dict() for i in self.images]
         data["created_at"] = self.created_at.isoformat()
         data["updated_at"] = self.updated_at.isoformat()
         data.pop("warnings")
@@ -620,7 +644,7 @@ class Library:
             images.setdefault(ref_id, []).append(
                 ImageInfo(
                     id=image_id, label=label, is_primary=primary, position=position,
-                    sha256=sha, path=self.store.location(key), key=key, format=fmt,
+                    sha256=sha, key=key, _store=self.store, format=fmt,
                     width=width, height=height, bytes=size, source_file=source_file,
                     source_output_id=source_output_id, warnings=warnings,
                 )
