@@ -182,6 +182,18 @@ def file_media_only(backend: str) -> None:
                     "(tests/test_media_store.py)")
 
 
+def media_stored(location: str) -> bool:
+    """Whether a stored image's ``path`` as JSON shows it (a file, or an ``s3://`` object)
+    exists."""
+    if not location.startswith("s3://"):
+        return Path(location).is_file()
+    import boto3
+
+    bucket, _, key = location[len("s3://"):].partition("/")
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    return client.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+
+
 def media_keys(studio: Studio) -> list[str]:
     """Every blob key in the studio's media store, whichever backend."""
     return sorted(studio.store.keys())

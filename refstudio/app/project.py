@@ -129,12 +129,13 @@ class Project:
 
     def protected_area(self) -> ProtectedArea:
         """What output a user names must never replace: the library and its SQLite journals,
-        ``refstudio.toml``, anything in ``media/``, and (for output folders) the project itself.
+        ``refstudio.toml``, anything in ``media/`` or the media cache ``.cache/``, and (for
+        output folders) the project itself.
         """
         db = self.db_path
         journals = tuple(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))
         return ProtectedArea(files=(db, *journals, self.root / CONFIG_FILE),
-                             folders=(self.media_dir,), roots=(self.root,))
+                             folders=(self.media_dir, self.cache_dir), roots=(self.root,))
 
 
 def find_project_root(explicit: Path | str | None = None, cwd: Path | None = None) -> Path:

@@ -258,7 +258,8 @@ def export_image(
         have = ", ".join(o.ref for o in gen.outputs) or "none"
         raise OutputNotFoundError(f"generation #{generation_id} has no output {index} "
                                   f"(status {gen.status}; outputs: {have})")
-    if given.resolve() == Path(output.location).resolve():
+    # The stored file, or (remote store) its cached copy: both are the original.
+    if given.resolve() in (Path(output.location).resolve(), output.path.resolve()):
         raise InputError(f"{given} is the stored original; choose another file")
     target = check_output_file(given, protected=protected, overwrite=overwrite)
     try:
