@@ -67,6 +67,8 @@ def stored_objects(endpoint_url: str, media_url: str) -> dict[str, str]:
     bucket, _, prefix = media_url[len("s3://"):].partition("/")
     client = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1")
     found: dict[str, str] = {}
+    if bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+        return found
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
                                                                   Prefix=prefix + "/"):
         for item in page.get("Contents", ()):
