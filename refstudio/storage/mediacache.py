@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..errors import StorageError
 
@@ -36,6 +36,9 @@ class MediaCache:
         self.spool = root.parent / "spool"
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        #: Bytes in the cache as far as this process knows (None: not counted yet). Other
+        #: processes add files too, so eviction counts again before it removes anything.
+        self._total: int | None = None
 
     def path_of(self, key: str) -> Path:
         return self.root / key
@@ -50,9 +53,10 @@ class MediaCache:
             return path
         tmp = self._tmp_file()
         try:
-            with open(tmp, "wb") as fh:
-                fetch(fh)
-            if _sha256_of(tmp) != sha256:
+            with open(tmp, "wb") as raw:
+                fh = _HashingWriter(raw)  # hashed as it arrives: no second read of the file
+                fetch(cast(BinaryIO, fh))
+            if fh.digest.hexdigest() != sha256:
                 raise StorageError(
                     f"the copy of {key} fetched from the media store does not match its "
                     "recorded hash; refusing to use it",
@@ -68,12 +72,18 @@ class MediaCache:
         """Move a complete file (already verified) into the cache under ``key``."""
         target = self.root / key
         try:
+            size = tmp.stat().st_size
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
         except OSError:
             tmp.unlink(missing_ok=True)  # the cache is a convenience: losing a copy is fine
             return target
-        self.evict()
+        with self._lock:
+            if self._total is not None:
+                self._total += size
+            over = self._total is None or self._total > self.max_bytes
+        if over:
+            self.evict()
         return target
 
     def keep(self, data: bytes, key: str) -> None:
@@ -99,6 +109,7 @@ class MediaCache:
                     continue
                 files.append((info.st_mtime, info.st_size, path))
                 total += info.st_size
+            self._total = total
             if total <= self.max_bytes:
                 return
             files.sort()
@@ -107,7 +118,8 @@ class MediaCache:
                     path.unlink()
                     total -= size
                 if total <= self.max_bytes:
-                    return
+                    break
+            self._total = total
 
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self._files())
@@ -155,9 +167,13 @@ class MediaCache:
                                f"{exc.strerror or exc}") from exc
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+class _HashingWriter:
+    """A binary file that hashes what is written through it (boto3 only calls ``write``)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._fh.write(data)

@@ -123,6 +123,13 @@ class S3MediaStore:
         except Exception as exc:
             raise self._error(exc, "write", key) from exc
 
+    def _put_if_missing(self, data: bytes, key: str, sha256: str) -> bool:
+        """Store unless the object already holds these bytes; whether it was stored."""
+        if self._intact(key, sha256):
+            return False
+        self._put(data, key, sha256)
+        return True
+
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob:
         sha = hashlib.sha256(data).hexdigest()
         key = blob_key(sha, extension)
@@ -144,12 +151,13 @@ class S3MediaStore:
         def flush() -> None:
             fresh = [(d, k, s) for d, k, s in window if k not in seen]
             seen.update(k for _, k, _ in fresh)
-            intact = list(pool.map(lambda item: self._intact(item[1], item[2]), fresh))
-            todo = [item for item, ok in zip(fresh, intact, strict=True) if not ok]
-            for future, (_, key, _) in [(pool.submit(self._put, *item), item) for item in todo]:
-                future.result()
-                created.append(key)
-            new = {k for _, k, _ in todo}
+            # One task per blob, HEAD then PUT: no barrier between the two phases.
+            futures = [(pool.submit(self._put_if_missing, *item), item[1]) for item in fresh]
+            new: set[str] = set()
+            for future, key in futures:
+                if future.result():
+                    created.append(key)
+                    new.add(key)
             for data, key, sha in window:
                 blobs.append(StoredBlob(sha, key, len(data), created=key in new))
                 new.discard(key)  # a second copy in the same batch was not created by it
