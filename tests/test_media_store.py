@@ -329,3 +329,29 @@ def test_a_remote_copy_is_fetched_once_and_verified(
         client.put_object(Bucket=bucket, Key=f"{prefix}/{image.key}", Body=b"tampered")
         with pytest.raises(StorageError, match="does not match its recorded hash"):
             _ = image.path
+
+
+def test_doctor_checks_the_objects_of_a_remote_store(
+    s3_env: dict[str, str], tmp_path: Path, make_image: ImageMaker
+) -> None:
+    import json
+
+    root = tmp_path / "p"
+    with Studio.init(root) as studio:
+        studio.add_reference("mara", [make_image(tmp_path / "m.png", seed=3)])
+        studio.add_reference("bob", [make_image(tmp_path / "b.png", seed=4)])
+        keys = {r.name: r.images[0].key for r in studio.references()}
+    done = run_cli("-p", str(root), "doctor", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+    url = os.environ["REFSTUDIO_MEDIA_URL"]
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    client = __import__("s3support").S3Endpoint(s3_env["AWS_ENDPOINT_URL"], None).client()
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/{keys['bob']}")
+    client.put_object(Bucket=bucket, Key=f"{prefix}/ab/cd/stray.png", Body=b"x")
+    done = run_cli("-p", str(root), "doctor", "--json")
+    report = json.loads(done.stdout)
+    assert report["ok"] is False
+    kinds = {(f["kind"], f["severity"]) for f in report["findings"]}
+    assert ("missing-file", "problem") in kinds and ("orphan-object", "notice") in kinds
+    assert any(keys["bob"] in f["message"] for f in report["findings"])
