@@ -19,6 +19,7 @@ from .history_cmds import register as _register_history
 from .pack_cmds import register as _register_packs
 from .project_cmds import register as _register_project
 from .ref import ref_app
+from .storage_cmds import storage_app
 from .tools_cmds import register as _register_tools
 from .workflow_cmds import register as _register_workflow
 
@@ -55,6 +56,7 @@ _register_tools(app)
 _register_workflow(app)
 _register_gallery(app)
 _register_packs(app)
+app.add_typer(storage_app, name="storage")
 
 
 def main() -> None:

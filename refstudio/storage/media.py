@@ -190,7 +190,8 @@ class LocalMediaStore:
         """
         sha = hashlib.sha256(data).hexdigest()
         key = blob_key(sha, extension)
-        if not self._intact(key, sha):
+        created = not self._intact(key, sha)
+        if created:
             tmp_dir = self._tmp_dir()
             try:
                 fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
@@ -205,7 +206,7 @@ class LocalMediaStore:
             except OSError as exc:
                 _unlink_quietly(Path(tmp_name))
                 raise self.write_error(exc) from exc
-        return StoredBlob(sha, key, len(data))
+        return StoredBlob(sha, key, len(data), created=created)
 
     async def put_stream(
         self,
