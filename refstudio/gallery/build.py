@@ -49,7 +49,14 @@ if TYPE_CHECKING:
     from ..library.references import ImageInfo, ReferenceInfo
     from ..library.results import GenerationInfo
     from ..storage.database import Database
+    from ..storage.fsutil import ProtectedArea
     from ..storage.media import MediaStore
+
+
+class GalleryProject(Protocol):
+    """The part of a project the gallery asks about: which files it must never replace."""
+
+    def protected_area(self) -> ProtectedArea: ...
 
 
 class GallerySource(Protocol):
@@ -63,6 +70,9 @@ class GallerySource(Protocol):
 
     @property
     def root(self) -> Path: ...
+
+    @property
+    def project(self) -> GalleryProject: ...
 
     def references(self) -> list[ReferenceInfo]: ...
 
@@ -203,7 +213,7 @@ def _collect(studio: GallerySource, out: Path) -> _ProjectData:
         refs=studio.references(),
         gens=studio.history(limit=None),
         sources=_sources(studio.store, assets, out),
-        output_ids={oid: (gid, idx) for oid, gid, idx in outputs},
+        output_ids={oid: (gid, idx) for oid, gid, idx in outputs if oid is not None},
     )
 
 
