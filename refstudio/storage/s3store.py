@@ -272,6 +272,9 @@ class S3MediaStore:
             raise StorageError(f"media object {self.location(key)} does not match its recorded "
                                "hash; refusing to use it",
                                hint="restore it from a backup, or add the original image again")
+        # Verified bytes are kept locally: a reference bound into many generations is checked
+        # before each one, and should cost one GET, not one per generation.
+        self.cache.keep(data, key)
         return data
 
     def local_copy(self, key: str, sha256: str) -> Path:
