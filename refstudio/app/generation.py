@@ -6,8 +6,7 @@ Split from :mod:`refstudio.app.studio` so that module stays about opening projec
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ from ..errors import (
     InputError,
     NameTakenError,
     OutputNotFoundError,
+    ProviderError,
 )
-from ..models import gen4
 from ..prompts.names import clean_name, name_key
 from ..storage.database import read_session, write_session
 from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
@@ -32,15 +31,10 @@ if TYPE_CHECKING:
     from ..engine import Engine, Event, Outcome, PreparedRequest, Reconciled
     from ..library.references import Library, ReferenceInfo
     from ..library.results import GenerationInfo
+    from ..models.spec import ModelSpec
     from ..providers.base import Provider
     from .project import Project
 
-DEFAULT_PRICES: dict[str, dict[str, float]] = {
-    # Estimates from the protocol notes (Runway: 5 credits at 720p, 8 at 1080p; $0.01 a credit).
-    "wavespeed": {"720p": 0.05, "1080p": 0.08},
-    "runway": {"720p": 0.05, "1080p": 0.08},
-    "offline": {"720p": 0.0, "1080p": 0.0},
-}
 
 
 @dataclass(frozen=True)
@@ -71,6 +65,7 @@ class RenderResult:
     body: dict[str, Any]  # the request body, with upload placeholders for image URLs
     cost_estimate: float
     warnings: tuple[str, ...] = field(default=())
+    model: str = ""  # the catalog id of the model the body is for
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +78,7 @@ class RenderResult:
             "body": self.body,
             "cost_estimate": self.cost_estimate,
             "warnings": list(self.warnings),
+            "model": self.model,
         }
 
 
@@ -135,21 +131,38 @@ class Generations:
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         seed: int | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> RenderResult:
         """Turn a prompt (or a template in ``templates/``) into exactly what would be sent.
 
-        No network and no database writes. Raises PromptError subclasses (unknown ``@name``
-        with a did-you-mean, too many references, template errors with file and line) and
-        ParameterError for bad parameters.
+        ``model`` is a catalog id or alias (None: ``default_model`` in refstudio.toml, else
+        Gen-4 Image); ``options`` are that model's own (``refstudio models show``). For models
+        that bind images by position the text is rewritten to say "image 1", "image 2"
+        (:mod:`refstudio.prompts.binding`). No network and no database writes. Raises
+        UnknownModelError, PromptError subclasses (unknown ``@name`` with a did-you-mean, more
+        references than the model takes, template errors with file and line) and
+        ParameterError for options or sizes the model does not take.
         """
         from ..library.lookup import LibraryLookup
-        from ..models.params import validate_params
-        from ..models.request import BoundImage, GenParams
+        from ..models.compose import choose_model, compose_options
+        from ..models.request import BoundImage
         from ..prompts import load_vars_file, render_string, render_template, resolve
-        from ..providers.registry import default_provider_name, provider_class
+        from ..prompts.binding import text_for_model
+        from ..providers.registry import provider_class
+        from .modelchoice import choose_provider
 
         if (prompt is None) == (template is None):
             raise InputError("give a prompt or a template (one of them)")
+        config = self.project.config
+        spec = choose_model(model, config.default_model)
+        if model is None and provider is not None and not provider_class(provider).serves(spec):
+            # `--provider runway` alone: that provider's own default model, not a refusal.
+            spec = provider_class(provider).default_model()
+        chosen = compose_options(spec, aspect_ratio=aspect_ratio, resolution=resolution,
+                                 seed=seed, options=options,
+                                 defaults=(config.aspect_ratio, config.resolution))
+        provider_name = choose_provider(spec, provider, config.provider)
         values: dict[str, Any] = {}
         if vars_file is not None:
             values.update(load_vars_file(vars_file))
@@ -165,13 +178,7 @@ class Generations:
             text = render_string(prompt, values, lookup, templates_dir=templates_dir) if (
                 "{" in prompt
             ) else " ".join(prompt.split())
-        resolved = resolve(text, lookup, source=template)
-        params = validate_params(
-            aspect_ratio or self.project.config.aspect_ratio,
-            resolution or self.project.config.resolution,
-            seed,
-        )
-        provider_name = default_provider_name(provider or self.project.config.provider)
+        resolved = resolve(text, lookup, source=template, model=spec)
         cls = provider_class(provider_name)
         bound = tuple(
             BoundReference(
@@ -188,34 +195,38 @@ class Generations:
             for b in resolved.bindings
         )
         images = [BoundImage(tag=b.name, url=f"upload://{b.sha256[:16]}") for b in bound]
-        body = cls.build_body(
-            resolved.text_to_send, images,
-            GenParams(params.aspect_ratio, params.resolution, params.seed),
-        )
+        sent = text_for_model(resolved, spec, order_form=config.order_form)
+        body = cls.build_body(spec, sent, images, chosen)
         warnings = tuple(f"@{b.name}: {w}" for b in bound for w in b.warnings)
         return RenderResult(
             source=source,
             text=text,
-            prompt=resolved.text_to_send,
+            prompt=sent,
             references=bound,
-            params={"aspect_ratio": params.aspect_ratio, "resolution": params.resolution,
-                    "seed": params.seed},
+            params=spec.params(chosen),
             provider=provider_name,
             body=body,
-            cost_estimate=self.price(provider_name, params.resolution),
+            cost_estimate=self.price(provider_name, spec, chosen),
             warnings=warnings,
+            model=spec.id,
         )
 
-    def price(self, provider: str, resolution: str) -> float:
-        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults;
-        0 for a provider whose work is free (offline, or one set up as ``simulated``)."""
+    def price(self, provider: str, model: Any = None, options: Any = None) -> float:
+        """Estimated price of one image (US dollars) of ``model`` (a spec, id or alias; None:
+        the default model) with ``options`` (None: its defaults): the project's price table,
+        else the model's own price. 0 for a provider whose work is free (offline, or
+        ``simulated``)."""
+        from ..models import catalog
+        from ..models.compose import price_per_image
         from ..providers.registry import provider_class
 
         if (not provider_class(provider).paid
                 or self.provider_options.get(provider, {}).get("simulated")):
             return 0.0
-        table = self.project.config.prices.get(provider) or DEFAULT_PRICES.get(provider, {})
-        return float(table.get(resolution, DEFAULT_PRICES.get(provider, {}).get(resolution, 0.0)))
+        spec = catalog.get(model)
+        if options is None or isinstance(options, Mapping):
+            options = spec.parse_options(options)
+        return price_per_image(spec, options, self.project.config.prices)
 
     def spent(self) -> float:
         """Estimated spend so far: every generation that was or may have been paid."""
@@ -276,16 +287,18 @@ class Generations:
         return self.queries.get(generation_id)
 
     def history(
-        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
+        model: str | None = None,
     ) -> list[GenerationInfo]:
-        """Generations, newest first; optionally those using ``ref`` or in one ``status``."""
+        """Generations, newest first; optionally those using ``ref``, in one ``status``, or of
+        one ``model`` (id or alias)."""
         from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
             raise InputError(
                 f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
             )
-        return self.queries.history(ref=ref, status=status, limit=limit)
+        return self.queries.history(ref=ref, status=status, limit=limit, model=model)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""
@@ -405,20 +418,23 @@ class Generations:
         provider: str | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[RenderResult, list[PreparedRequest]]:
         """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
         from ..engine import BindingRecord, PreparedRequest
+        from ..models import catalog
+        from ..models.compose import seeds_for
         from ..models.params import check_batch_size
 
         check_batch_size(n)
         rendered = self.render(
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+            model=model, options=options,
         )
-        if seed is not None and seed + n - 1 > gen4.SEED_MAX:
-            raise InputError(f"seed {seed} + {n} variants runs past {gen4.SEED_MAX}")
-        first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
-                                                                  gen4.SEED_MAX - n)
+        spec = catalog.get(rendered.model)
+        seed_field = spec.options.seed_field
         bindings = tuple(
             BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id,
                           reference_id=r.reference_id)
@@ -427,16 +443,20 @@ class Generations:
         requests = [
             PreparedRequest(
                 prompt=rendered.prompt,
-                aspect_ratio=rendered.params["aspect_ratio"],
-                resolution=rendered.params["resolution"],
-                seed=first_seed + i,
+                # The common vocabulary, for whoever reads the request; the options rule.
+                aspect_ratio=rendered.params.get("aspect_ratio"),
+                resolution=rendered.params.get("resolution"),
+                seed=variant_seed,
+                model=spec.id,
+                options=(rendered.params if seed_field is None
+                         else {**rendered.params, seed_field: variant_seed}),
                 bindings=bindings,
                 template_source=template if template else (prompt if prompt != rendered.prompt
                                                            else None),
                 run_id=run_id,
                 step_id=step_id,
             )
-            for i in range(n)
+            for variant_seed in seeds_for(spec, seed, n)
         ]
         return rendered, requests
 
@@ -457,12 +477,16 @@ class Generations:
         on_event: Callable[[Event], None] | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[GenerationInfo]:
-        """Generate ``n`` variants of a prompt and store their outputs in the library.
+        """Generate ``n`` variants of a prompt with one model and store their outputs.
 
-        Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds (always recorded).
-        Checks the budget before anything is sent. With ``promote``, the first output of the
-        first completed generation becomes (a new version of) that reference.
+        ``model`` is a catalog id or alias (None: the project's default model) and ``options``
+        its own options. Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds
+        (always recorded; models without seeds get none). Checks the budget before anything is
+        sent. With ``promote``, the first output of the first completed generation becomes (a
+        new version of) that reference.
         """
         from ..models.params import check_cost_limit
 
@@ -472,7 +496,7 @@ class Generations:
         rendered, requests = self.prepare_requests(
             prompt, template=template, variables=variables, vars_file=vars_file, n=n,
             aspect_ratio=aspect_ratio, resolution=resolution, seed=seed, provider=provider,
-            run_id=run_id, step_id=step_id,
+            run_id=run_id, step_id=step_id, model=model, options=options,
         )
         self.check_budget(rendered.cost_estimate * n, max_cost)
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
@@ -566,17 +590,23 @@ class Generations:
         return results
 
     async def retry(
-        self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
+        self, generation_id: int, *, on_event: Callable[[Event], None] | None = None,
+        model: str | None = None,
     ) -> GenerationInfo:
         """Send a ``failed``, ``unknown`` or never-sent (``pending``) generation again.
 
         :meth:`retry_cost` says what it costs (never accepted: paid for the first time; an
-        earlier attempt accepted or maybe accepted: it may be paid twice).
+        earlier attempt accepted or maybe accepted: it may be paid twice). With ``model``
+        other than the generation's, its prompt (as written) goes to that model instead: a new
+        generation, whatever the old one's state, with its seed when both models take seeds.
         """
         from ..engine.core import NOTHING_SENT, owner_alive
         from ..engine.records import load, requeue
+        from ..models import catalog
 
         gen = load(self.library.db, generation_id)
+        if model is not None and catalog.get(model).id != gen.model_id:
+            return await self._on_other_model(gen, catalog.get(model), on_event)
         if gen.status not in ("failed", "unknown", "pending") or (
             gen.status == "pending" and owner_alive(gen.owner)
         ):
@@ -597,6 +627,85 @@ class Generations:
             await engine.run([generation_id])
         return self.queries.get(generation_id)
 
+    async def accounts(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """What each configured provider's account holds and allows (free, sends no work).
+
+        One entry per provider with a key set (or just ``provider``): WaveSpeed's balance;
+        Runway's credit balance, tier limits and today's usage per model; a provider that
+        tells nothing says so. (:meth:`Models.account` adds WaveSpeed's price quotes.)
+        """
+        from ..providers import config
+
+        settings = config.effective_settings()
+        names = [provider] if provider else [
+            n for n in ("wavespeed", "runway") if settings.key_for(n)]
+        found: list[dict[str, Any]] = []
+        for name in names:
+            client = self.make_provider(name)
+            try:
+                summary = await client.account_summary()
+            finally:
+                await client.aclose()
+            found.append(summary if summary is not None else {
+                "provider": name, "note": "this provider's account cannot be read"})
+        return found
+
+    async def cancel(self, generation_ids: Sequence[int]) -> list[GenerationInfo]:
+        """Cancel running tasks at their provider (Runway: ``DELETE /v1/tasks/{id}``).
+
+        Each generation must be ``submitted`` (its task id known) and its provider able to
+        cancel; the check covers every id before anything is sent. A cancelled generation is
+        ``failed`` ("cancelled"); one that finished first keeps its result (a later poll or
+        `resume` stores it). Raises GenerationError naming the first one that cannot be
+        cancelled.
+        """
+        from ..engine.records import apply, changed, load, now_utc
+        from ..providers.registry import provider_class
+
+        gens = [load(self.library.db, g) for g in _unique(generation_ids)]
+        for gen in gens:
+            if gen.status != "submitted" or not gen.request_id:
+                raise GenerationError(
+                    f"generation #{gen.id} is {gen.status}; only submitted (running) "
+                    "generations can be cancelled", hint="nothing was cancelled")
+            if not provider_class(gen.provider).supports_cancel:
+                raise GenerationError(
+                    f"generation #{gen.id} runs at {gen.provider}, which cannot cancel tasks",
+                    hint="nothing was cancelled")
+        for name in sorted({g.provider for g in gens}):
+            provider = self.make_provider(name)
+            try:
+                for gen in (g for g in gens if g.provider == name):
+                    assert gen.request_id is not None and gen.id is not None
+                    await provider.cancel(gen.request_id)
+                    status = await provider.fetch_status(gen.request_id, gen.poll_url)
+                    if status.state == "failed":  # cancelled; a finished task keeps its result
+                        apply(self.library.db, [changed(
+                            gen.id, status="failed", owner=None, updated_at=now_utc(),
+                            error="cancelled by `refstudio cancel` (Runway refunds what was "
+                            "not run)")])
+            finally:
+                await provider.aclose()
+        return [self.queries.get(g.id) for g in gens if g.id is not None]
+
+    async def _on_other_model(
+        self, gen: Generation, spec: ModelSpec, on_event: Callable[[Event], None] | None,
+    ) -> GenerationInfo:
+        """The prompt of ``gen`` as written, sent to ``spec`` as a new generation."""
+        import json
+
+        source = gen.template_source or gen.prompt
+        folder = self.project.templates_dir
+        is_template = gen.template_source is not None and any(
+            (folder / name).is_file() for name in (source, f"{source}.j2"))
+        seed = json.loads(gen.params_json).get("seed")
+        if spec.options.seed_field is None or not isinstance(seed, int):
+            seed = None
+        [info] = await self.generate(
+            None if is_template else source, template=source if is_template else None,
+            seed=seed, model=spec.id, on_event=on_event)
+        return info
+
     # -- plumbing ------------------------------------------------------------------------------
 
     def make_provider(self, name: str) -> Provider:
@@ -613,6 +722,18 @@ class Generations:
             options = {"api_key": settings.api_key, "base_url": settings.base_url,
                        "max_connections": min(8, in_flight + 2), **overrides}
             return create(name, **options)
+        if name == "runway":
+            settings = config.effective_settings(name)
+            in_flight = self.project.config.concurrency
+            # A Runway key that is the WaveSpeed key is refused before anything is sent.
+            import os
+
+            options = {"api_key": settings.runway_api_key, "base_url": settings.runway_base_url,
+                       "max_connections": min(8, in_flight + 2),
+                       # The documented fallback: images inline as data: URIs (<= 5 MB).
+                       "uploads": os.environ.get("REFSTUDIO_RUNWAY_UPLOADS") or "runway",
+                       "other_keys": {"WaveSpeed": settings.api_key}, **overrides}
+            return create(name, **options)
         return create(name, **overrides)
 
     def engine(
@@ -620,41 +741,85 @@ class Generations:
         provider_name: str,
         on_event: Callable[[Event], None] | None = None,
         concurrency: int | None = None,
+        model: str | None = None,
     ) -> AbstractAsyncContextManager[Engine]:
-        """An engine on a new provider of that name, both closed when the ``async with`` ends."""
+        """An engine on a new provider of that name, both closed when the ``async with`` ends.
+
+        Without ``concurrency``, a provider that knows its account's tier (Runway) sizes it for
+        ``model`` (None: the provider's default model)."""
         from ..engine import Engine, EngineSettings
 
         provider = self.make_provider(provider_name)
         config = self.project.config
-        settings = EngineSettings(concurrency=concurrency or config.concurrency,
-                                  target_lag=config.poll_lag, budget=config.budget)
-        return _EngineScope(Engine(self.library.db, self.library.store, provider,
-                                   settings=settings, on_event=on_event), provider)
+
+        def build(tier: int | None) -> Engine:
+            # An explicit concurrency wins; else the account's tier when the provider tells it
+            # (Runway: more in flight would only wait as THROTTLED); else the project's.
+            lag = config.poll_lag if config.poll_lag is not None else provider.default_poll_lag
+            settings = EngineSettings(concurrency=concurrency or tier or config.concurrency,
+                                      target_lag=lag, budget=config.budget)
+            return Engine(self.library.db, self.library.store, provider,
+                          settings=settings, on_event=on_event)
+
+        return _EngineScope(build, provider, ask_tier=concurrency is None, model=model)
 
     async def _drive(
         self,
         provider_name: str,
         requests: list[PreparedRequest],
-        cost: float,
+        cost: float | list[float],
         on_event: Callable[[Event], None] | None,
     ) -> list[Outcome]:
-        async with self.engine(provider_name, on_event) as engine:
+        model = requests[0].spec.id if requests else None
+        async with self.engine(provider_name, on_event, model=model) as engine:
+            # What the account cannot run today (credits, daily generations) is refused whole,
+            # before anything is recorded or sent.
+            sizes = self._image_bytes(requests)
+            await engine.provider.preflight([
+                {**r.params(), "model": r.spec.id,
+                 "images": [{"tag": b.name, "bytes": sizes.get(b.sha256)} for b in r.bindings]}
+                for r in requests])
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
             ids = engine.record_many(requests, cost)
             return await engine.run(ids)
 
 
+    def _image_bytes(self, requests: Sequence[PreparedRequest]) -> dict[str, int]:
+        """Size in bytes of each bound image (by sha256), for the provider's preflight."""
+        wanted = sorted({b.sha256 for r in requests for b in r.bindings})
+        if not wanted:
+            return {}
+        with read_session(self.library.db) as session:
+            rows = session.exec(select(Asset.sha256, Asset.bytes)
+                                .where(col(Asset.sha256).in_(wanted))).all()
+        return dict(rows)
+
+
 class _EngineScope:
-    def __init__(self, engine: Engine, provider: Provider) -> None:
-        self.engine = engine
+    """Opens the engine on entry, sized from the account's tier when the provider knows it."""
+
+    def __init__(self, build: Callable[[int | None], Engine], provider: Provider, *,
+                 ask_tier: bool = True, model: str | None = None) -> None:
+        self._build = build
+        self._ask_tier = ask_tier
+        self._model = model
+        self.engine: Engine | None = None
         self.provider = provider
 
     async def __aenter__(self) -> Engine:
+        tier = None
+        if self._ask_tier:
+            try:
+                tier = await self.provider.concurrency_limit(self._model)
+            except ProviderError:
+                tier = None  # unread: the project's setting holds; the submit says the rest
+        self.engine = self._build(tier)
         return self.engine
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.engine.aclose()
+        if self.engine is not None:
+            await self.engine.aclose()
         await self.provider.aclose()
 
 

@@ -28,6 +28,7 @@ from ..storage.database import Database
 from ..storage.media import MediaStore, count_media_files
 from ..storage.mediaurl import open_media_store
 from .generation import Generations
+from .models_service import Models
 from .project import (
     Project,
     check_layout,
@@ -84,6 +85,10 @@ def _workflows(studio: _StudioBase) -> Workflows:
     return studio.workflows
 
 
+def _models(studio: _StudioBase) -> Models:
+    return studio.model_verbs
+
+
 class _StudioBase:
     """What both faces share: the project, its library, and every local (non-network) verb.
 
@@ -136,6 +141,7 @@ class _StudioBase:
         self.generations = Generations(project, self.library)
         self.queries = self.generations.queries
         self.workflows = Workflows(project, self.library, self.generations)
+        self.model_verbs = Models(project, self.generations)
 
     @property
     def provider_options(self) -> dict[str, dict[str, Any]]:
@@ -194,6 +200,9 @@ class _StudioBase:
     engine = _delegate(_generations, Generations.engine)
     find_workflow = _delegate(_workflows, Workflows.find_workflow)
     plan_workflow = _delegate(_workflows, Workflows.plan_workflow)
+    models = _delegate(_models, Models.models)
+    model = _delegate(_models, Models.model)
+    plan_compare = _delegate(_models, Models.plan_compare)
 
     # -- references ---------------------------------------------------------------------------
 
@@ -339,7 +348,12 @@ _generate = _delegate_async(_generations, Generations.generate)
 _resume = _delegate_async(_generations, Generations.resume)
 _reconcile = _delegate_async(_generations, Generations.reconcile)
 _retry = _delegate_async(_generations, Generations.retry)
+_cancel = _delegate_async(_generations, Generations.cancel)
+_accounts = _delegate_async(_generations, Generations.accounts)
 _run_workflow = _delegate_async(_workflows, Workflows.run_workflow)
+_compare = _delegate_async(_models, Models.compare)
+_sync_models = _delegate_async(_models, Models.sync_models)
+_account = _delegate_async(_models, Models.account)
 
 
 class Studio(_StudioBase):
@@ -352,15 +366,25 @@ class Studio(_StudioBase):
     resume = _blocking(_resume)
     reconcile = _blocking(_reconcile)
     retry = _blocking(_retry)
+    cancel = _blocking(_cancel)
+    accounts = _blocking(_accounts)
     run_workflow = _blocking(_run_workflow)
+    compare = _blocking(_compare)
+    sync_models = _blocking(_sync_models)
+    account = _blocking(_account)
 
 
 class AsyncStudio(_StudioBase):
-    """A refstudio project for asyncio code: ``generate``, ``resume``, ``reconcile``, ``retry``
-    and ``run_workflow`` are coroutines."""
+    """A refstudio project for asyncio code: ``generate``, ``resume``, ``reconcile``, ``retry``,
+    ``run_workflow``, ``compare``, ``sync_models`` and ``account`` are coroutines."""
 
     generate = _generate
     resume = _resume
     reconcile = _reconcile
     retry = _retry
+    cancel = _cancel
+    accounts = _accounts
     run_workflow = _run_workflow
+    compare = _compare
+    sync_models = _sync_models
+    account = _account

@@ -42,7 +42,9 @@ from ..errors import (
     AmbiguousSubmitError,
     AuthenticationError,
     GenerationError,
+    LimitReachedError,
     NotAcceptedError,
+    ParameterError,
     ProtocolError,
     ProviderError,
     RefstudioError,
@@ -50,7 +52,9 @@ from ..errors import (
     TransientError,
     clause,
 )
-from ..models.request import BoundImage, GenParams
+from ..models import catalog
+from ..models.request import BoundImage
+from ..models.spec import ModelSpec
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
 from ..storage.media import MediaStore, out_of_space
@@ -172,6 +176,11 @@ class Engine:
         self._prepared: dict[int, records.PreparedRequest] = {}
         self.owner = f"{OWNER}#{next(_OWNER_SEQ)}"
         _LIVE_OWNERS.add(self.owner)
+        #: Set when the account's daily limit is spent (LimitReachedError): nothing more is
+        #: sent by this engine; what was not sent stays `pending` for a later resume.
+        self._halted: str | None = None
+        #: Task id -> generation, for progress notes from the poll loop.
+        self._task_gens: dict[str, int] = {}
 
     async def __aenter__(self) -> Engine:
         return self
@@ -197,8 +206,13 @@ class Engine:
         """Write-ahead: the generation row, before anything is uploaded or sent."""
         return self.record_many([request], cost)[0]
 
-    def record_many(self, requests: Sequence[records.PreparedRequest], cost: float) -> list[int]:
+    def record_many(self, requests: Sequence[records.PreparedRequest],
+                    cost: float | Sequence[float]) -> list[int]:
         """Write-ahead for a batch: one transaction for all rows, before any is sent.
+
+        ``cost`` is one estimate for every request, or one per request (models differ in
+        price). A request for a model this engine's provider does not serve is a
+        ParameterError, with nothing recorded.
 
         Raises BudgetExceededError (writing nothing) when the batch would break the budget, and
         StorageError (nothing recorded) when the media folder cannot take a file (paying for
@@ -214,11 +228,18 @@ class Engine:
         except StorageError as exc:
             raise StorageError(f"{exc.message}; nothing was recorded or sent",
                                hint=exc.hint) from exc
+        for request in requests:
+            if not self.provider.serves(request.spec):
+                raise ParameterError(
+                    f"the {self.provider.name} provider does not serve {request.spec.id}; "
+                    "nothing was recorded or sent",
+                    hint="choose one of its models (`refstudio models`)")
+        costs = [float(cost)] * len(requests) if isinstance(cost, (int, float)) else list(cost)
         if not self.provider.paid:
-            cost = 0.0
+            costs = [0.0] * len(requests)
         ids = records.create_pending_many(
-            self.db, list(requests), provider=self.provider.name, model=self.provider.model,
-            cost=cost, owner=self.owner, budget=self.settings.budget,
+            self.db, list(requests), provider=self.provider.name, costs=costs,
+            owner=self.owner, budget=self.settings.budget,
         )
         for gen_id, request in zip(ids, requests, strict=True):
             self._prepared[gen_id] = request
@@ -263,7 +284,7 @@ class Engine:
             if gen.status == "submitted":
                 records.update(self.db, gen.id, owner=self.owner, updated_at=records.now_utc())
                 waits.append(self._follow(gen.id, gen.request_id or "", gen.poll_url,
-                                          _elapsed_since(gen), _resolution(gen)))
+                                          _elapsed_since(gen), _timing_kind(gen)))
             elif gen.status == "submitting":
                 message = ("the process stopped while sending this request; it may have been "
                            f"accepted and billed, so it was not resent. `refstudio reconcile` "
@@ -391,7 +412,7 @@ class Engine:
                 self.emit(gen_id, "submitted", note)
                 elapsed = max(0.0, (records.now_utc() - task.created_at).total_seconds())
                 follows.append(self._adopted(gen_id, task.task_id, task.poll_url, elapsed,
-                                             _resolution_of(gens, gen_id), decision.reason))
+                                             _timing_kind_of(gens, gen_id), decision.reason))
             elif decision.verdict == "not_accepted":
                 note = (f"not accepted: {decision.reason}; `refstudio resume` sends it "
                         "(paid for the first time)")
@@ -406,8 +427,8 @@ class Engine:
         return results
 
     async def _adopted(self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float,
-                       resolution: str, reason: str) -> Reconciled:
-        outcome = await self._follow(gen_id, task_id, poll_url, elapsed, resolution)
+                       kind: str, reason: str) -> Reconciled:
+        outcome = await self._follow(gen_id, task_id, poll_url, elapsed, kind)
         return Reconciled(gen_id, "adopted", f"reconciled: {reason}", outcome.status,
                           outcome.error, task_id)
 
@@ -432,37 +453,49 @@ class Engine:
                 return await self._fail(gen_id, "failed", message)
             if isinstance(submitted, Outcome):
                 return submitted
-            task_id, poll_url, resolution, accepted_at = submitted
+            task_id, poll_url, kind, accepted_at = submitted
             # The task's clock started when the provider answered, not when our row was written.
             elapsed = asyncio.get_running_loop().time() - accepted_at
-            return await self._follow(gen_id, task_id, poll_url, elapsed, resolution)
+            return await self._follow(gen_id, task_id, poll_url, elapsed, kind)
 
     async def _submit(self, gen_id: int) -> tuple[str, str | None, str, float] | Outcome:
         prepared = self._prepared.pop(gen_id, None)
+        spec: ModelSpec
         if prepared is not None:  # just recorded by this engine: no need to read it back
             prompt = prepared.prompt
             params = prepared.params()
             bindings = [b.to_dict() for b in prepared.bindings]
+            spec = prepared.spec
         else:  # a retry of an older row
             gen = await asyncio.to_thread(records.load, self.db, gen_id)
             prompt = gen.prompt
             params = json.loads(gen.params_json)
             bindings = json.loads(gen.bindings_json)
+            spec = catalog.get(gen.model_id)
+        if self._halted is not None:  # the day's limit is spent: not even the uploads
+            return await self._leave_unsent(gen_id, self._halted)
         self.emit(gen_id, "uploading" if bindings else "submitting")
         urls = [await self._upload_with_retry(b["sha256"]) for b in bindings]
         images = [BoundImage(tag=b["name"], url=u) for b, u in zip(bindings, urls, strict=True)]
-        body = self.provider.build_body(prompt, images, GenParams(**params))
+        body = self.provider.build_body(spec, prompt, images, spec.parse_options(params))
         attempt = 0
         while True:
             attempt += 1
             await self.gate.wait()
+            if self._halted is not None:
+                return await self._leave_unsent(gen_id, self._halted)
             # Committed before the request leaves (group commit: see writer.py). Database and
             # file work stays off the event loop so it never delays a poll (detection lag).
             await self._writer.write(records.submitting(gen_id, body, self.provider.account))
             self.emit(gen_id, "submitting")
             try:
-                task = await self.provider.submit(body)
+                task = await self.provider.submit(body, model=spec)
                 accepted_at = asyncio.get_running_loop().time()
+            except LimitReachedError as exc:
+                # The day's generations are spent: a retry in seconds cannot help. Stop the
+                # batch here; this one and the rest stay `pending` (nothing was paid).
+                self._halted = f"{clause(exc)}" + (f"; {exc.hint}" if exc.hint else "")
+                return await self._leave_unsent(gen_id, self._halted)
             except NotAcceptedError as exc:
                 # Certainly not taken: safe to send again after a pause everyone respects.
                 await self._writer.write(records.changed(gen_id, status="pending",
@@ -477,10 +510,13 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             except (AmbiguousSubmitError, ProtocolError) as exc:
+                look = ("`refstudio reconcile` looks for it in the provider's records"
+                        if self.provider.supports_history else
+                        f"{self.provider.name} keeps no task list, so `refstudio reconcile` "
+                        "cannot settle it: check the provider's dashboard")
                 message = (f"{clause(exc)}. The request may have been accepted and "
-                           "billed, so it was not resent; `refstudio reconcile` looks for it "
-                           f"in the provider's records, `refstudio retry {gen_id}` resends it "
-                           "(may cost again)")
+                           f"billed, so it was not resent; {look}, `refstudio retry {gen_id}` "
+                           "resends it (may cost again)")
                 # An answer (a 5xx, a 200 without id) means the server was done with the
                 # request; without one it may still create the task a little later.
                 until = records.now_utc()
@@ -493,7 +529,8 @@ class Engine:
                 return await self._fail(gen_id, "failed", str(exc))
             await self._writer.write(records.submitted(gen_id, task.task_id, task.poll_url))
             self.emit(gen_id, "submitted", task.task_id)
-            return task.task_id, task.poll_url, str(params.get("resolution")), accepted_at
+            return (task.task_id, task.poll_url, records.timing_kind(spec.id, params),
+                    accepted_at)
 
     async def _upload_with_retry(self, sha256: str) -> str:
         attempt = 0
@@ -510,15 +547,25 @@ class Engine:
                     self.gate.close_for(delay)
                 await asyncio.sleep(delay)
 
+    def note_progress(self, task_id: str, status: TaskStatus) -> None:
+        """A running task's progress note (queued, running 40%) for the displays."""
+        gen_id = self._task_gens.get(task_id)
+        if gen_id is not None:
+            self.emit(gen_id, "queued" if status.state == "created" else "running",
+                      status.detail)
+
     async def _follow(
-        self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, resolution: str
+        self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, kind: str
     ) -> Outcome:
+        self._task_gens[task_id] = gen_id
         try:
-            status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
+            status = await self._poller.wait(task_id, poll_url, elapsed, kind)
         except AuthenticationError as exc:
             return await self._keep_submitted(
                 gen_id, f"{clause(exc)}; the task was accepted and may be paid, so it stays "
                 "submitted: fix the key, then `refstudio resume`")
+        finally:
+            self._task_gens.pop(task_id, None)
         if status is None:
             return await self._keep_submitted(
                 gen_id, f"still running after {self.settings.poll_deadline:.0f}s; "
@@ -542,6 +589,13 @@ class Engine:
         await self._writer.write(records.completed(gen_id, stored, status.inference_ms))
         self.emit(gen_id, "completed", f"{len(stored)} output(s)")
         return Outcome(gen_id, "completed")
+
+    async def _leave_unsent(self, gen_id: int, message: str) -> Outcome:
+        """Keep a generation `pending` (never sent, nothing paid), released for a resume."""
+        await self._writer.write(records.changed(gen_id, status="pending", error=message,
+                                                 owner=None))
+        self.emit(gen_id, "pending", message)
+        return Outcome(gen_id, "pending", message)
 
     async def _keep_submitted(self, gen_id: int, message: str) -> Outcome:
         """Leave a paid task `submitted`, released to whoever resumes it, saying why."""
@@ -701,12 +755,13 @@ def _gid(gen: Generation) -> int:
     return gen.id
 
 
-def _resolution_of(gens: list[Generation], gen_id: int) -> str:
-    return next(_resolution(g) for g in gens if g.id == gen_id)
+def _timing_kind_of(gens: list[Generation], gen_id: int) -> str:
+    return next(_timing_kind(g) for g in gens if g.id == gen_id)
 
 
-def _resolution(gen: Generation) -> str:
-    return str(json.loads(gen.params_json).get("resolution"))
+def _timing_kind(gen: Generation) -> str:
+    """The generation's :func:`~refstudio.engine.records.timing_kind` (model and size)."""
+    return records.timing_kind(gen.model_id, json.loads(gen.params_json))
 
 
 def _elapsed_since(gen: Generation) -> float:

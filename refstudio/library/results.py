@@ -116,6 +116,8 @@ class GenerationInfo:
     note: str = ""
     #: Submits that were, or may have been, accepted and billed.
     paid_attempts: int = 0
+    #: The catalog id of the model asked for (``wavespeed:google/nano-banana/edit``).
+    model_id: str = ""
 
     @property
     def seed(self) -> int | None:
@@ -139,6 +141,7 @@ class GenerationInfo:
             "status": self.status,
             "provider": self.provider,
             "model": self.model,
+            "model_id": self.model_id,
             "prompt": self.prompt,
             "template_source": self.template_source,
             "params": self.params,
@@ -190,16 +193,22 @@ class GenerationQueries:
         return [by_id[i] for i in ids if i in by_id]
 
     def history(
-        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
+        model: str | None = None,
     ) -> list[GenerationInfo]:
-        """Newest first, optionally only those that used reference ``ref`` or in one state."""
+        """Newest first, optionally only those that used reference ``ref``, in one state, or
+        of one model (a catalog id or alias; UnknownModelError with a did-you-mean)."""
+        from ..models import catalog
         from ..models.params import check_limit
 
         limit = check_limit(limit)
+        model_id = catalog.get(model).id if model is not None else None
         with read_session(self.db) as session:
             query = select(Generation.id).order_by(col(Generation.id).desc())
             if status:
                 query = query.where(Generation.status == status)
+            if model_id:
+                query = query.where(Generation.model_id == model_id)
             if ref:
                 # Narrow in SQL, then match names exactly (case-insensitively) in Python.
                 query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
@@ -247,6 +256,7 @@ class GenerationQueries:
                 status=g.status,
                 provider=g.provider,
                 model=g.model,
+                model_id=g.model_id,
                 prompt=g.prompt,
                 template_source=g.template_source,
                 params=json.loads(g.params_json),

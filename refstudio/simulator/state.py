@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from refstudio.models import gen4
-from refstudio.providers.offline.previews import encode_png, render_preview
+from refstudio.models import catalog
+from refstudio.providers.offline.previews import encode_png, following_size, render_preview
 from refstudio.simulator.prerender import PreRenderer
 
 __all__ = ["SimState", "SimulatorConfig", "Task", "sha256_name"]
@@ -71,6 +71,27 @@ class SimulatorConfig:
     rate_lost: float = 0.0
     submit_faults: list[str] = field(default_factory=list)
     history_input: bool = False
+    #: Runway's protocol (``/v1/...``, :mod:`refstudio.simulator.runway`): tasks each model
+    #: runs at once before later ones wait as THROTTLED, generations per model per rolling day
+    #: before a create answers 429, and the organisation's credits. None: the model's tier-1
+    #: figures (:mod:`refstudio.models.runway_api`).
+    runway_concurrency: int | None = None
+    runway_daily_limit: int | None = None
+    runway_credits: int = 100_000
+    #: How the next Runway tasks end, in order, before any dice: "ok", or a failure code such
+    #: as ``SAFETY.INPUT.TEXT`` (the task ends FAILED with it).
+    runway_task_faults: list[str] = field(default_factory=list)
+    #: The failure code of a task the ``fail_rate`` dice fail.
+    runway_fail_code: str = "INTERNAL.BAD_OUTPUT.CODE01"
+    #: How long a ``runway://`` upload stays usable (Runway: about 24 hours).
+    runway_upload_ttl: float = 24 * 3600.0
+    #: US dollars on the account at start (``GET /api/v3/balance``); each task created costs
+    #: its model's price.
+    balance: float = 10.0
+    #: Publish a catalog that has drifted from refstudio's built-in descriptions (one field
+    #: added, one removed, one range changed, one model gone, one new): what `models sync`
+    #: must notice. Submits are still checked against the built-in schemas.
+    catalog_drift: bool = False
 
     def __post_init__(self) -> None:
         # Fail at construction (e.g. a CLI flag typo), not with odd behaviour mid-run.
@@ -88,8 +109,17 @@ class SimulatorConfig:
             raise ValueError(
                 f"account_concurrency must be at least 1, got {self.account_concurrency}"
             )
+        if not self.balance >= 0:
+            raise ValueError(f"balance must be 0 or more, got {self.balance}")
         if self.rate_per_minute is not None and self.rate_per_minute < 0:
             raise ValueError(f"rate_per_minute must not be negative, got {self.rate_per_minute}")
+        for name in ("runway_concurrency", "runway_daily_limit"):
+            value = getattr(self, name)
+            if value is not None and value < (1 if name == "runway_concurrency" else 0):
+                raise ValueError(f"{name} must be at least "
+                                 f"{1 if name == 'runway_concurrency' else 0}, got {value}")
+        if self.runway_credits < 0:
+            raise ValueError(f"runway_credits must not be negative, got {self.runway_credits}")
         if self.key is not None and not self.key.strip():
             raise ValueError("key must be a non-empty token (or None: accept any)")
         for fault in self.submit_faults:
@@ -112,8 +142,10 @@ class Task:
 
     id: str
     prompt: str
-    aspect_ratio: str
-    resolution: str
+    #: The WaveSpeed model path it was submitted to (``runwayml/gen4-image``).
+    model: str
+    #: (width, height) of its output; None when the output follows the first input image.
+    size: tuple[int, int] | None
     reference_images: list[str]
     seed: int
     base64_output: bool
@@ -131,6 +163,12 @@ class Task:
     render_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: When the account had a free slot for it (epoch seconds); None: at once (created_at).
     started_at: float | None = None
+    #: Which protocol created it ("wavespeed" or "runway") and, for Runway, its failure code
+    #: (set: the task fails with it), credits and when it was cancelled.
+    protocol: str = "wavespeed"
+    failure_code: str | None = None
+    credits: int = 0
+    cancelled_at: float | None = None
 
     @property
     def completed_at(self) -> float:
@@ -138,6 +176,8 @@ class Task:
 
     def status_at(self, now: float) -> str:
         """created (queued) → processing → completed|failed, by elapsed time."""
+        if self.cancelled_at is not None and now >= self.cancelled_at:
+            return "cancelled"
         start = self.created_at if self.started_at is None else self.started_at
         elapsed = now - start
         if elapsed >= self.duration:
@@ -169,6 +209,7 @@ class SimState:
         self._slots_free: list[float] = []
         #: Ends (epoch seconds) of tasks accepted and not yet finished, to count those in flight.
         self._unfinished: list[float] = []
+        self._spent = 0.0
         self._requests_now = 0
         self._connections_now = 0
         self._counters: dict[str, int] = {}
@@ -203,6 +244,9 @@ class SimState:
                 "history_faulted",
                 "polls",
                 "polls_faulted",
+                "requests",
+                "cancels",
+                "submits_rejected_daily_limit",
                 "uploads",
                 "downloads",
                 "upload_fetches",
@@ -257,41 +301,69 @@ class SimState:
     # ---- tasks ----------------------------------------------------------------------------
     def create_task(self, params: dict[str, Any], outcome: str = "ok") -> Task:
         """Accept a validated submit: the task exists (and would be billed) from here on."""
-        cfg = self.config
         with self._lock:
-            duration = max(0.0, cfg.latency + self._rng.uniform(-cfg.jitter, cfg.jitter))
-            fails = cfg.fail_rate > 0 and self._rng.random() < cfg.fail_rate
-            seed = params["seed"] or self._rng.randint(gen4.SEED_MIN, gen4.SEED_MAX)
+            task_id, duration, fails, seed = self.roll_task(params["seed"])
             task = Task(
-                id=uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
-                if cfg.seed is not None
-                else uuid.uuid4().hex,
+                id=task_id,
                 prompt=params["prompt"],
-                aspect_ratio=params["aspect_ratio"],
-                resolution=params["resolution"],
-                reference_images=params["reference_images"],
+                model=params["model"],
+                size=_output_size(params["model"], params["input"]),
+                reference_images=params["references"],
                 seed=seed,
                 base64_output=params["enable_base64_output"],
                 created_at=time.time(),
                 duration=duration,
                 fails=fails,
                 submit_outcome=outcome,
-                input={k: v for k, v in params.items() if v is not None},
+                input={k: v for k, v in params["input"].items() if v is not None},
             )
-            self._start_when_free(task)
+            self.admit(task, self._slots_free, self.config.account_concurrency)
+            self._spent += _price(params["model"], params["input"])
+        return task
+
+    def roll_task(self, seed: int | None) -> tuple[str, float, bool, int]:
+        """A new task's id, how long it runs, whether the ``fail_rate`` dice fail it, and its
+        seed (``seed``, else a random one). Drawn in one order so seeded runs repeat."""
+        cfg = self.config
+        with self._lock:
+            duration = max(0.0, cfg.latency + self._rng.uniform(-cfg.jitter, cfg.jitter))
+            fails = cfg.fail_rate > 0 and self._rng.random() < cfg.fail_rate
+            if seed is None:
+                seed = self._rng.randint(1, 2_147_483_647)
+            task_id = (uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
+                       if cfg.seed is not None else uuid.uuid4().hex)
+        return task_id, duration, fails, seed
+
+    def admit(self, task: Task, slots: list[float], limit: int | None) -> None:
+        """Keep an accepted task: it waits for one of ``limit`` slots (a heap of when each is
+        next free; None: no limit), is pre-rendered, and counts in the stats."""
+        with self._lock:
+            self._start_when_free(task, slots, limit)
             self._tasks[task.id] = task
-            if not fails:
+            if not task.fails:
                 self._prerender.schedule(task.id, task.completed_at)
             self._accepted_times.append(time.monotonic())
             self._counters["submits_accepted"] += 1
-            if outcome == "5xx":
+            if task.submit_outcome == "5xx":
                 self._counters["submits_5xx_accepted"] += 1
-            elif outcome == "dropped":
+            elif task.submit_outcome == "dropped":
                 self._counters["submits_dropped_accepted"] += 1
             for url in task.reference_images:
                 if self._own_upload(url) is None:
                     self._counters["external_references"] += 1
-        return task
+
+    def balance(self) -> float:
+        """US dollars left: the configured balance less the price of every task created."""
+        with self._lock:
+            return self.config.balance - self._spent
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """``GET /api/v3/models``: the WaveSpeed models of refstudio's catalog, as JSON Schemas
+        (drifted when ``catalog_drift``)."""
+        from refstudio.models.schema import catalog_entry
+
+        entries = [catalog_entry(m) for m in catalog.all_models() if m.provider == "wavespeed"]
+        return _drift(entries) if self.config.catalog_drift else entries
 
     def next_submit_fault(self) -> str | None:
         """The next staged submit fault, if any (consumed)."""
@@ -315,8 +387,8 @@ class SimState:
             tasks = list(self._tasks.values())
         found = [
             t for t in tasks
-            if now - t.created_at <= HISTORY_RETENTION
-            and (model is None or model == gen4.MODEL_ID)
+            if t.protocol == "wavespeed" and now - t.created_at <= HISTORY_RETENTION
+            and (model is None or model == t.model)
             and (status is None or t.status_at(now) == status)
             and (created_after is None or t.created_at >= created_after)
             and (created_before is None or t.created_at < created_before)
@@ -324,17 +396,17 @@ class SimState:
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return found
 
-    def _start_when_free(self, task: Task) -> None:
-        """Queue ``task`` for the account's next free slot, and count the tasks in flight."""
-        limit = self.config.account_concurrency
+    def _start_when_free(self, task: Task, slots: list[float], limit: int | None) -> None:
+        """Queue ``task`` for the next free one of ``limit`` slots, and count the tasks in
+        flight. (A cancelled task keeps its slot until its planned end: a simplification.)"""
         now = task.created_at
         if limit is not None:
-            while len(self._slots_free) < limit:
-                heapq.heappush(self._slots_free, 0.0)
-            free_at = heapq.heappop(self._slots_free)
+            while len(slots) < limit:
+                heapq.heappush(slots, 0.0)
+            free_at = heapq.heappop(slots)
             if free_at > now:
                 task.started_at = free_at
-            heapq.heappush(self._slots_free, task.completed_at)
+            heapq.heappush(slots, task.completed_at)
         while self._unfinished and self._unfinished[0] <= now:
             heapq.heappop(self._unfinished)
         heapq.heappush(self._unfinished, task.completed_at)
@@ -368,7 +440,7 @@ class SimState:
                 outputs = [f"{self.base_url}/_sim/outputs/{task.id}/0.png"]
         data: dict[str, Any] = {
             "id": task.id,
-            "model": gen4.MODEL_ID,
+            "model": task.model,
             "status": status,
             "outputs": outputs,
             "has_nsfw_contents": [False] * len(outputs),
@@ -380,6 +452,12 @@ class SimState:
             "timings": {"inference": round(task.duration * 1000)} if terminal else {},
         }
         return data
+
+    def mark_seen(self, task: Task, now: float) -> None:
+        """The client was told the task reached its end (for the detection-lag stats)."""
+        with self._lock:
+            if task.first_seen_completed_at is None:
+                task.first_seen_completed_at = now
 
     def output_png(self, task: Task) -> bytes:
         """The task's one output, rendered on first use and cached (polls stay cheap)."""
@@ -394,7 +472,7 @@ class SimState:
                 png = self._pngs.get(task.id)
             if png is None:
                 refs = [blob for url in task.reference_images if (blob := self._own_upload(url))]
-                width, height = gen4.output_size(task.aspect_ratio, task.resolution)
+                width, height = task.size or following_size(refs)
                 img = render_preview(
                     width=width,
                     height=height,
@@ -434,6 +512,11 @@ class SimState:
 
     def _own_upload(self, url: str) -> bytes | None:
         """The bytes behind ``url`` if it is one of this simulator's own upload URLs."""
+        if url.startswith("runway://"):  # the simulator's Runway uploads: runway://sim/<name>
+            found = self.get_upload(url.rsplit("/", 1)[-1])
+            return found[0] if found else None
+        if url.startswith("data:"):
+            return _data_uri_bytes(url)
         parts = urlsplit(url)
         if not parts.path.startswith("/_sim/uploads/"):
             return None
@@ -512,6 +595,60 @@ def _iso(epoch: float) -> str:
     )
 
 
+def _data_uri_bytes(uri: str) -> bytes | None:
+    """The bytes of a base64 ``data:`` URI, or None when it is not one."""
+    head, _, payload = uri.partition(",")
+    if not head.endswith(";base64"):
+        return None
+    try:
+        return base64.b64decode(payload, validate=True)
+    except ValueError:
+        return None
+
+
 def sha256_name(data: bytes, ext: str) -> str:
     """Content-addressed upload name: the same image uploaded twice gets the same URL."""
     return f"{hashlib.sha256(data).hexdigest()}.{ext}"
+
+
+def _output_size(model: str, body: dict[str, Any]) -> tuple[int, int] | None:
+    """What the model returns for this (validated) body; None: it follows the first image."""
+    spec = catalog.get(f"wavespeed:{model}")
+    options = {k: v for k, v in body.items() if k in spec.options.model_fields}
+    return spec.output_size(spec.parse_options(options))
+
+
+
+def _price(model: str, body: dict[str, Any]) -> float:
+    spec = catalog.get(f"wavespeed:{model}")
+    options = {k: v for k, v in body.items() if k in spec.options.model_fields}
+    return spec.price_of(spec.parse_options(options))
+
+
+def _drift(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The catalog as a service might have changed it since refstudio was written."""
+    import copy
+
+    drifted = copy.deepcopy(entries)
+    by_id = {e["model_id"]: e for e in drifted}
+
+    def props(model: str) -> dict[str, Any]:
+        schema = by_id[model]["api_schema"]["api_schemas"][0]["request_schema"]
+        return schema["properties"]  # type: ignore[no-any-return]
+
+    if "runwayml/gen4-image" in by_id:
+        gen4 = props("runwayml/gen4-image")
+        gen4["style"] = {"type": "string", "enum": ["none", "cinematic", "anime"]}
+        gen4["aspect_ratio"]["enum"] = [*gen4["aspect_ratio"]["enum"], "21:9"]
+    if "bytedance/seedream-v4/edit" in by_id:
+        props("bytedance/seedream-v4/edit")["images"]["maxItems"] = 14
+    if "wavespeed-ai/flux-kontext-pro/multi" in by_id:
+        props("wavespeed-ai/flux-kontext-pro/multi").pop("guidance_scale", None)
+    drifted = [e for e in drifted if e["model_id"] != "runwayml/gen4-image-turbo"]
+    drifted.append({"model_id": "google/nano-banana-2/edit", "name": "Nano Banana 2 edit",
+                    "type": "image-to-image", "base_price": 0.08,
+                    "api_schema": {"api_schemas": [{"type": "model_run", "request_schema": {
+                        "type": "object", "required": ["prompt", "images"],
+                        "properties": {"prompt": {"type": "string"},
+                                       "images": {"type": "array", "maxItems": 14}}}}]}})
+    return drifted

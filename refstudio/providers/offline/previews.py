@@ -207,3 +207,21 @@ def encode_png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+#: Pixels of a preview whose model's output follows its first input (about Nano Banana's).
+_FOLLOW_PIXELS = 1024 * 1024
+
+
+def following_size(references: list[bytes]) -> tuple[int, int]:
+    """The size of a model whose output follows its inputs: the first image's shape at about
+    one megapixel (1024x1024 when there is none to read)."""
+    if references:
+        try:
+            with Image.open(io.BytesIO(references[0])) as first:
+                w, h = first.size
+            scale = (_FOLLOW_PIXELS / (w * h)) ** 0.5
+            return max(64, round(w * scale)), max(64, round(h * scale))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return 1024, 1024
