@@ -5,6 +5,7 @@ Split from :mod:`refstudio.app.studio` so that module stays about opening projec
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -527,6 +528,9 @@ class Generations:
         from ..engine.records import check_within_budget, committed_cost, in_states
 
         db = self.library.db
+        # Paid outputs a remote store refused earlier wait in the local spool: store them
+        # first, so they are in the store before their generations are collected again.
+        await asyncio.to_thread(self.library.store.flush_spool)
         open_rows = in_states(db, ("pending", "submitting", "submitted"))
         if provider:
             open_rows = [r for r in open_rows if r.provider == provider]

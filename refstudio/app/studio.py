@@ -25,7 +25,8 @@ from ..library.packs import PackExportResult, PackImportResult, export_pack, imp
 from ..library.provenance import export_image
 from ..library.references import AddedImage, ImageInfo, Library, ReferenceInfo
 from ..storage.database import Database
-from ..storage.media import LocalMediaStore, count_media_files
+from ..storage.media import MediaStore, count_media_files
+from ..storage.mediaurl import open_media_store
 from .generation import Generations
 from .models_service import Models
 from .project import (
@@ -115,8 +116,15 @@ class _StudioBase:
         except BaseException:
             self.db.dispose()  # don't leave a pool open behind a library we refused to open
             raise
-        self.store = LocalMediaStore(project.media_dir)
-        if fresh:
+        try:
+            self.store: MediaStore = open_media_store(
+                project.media_url, root=project.root, media_dir=project.media_dir,
+                cache_dir=project.cache_dir,
+                cache_bytes=int(project.config.media_cache_mb * 1_000_000))
+        except BaseException:
+            self.db.dispose()
+            raise
+        if fresh and self.store.is_local:
             unknown = count_media_files(project.media_dir)
             if unknown:
                 self.notices.append(
@@ -164,6 +172,7 @@ class _StudioBase:
         return self.project.root
 
     def close(self) -> None:
+        self.store.close()
         self.db.dispose()
 
     def __enter__(self: StudioT) -> StudioT:

@@ -132,7 +132,7 @@ def show(generation_id: int, as_json: JsonOpt = False) -> None:
     for b in g.bindings:
         out.print(f"reference @{b['name']} {b.get('label') or ''} {b['sha256'][:12]}")
     for o in g.outputs:
-        out.print(f"output {o.ref}: {o.path} ({o.width}x{o.height})")
+        out.print(f"output {o.ref}: {o.location} ({o.width}x{o.height})")
 
 
 def retry(

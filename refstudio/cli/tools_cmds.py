@@ -171,7 +171,7 @@ def demo(
         for step in result.report.steps:
             for gen in studio.queries.many(step.generation_ids):
                 for output in gen.outputs:
-                    console().print(f"  {step.id}: {output.path}", markup=False)
+                    console().print(f"  {step.id}: {output.location}", markup=False)
     console().print(
         f"\nnext: cd {target} && refstudio ref list && refstudio lineage mara_hearth "
         "&& refstudio history", markup=False,

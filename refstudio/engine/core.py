@@ -57,7 +57,7 @@ from ..models.request import BoundImage
 from ..models.spec import ModelSpec
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
-from ..storage.media import LocalMediaStore, out_of_space
+from ..storage.media import MediaStore, out_of_space
 from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
@@ -149,7 +149,7 @@ class Engine:
     def __init__(
         self,
         db: Database,
-        store: LocalMediaStore,
+        store: MediaStore,
         provider: Provider,
         *,
         settings: EngineSettings | None = None,
