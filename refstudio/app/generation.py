@@ -255,16 +255,18 @@ class GenerationMixin:
         return self.queries.get(generation_id)
 
     def history(
-        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
+        text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Generations, newest first; optionally those using ``ref`` or in one ``status``."""
+        """Generations, newest first; optionally those using ``ref``, in one ``status``, or
+        whose prompt contains ``text``."""
         from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
             raise InputError(
                 f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
             )
-        return self.queries.history(ref=ref, status=status, limit=limit)
+        return self.queries.history(ref=ref, status=status, limit=limit, text=text)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""
@@ -438,12 +440,15 @@ class AsyncGenerationMixin:
         on_event: Callable[[Event], None] | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[GenerationInfo]:
         """Generate ``n`` variants of a prompt and store their outputs in the library.
 
         Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds (always recorded).
         Checks the budget before anything is sent. With ``promote``, the first output of the
         first completed generation becomes (a new version of) that reference.
+        ``on_recorded`` hears the new generation ids once they are written down, before any is
+        sent (a front end shows them at once instead of waiting for the end).
         """
         from ..models.params import check_cost_limit
 
@@ -457,7 +462,7 @@ class AsyncGenerationMixin:
         )
         self.check_budget(rendered.cost_estimate * n, max_cost)  # type: ignore[attr-defined]
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
-                                     on_event)
+                                     on_event, on_recorded)
         infos = self.queries.many([o.generation_id for o in outcomes])  # type: ignore[attr-defined]
         if promote is not None:
             done = next((g for g in infos if g.status == "completed" and g.outputs), None)
@@ -614,11 +619,14 @@ class AsyncGenerationMixin:
         requests: list[PreparedRequest],
         cost: float,
         on_event: Callable[[Event], None] | None,
+        on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[Outcome]:
         async with self._engine(provider_name, on_event) as engine:
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
             ids = engine.record_many(requests, cost)
+            if on_recorded is not None:
+                on_recorded(list(ids))
             return await engine.run(ids)
 
 

@@ -19,6 +19,7 @@ from .history_cmds import register as _register_history
 from .pack_cmds import register as _register_packs
 from .project_cmds import register as _register_project
 from .ref import ref_app
+from .serve_cmds import register as _register_serve
 from .tools_cmds import register as _register_tools
 from .workflow_cmds import register as _register_workflow
 
@@ -55,6 +56,7 @@ _register_tools(app)
 _register_workflow(app)
 _register_gallery(app)
 _register_packs(app)
+_register_serve(app)
 
 
 def main() -> None:

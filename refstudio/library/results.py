@@ -172,9 +172,13 @@ class GenerationQueries:
         return [by_id[i] for i in ids if i in by_id]
 
     def history(
-        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
+        text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Newest first, optionally only those that used reference ``ref`` or in one state."""
+        """Newest first, optionally only those that used reference ``ref``, in one state, or
+        whose prompt contains ``text`` (any case)."""
+        from sqlmodel import func
+
         from ..models.params import check_limit
 
         limit = check_limit(limit)
@@ -182,6 +186,9 @@ class GenerationQueries:
             query = select(Generation.id).order_by(col(Generation.id).desc())
             if status:
                 query = query.where(Generation.status == status)
+            if text:
+                query = query.where(
+                    func.lower(Generation.prompt).contains(text.lower(), autoescape=True))
             if ref:
                 # Narrow in SQL, then match names exactly (case-insensitively) in Python.
                 query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
