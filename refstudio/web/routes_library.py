@@ -82,8 +82,10 @@ async def _save_upload(upload: UploadFile, folder: Path, index: int, limit: int)
     """Copy one upload to ``folder`` under a name of ours (never the browser's), refusing it
     past ``limit`` bytes. The browser's file name is kept only as a readable suffix."""
     original = Path(upload.filename or "upload").name
-    safe = "".join(c for c in original if c.isalnum() or c in "._-")[-64:] or "upload"
-    path = folder / f"{index:02d}-{safe}"
+    safe = "".join(c for c in original if c.isalnum() or c in "._-").lstrip(".")[-64:]
+    # A folder per file keeps the name as uploaded (lineage shows "file mara.png").
+    (folder / f"{index:02d}").mkdir()
+    path = folder / f"{index:02d}" / (safe or "upload")
     size = 0
     with path.open("wb") as out:
         while chunk := await upload.read(_CHUNK):

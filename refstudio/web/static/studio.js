@@ -24,7 +24,8 @@
       form.dataset.enhanced = "1";
       const fields = $(".promote-fields", form);
       fields.hidden = true;
-      form.addEventListener("submit", (event) => {
+      // On click, not submit: the browser checks the required Name before "submit" fires.
+      $("button[type=submit]", form).addEventListener("click", (event) => {
         if (fields.hidden) {
           event.preventDefault();
           fields.hidden = false;
