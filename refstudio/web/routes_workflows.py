@@ -20,7 +20,7 @@ async def _known_workflow(request: Request) -> str:
     """The workflow named in the path, only if it is one of ``workflows/*.toml``: a request
     never names a file (``Studio.find_workflow`` would also take a path)."""
     name = request.path_params["name"]
-    known = await call(web(request).studio.workflows)
+    known = await call(web(request).studio.workflow_names)
     if name not in known:
         raise WorkflowError(f"no workflow {name[:80]!r}",
                             hint=f"workflows here: {', '.join(known) or 'none'}")
@@ -29,7 +29,7 @@ async def _known_workflow(request: Request) -> str:
 
 async def workflows(request: Request) -> Response:
     state = web(request)
-    names = await call(state.studio.workflows)
+    names = await call(state.studio.workflow_names)
     return render(request, "workflows.html.j2", page="workflows", workflows=names,
                   jobs=sorted(state.jobs.workflows.values(), key=lambda j: -j.id))
 
