@@ -266,3 +266,56 @@ def test_the_simulator_progress_and_the_cli_sees_work_the_browser_left(
             assert time.monotonic() < deadline, gens.get(3)
             time.sleep(0.3)
         assert gens[3]["provider"] == "wavespeed" and gens[3]["outputs"]
+
+
+WORKFLOW = """
+[[step]]
+id = "scene"
+prompt = "@mara by the hearth"
+variants = 2
+promote = { name = "mara_hearth", kind = "character", pick = "manual" }
+
+[[step]]
+id = "refine"
+prompt = "@mara_hearth walking out at dawn"
+"""
+
+
+def test_a_workflow_plans_runs_pauses_for_a_pick_and_continues(
+        browser: Any, project_root: Path, tmp_path: Path) -> None:
+    with Studio.open(project_root) as studio:
+        src = tmp_path / "mara.png"
+        src.write_bytes(encode_image((800, 1000), seed=1))
+        studio.add_reference("mara", [src])
+    (project_root / "workflows" / "hearth.toml").write_text(WORKFLOW)
+    with WebServer(project_root) as server:
+        page, watch = _open(browser, server)
+        page.goto(server.url + "/workflows")
+        page.get_by_role("link", name="hearth").click()
+        # The dry run: the order and the plan, nothing sent.
+        assert page.locator("table.plan tbody tr td:first-child").all_inner_texts() == [
+            "scene", "refine"]
+        assert "Nothing was sent" in page.locator("main").inner_text()
+        with Studio.open(project_root) as studio:
+            assert studio.history(limit=None) == []
+        page.get_by_label("Provider").select_option("offline")
+        page.get_by_role("button", name="Run").click()
+        page.wait_for_url(re.compile(r".*/workflows/runs/1$"))
+        # Per-step progress arrives over the event stream until the manual pick pauses it.
+        page.locator("#run-1 .status", has_text="paused").wait_for(timeout=30_000)
+        assert page.locator("tr.step-paused td:first-child").all_inner_texts() == ["scene"]
+        page.locator(".candidates a").first.click()
+        form = page.locator("form.promote").first
+        form.get_by_role("button", name="Promote").click()
+        form.get_by_label("Name").fill("mara_hearth")
+        form.get_by_role("button", name="Promote").click()
+        page.wait_for_url(re.compile(r".*/refs/mara_hearth\b.*"))
+        page.goto(server.url + "/workflows/runs/1")
+        page.get_by_role("button", name="Run again").click()
+        page.wait_for_url(re.compile(r".*/workflows/runs/2$"))
+        page.locator("#run-2 .status", has_text="completed").wait_for(timeout=30_000)
+        states = dict(zip(page.locator("#run-2 td:first-child").all_inner_texts(),
+                          page.locator("#run-2 td:nth-child(2)").all_inner_texts(), strict=True))
+        assert states == {"scene": "reused", "refine": "completed"}
+        assert watch.problems == []
+        page.context.close()

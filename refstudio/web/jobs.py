@@ -73,11 +73,14 @@ class WorkflowJob:
 
     id: int
     workflow: str
+    provider: str | None = None
     steps: dict[str, tuple[str, str]] = field(default_factory=dict)
     status: str = "running"
     error: str = ""
     report: dict[str, Any] | None = None
     generation_ids: list[int] = field(default_factory=list)
+    #: Step id -> its generations, once the run reports (a manual pick offers these).
+    step_generations: dict[str, list[int]] = field(default_factory=dict)
 
 
 class Jobs:
@@ -128,7 +131,7 @@ class Jobs:
     def start_workflow(self, name: str, *, variables: Mapping[str, Any] | None = None,
                        provider: str | None = None) -> WorkflowJob:
         """Start ``AsyncStudio.run_workflow``; its steps report to the returned job."""
-        job = WorkflowJob(next(self._ids), name)
+        job = WorkflowJob(next(self._ids), name, provider)
         self.workflows[job.id] = job
 
         def on_step(step_id: str, state: str, detail: str) -> None:
@@ -152,6 +155,7 @@ class Jobs:
             job.status = report.status
             for step in report.steps:
                 job.steps[step.id] = (step.status, step.message)
+                job.step_generations[step.id] = list(step.generation_ids)
 
         self._keep(asyncio.ensure_future(run()))
         return job
