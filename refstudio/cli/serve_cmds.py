@@ -53,4 +53,9 @@ def serve(
 
             webbrowser.open(url)
 
-    run_server(studio, host=host, port=port, on_ready=ready)
+    try:
+        run_server(studio, host=host, port=port, on_ready=ready)
+    except KeyboardInterrupt:
+        # uvicorn re-raises the Ctrl-C it shut down for; for a server that is the normal stop.
+        pass
+    err_console().print("stopped", markup=False)
