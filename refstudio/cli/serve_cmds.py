@@ -1,5 +1,6 @@
 """``refstudio serve``: the web studio on this machine (see :mod:`refstudio.web`)."""
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -53,9 +54,7 @@ def serve(
 
             webbrowser.open(url)
 
-    try:
+    # uvicorn re-raises the Ctrl-C it shut down for; for a server that is the normal stop.
+    with contextlib.suppress(KeyboardInterrupt):
         run_server(studio, host=host, port=port, on_ready=ready)
-    except KeyboardInterrupt:
-        # uvicorn re-raises the Ctrl-C it shut down for; for a server that is the normal stop.
-        pass
     err_console().print("stopped", markup=False)
