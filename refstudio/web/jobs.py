@@ -103,7 +103,7 @@ class Jobs:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             message = getattr(exc, "message", None) or repr(exc)
-            self.errors.append(message)
+            self.errors = [*self.errors[-9:], message]  # the last ten, for the page
             log.warning("background work ended with an error: %s", message)
         self.progress.changed()
 

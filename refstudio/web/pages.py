@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -97,8 +98,6 @@ def redirect(url: str, notices: list[str] | None = None, *, state: ServerState |
              ) -> RedirectResponse:
     """303 to ``url``; ``notices`` are shown once on the page it lands on."""
     if notices and state is not None:
-        import secrets
-
         key = secrets.token_urlsafe(8)
         if len(state.notices) > 200:  # abandoned ones: keep the store small
             state.notices.clear()

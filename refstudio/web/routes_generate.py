@@ -146,6 +146,8 @@ async def generations(request: Request) -> Response:
                      if g.id not in set(watch)]
     return render(
         request, "generations.html.j2", page="generations",
+        # Work started here that ended in an error after it was recorded (its cards say more).
+        background_errors=list(state.jobs.errors),
         watching=[views.generation_card(g, live.get(g.id)) for g in watching],
         watch_ids=",".join(map(str, watch)), history=history_cards,
         live_ids=",".join(str(c["id"]) for c in history_cards if not c["final"]),
