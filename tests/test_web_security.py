@@ -4,9 +4,12 @@ reaching a file, uploads held to ``ref add``'s checks, and no secret in any page
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -171,3 +174,24 @@ def test_user_text_is_escaped_and_no_secret_reaches_a_page(root: Path, tmp_path:
                 assert "<script>alert" not in html and "<img src=x" not in html
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1]
             assert csrf_of(pages[0]) == token
+
+
+def test_a_refused_key_is_an_error_on_the_page_not_a_crash(root: Path, make_sim: Any) -> None:
+    sim = make_sim(key="the-right-key", latency=0.2)
+    options = {"wavespeed": {"api_key": "a-wrong-key", "base_url": sim.base_url}}
+    with WebServer(root, provider_options=options) as server:
+        client, token = session_client(server)
+        with closing(client):
+            answer = client.post("/compose", data={"prompt": "@mara", "provider": "wavespeed",
+                                                   "csrf_token": token})
+            deadline = time.monotonic() + 20
+            while True:
+                page = client.get("/generations").text
+                if 'class="status status-failed" role="status">failed' in page:
+                    break
+                assert time.monotonic() < deadline, page
+                time.sleep(0.2)
+            assert answer.status_code == 303
+            assert "a-wrong-key" not in page and "Traceback" not in page
+            # The card says why, in the provider's words, with what to do.
+            assert re.search(r'class="detail">[^<]*401[^<]*API key', page)
