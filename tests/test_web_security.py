@@ -64,6 +64,10 @@ def test_a_non_loopback_server_requires_the_token(guarded: WebServer) -> None:
         assert "HttpOnly" in first.headers["set-cookie"]
         assert "SameSite=Strict" in first.headers["set-cookie"]
         assert browser.get("/").status_code == 200
+        # The redirect stays on this server, whatever the path.
+        raw = httpx.URL(guarded.url).copy_with(raw_path=f"//evil.example/?token={token}".encode())
+        away = browser.get(raw)
+        assert away.headers["location"] == "/evil.example/"
     with httpx.Client(base_url=guarded.url, timeout=10,
                       headers={"authorization": f"Bearer {token}"}) as api:
         assert api.get("/api/names?q=ma").json()[0]["name"] == "mara"

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import FormData, Headers
 from starlette.requests import Request
@@ -147,7 +147,9 @@ class Guard:
                 # First visit from the printed URL: keep the token in a cookie and drop it
                 # from the address bar (and from history and any Referer).
                 rest = urlencode([(k, v) for k, v in query.items() if k != "token"])
-                location = scope["path"] + (f"?{rest}" if rest else "")
+                # Only a path of this server: "//host" would send the browser elsewhere.
+                path = "/" + str(scope["path"]).lstrip("/")
+                location = quote(path) + (f"?{rest}" if rest else "")
                 await _plain(send, 303, "", [(b"location", location.encode()),
                                              _cookie_header(TOKEN_COOKIE, self.policy.token or "")])
                 return
