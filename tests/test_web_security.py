@@ -199,3 +199,17 @@ def test_a_refused_key_is_an_error_on_the_page_not_a_crash(root: Path, make_sim:
             assert "a-wrong-key" not in page and "Traceback" not in page
             # The card says why, in the provider's words, with what to do.
             assert re.search(r'class="detail">[^<]*401[^<]*API key', page)
+
+
+def test_a_refused_prompt_is_said_once_on_the_compose_page(server: WebServer,
+                                                           root: Path) -> None:
+    client, token = session_client(server)
+    with closing(client):
+        answer = client.post("/compose", data={"prompt": "@marra in the rain", "n": "2",
+                                               "provider": "offline", "csrf_token": token})
+        assert answer.status_code == 400
+        assert "no reference named" in answer.text and "@mara" in answer.text  # did you mean
+        assert "@marra in the rain</textarea>" in answer.text  # what was typed is kept
+        page = client.get("/generations").text
+        assert "Errors in background work" not in page
+    assert _count_generations(root) == 0

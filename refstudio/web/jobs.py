@@ -119,11 +119,15 @@ class Jobs:
 
         task = asyncio.ensure_future(self.studio.generate(
             prompt, on_event=self.progress.on_event, on_recorded=on_recorded, **options))
-        self._keep(task)
+        self.tasks.add(task)  # stopped with the server even before anything is recorded
         waiting: set[asyncio.Future[Any]] = {task, recorded}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if recorded.done():
+            # From here on it is background work: its end (or error) is noted by _finished.
+            task.add_done_callback(self._finished)
             return recorded.result()
+        # Refused before anything was recorded: the caller shows the error, once.
+        self.tasks.discard(task)
         recorded.cancel()
         task.result()  # raises what stopped it
         return []
