@@ -149,7 +149,9 @@ def child_sdk(args: argparse.Namespace) -> dict[str, Any]:
     import requests
     from wavespeed import Client
 
-    from refstudio.models import gen4
+    from refstudio.models import catalog
+
+    model_path = catalog.get("gen4").model
 
     rss_start = _rss_kb()
     statuses: list[str] = ["?"] * args.n
@@ -157,7 +159,7 @@ def child_sdk(args: argparse.Namespace) -> dict[str, Any]:
     def one(i: int) -> None:
         client = Client(api_key=KEY, base_url=args.base_url)  # SDK defaults otherwise
         try:
-            result = client.run(gen4.MODEL_ID, {"prompt": f"a harbour at dawn, take {i}",
+            result = client.run(model_path, {"prompt": f"a harbour at dawn, take {i}",
                                                 "aspect_ratio": "16:9", "resolution": "720p",
                                                 "seed": args.seed + i})
             for url in result["outputs"]:  # the engine downloads too: same work

@@ -82,10 +82,14 @@ def main() -> None:
                 assert all(g.status == "completed" for g in gens)
             studio.close()
         # The simulator's own cost of making one output (render + PNG encode), same size.
-        from refstudio.models import gen4
+        from refstudio.models import catalog
+        from refstudio.models.sizes import Size
         from refstudio.providers.offline.previews import encode_png, render_preview
 
-        w, h = gen4.output_size(args.aspect_ratio, args.resolution)
+        gen4 = catalog.get("gen4")
+        size = gen4.output_size(gen4.options_for(Size.of(args.aspect_ratio, args.resolution)))
+        assert size is not None
+        w, h = size
         renders = []
         for i in range(10):
             t0 = time.perf_counter()

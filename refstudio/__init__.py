@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "PackExportResult": "refstudio.library.packs",
     "PackImportResult": "refstudio.library.packs",
     "read_provenance": "refstudio.library.provenance",
+    "ModelSpec": "refstudio.models.spec",
     "RefstudioError": "refstudio.errors",
     "ProjectError": "refstudio.errors",
     "ProjectNotFoundError": "refstudio.errors",
@@ -38,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "PromptError": "refstudio.errors",
     "MentionError": "refstudio.errors",
     "TooManyReferencesError": "refstudio.errors",
+    "TooFewReferencesError": "refstudio.errors",
+    "UnknownModelError": "refstudio.errors",
     "TemplateError": "refstudio.errors",
     "BudgetExceededError": "refstudio.errors",
     "ProviderError": "refstudio.errors",
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
     from .library.references import AddedImage as AddedImage
     from .library.references import ImageInfo as ImageInfo
     from .library.references import ReferenceInfo as ReferenceInfo
+    from .models.spec import ModelSpec as ModelSpec
 
 
 def __getattr__(name: str) -> Any:

@@ -19,10 +19,12 @@ uses, so scripts can tell kinds of failure apart (typer/click usage errors keep 
     │   ├── ReferenceNotFoundError
     │   ├── ImageNotFoundError
     │   ├── GenerationNotFoundError
-    │   └── OutputNotFoundError
+    │   ├── OutputNotFoundError
+    │   └── UnknownModelError ....... no model with that id or alias (with did-you-mean)
     ├── PromptError (7) ............. a prompt or template cannot be turned into a request
     │   ├── MentionError ............ unknown @name (with did-you-mean), unknown label, malformed
-    │   ├── TooManyReferencesError
+    │   ├── TooManyReferencesError .. more references than the chosen model takes
+    │   ├── TooFewReferencesError ... the chosen model needs more references than mentioned
     │   └── TemplateError ........... syntax, undefined variable, sandbox, missing file
     ├── BudgetExceededError (8) ..... the request would cost more than allowed; nothing was sent
     ├── ProviderError (10) .......... the provider said no, or could not be reached
@@ -131,11 +133,19 @@ class PromptError(RefstudioError):
         self.line = line
 
 
+class UnknownModelError(NotFoundError):
+    pass
+
+
 class MentionError(PromptError):
     pass
 
 
 class TooManyReferencesError(PromptError):
+    pass
+
+
+class TooFewReferencesError(PromptError):
     pass
 
 

@@ -10,13 +10,14 @@ import asyncio
 import inspect
 from pathlib import Path
 
+import gen4_facts as gen4
 import pytest
 from conftest import ImageMaker
 
 from refstudio import AsyncStudio, Studio
-from refstudio.models import gen4
 
-PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow")
+PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow", "compare",
+                  "sync_models", "account")
 
 
 def _public(cls: type) -> set[str]:

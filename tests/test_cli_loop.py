@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gen4_facts as gen4
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
 
-from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sim-key-0123456789abcdef"

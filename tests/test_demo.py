@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gen4_facts as gen4
 import pytest
 
 from refstudio import Studio
 from refstudio.errors import ConfigError
 from refstudio.gallery import build_gallery
-from refstudio.models import gen4
 from refstudio.providers.wavespeed.client import WaveSpeedProvider
 
 

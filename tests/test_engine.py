@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import gen4_facts as gen4
 import pytest
 from conftest import ImageMaker
 from PIL import Image
 
 from refstudio import Studio
 from refstudio.engine import Engine, EngineSettings, PreparedRequest
-from refstudio.models import gen4
-from refstudio.providers.base import BoundImage, GenParams
+from refstudio.models.request import BoundImage
+from refstudio.models.spec import ModelOptions, ModelSpec
 from refstudio.providers.wavespeed.client import WaveSpeedProvider
 from refstudio.simulator import Simulator, SimulatorConfig
 
@@ -116,10 +117,13 @@ def test_second_generation_reuses_the_upload(
 class Base64Provider(WaveSpeedProvider):
     """The real provider, asking for outputs inline as base64."""
 
+    @classmethod
     def build_body(
-        self, prompt: str, images: list[BoundImage], params: GenParams
+        cls, model: ModelSpec, prompt: str, images: Sequence[BoundImage],
+        options: ModelOptions,
     ) -> dict[str, Any]:
-        return {**super().build_body(prompt, images, params), "enable_base64_output": True}
+        return {**super().build_body(model, prompt, images, options),
+                "enable_base64_output": True}
 
 
 @pytest.mark.parametrize(("aspect", "resolution"), [("16:9", "1080p"), ("3:4", "720p")])
@@ -164,7 +168,7 @@ def test_a_resumed_task_long_past_its_plan_is_polled_gently(project: Studio) -> 
             project.db,
             [PreparedRequest(prompt=f"past {i}", aspect_ratio="1:1", resolution="720p",
                              seed=i + 1) for i in range(20)],
-            provider="wavespeed", model=gen4.MODEL_ID, cost=0.0,
+            provider="wavespeed", costs=[0.0] * 20,
         )
         for i, gen_id in enumerate(past):
             records.update(project.db, gen_id, status="completed", inference_ms=500 + 50 * i)
@@ -172,8 +176,9 @@ def test_a_resumed_task_long_past_its_plan_is_polled_gently(project: Studio) -> 
         async def submit_one() -> str:
             provider = WaveSpeedProvider(api_key=KEY, base_url=server.base_url)
             try:
-                body = provider.build_body("resumed", [], GenParams(aspect_ratio="1:1",
-                                                                    resolution="720p", seed=99))
+                spec = gen4.SPEC
+                body = provider.build_body(spec, "resumed", [], spec.parse_options(
+                    {"aspect_ratio": "1:1", "resolution": "720p", "seed": 99}))
                 return (await provider.submit(body)).task_id
             finally:
                 await provider.aclose()
@@ -182,7 +187,7 @@ def test_a_resumed_task_long_past_its_plan_is_polled_gently(project: Studio) -> 
         [gen_id] = records.create_pending_many(
             project.db,
             [PreparedRequest(prompt="resumed", aspect_ratio="1:1", resolution="720p", seed=99)],
-            provider="wavespeed", model=gen4.MODEL_ID, cost=0.0,
+            provider="wavespeed", costs=[0.0],
         )
         records.update(project.db, gen_id, status="submitted", request_id=task_id, owner=None,
                        submitted_at=records.now_utc() - timedelta(seconds=60))

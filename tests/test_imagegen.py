@@ -6,10 +6,10 @@ import io
 import time
 from collections.abc import Callable
 
+import gen4_facts as gen4
 import pytest
 from PIL import Image
 
-from refstudio.models import gen4
 from refstudio.providers.offline.previews import encode_png, render_preview
 
 

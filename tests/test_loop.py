@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gen4_facts as gen4
 import pytest
 from conftest import ImageMaker, snapshot_project
 
@@ -21,7 +22,6 @@ from refstudio.errors import (
     NameTakenError,
     OutputNotFoundError,
 )
-from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sim-key-0123456789abcdef"
@@ -207,7 +207,7 @@ def test_project_budget_refuses_before_submitting(
     _set_budget(project.root, "budget = 0.1")
     studio = _reopen(project)
     try:
-        assert studio.price("wavespeed", "1080p") == pytest.approx(0.08)
+        assert studio.price("wavespeed", "gen4", {"resolution": "1080p"}) == pytest.approx(0.08)
         before = snapshot_project(studio.root)
         with pytest.raises(BudgetExceededError, match="budget"):
             studio.generate("@mara in @tavern", n=2, resolution="1080p")

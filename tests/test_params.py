@@ -6,88 +6,93 @@ import pytest
 
 from refstudio import Studio
 from refstudio.errors import ParameterError
-from refstudio.models import gen4
+from refstudio.models import catalog
+from refstudio.models.compose import compose_options
 from refstudio.models.params import (
     SQLITE_INT_MAX,
     check_generation_id,
     check_limit,
-    normalize_aspect_ratio,
     parse_output_handle,
-    validate_params,
-    validate_prompt_text,
 )
-from refstudio.providers.base import GenParams
+from refstudio.models.sizes import normalize_ratio
+
+GEN4 = catalog.get("gen4")
+SEED = GEN4.seed
+assert SEED is not None
 
 
 def test_defaults() -> None:
-    assert validate_params() == GenParams(gen4.DEFAULT_ASPECT_RATIO, gen4.DEFAULT_RESOLUTION, None)
+    assert GEN4.params(compose_options(GEN4)) == {
+        "aspect_ratio": "16:9", "resolution": "1080p", "seed": None}
 
 
-@pytest.mark.parametrize("ratio", gen4.ASPECT_RATIOS)
+@pytest.mark.parametrize("ratio", ["1:1", "16:9", "9:16", "4:3", "3:4"])
 def test_every_aspect_ratio(ratio: str) -> None:
-    assert validate_params(aspect_ratio=ratio).aspect_ratio == ratio
+    assert compose_options(GEN4, aspect_ratio=ratio).aspect_ratio == ratio  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
     ("written", "normal"), [("16x9", "16:9"), ("9X16", "9:16"), ("4/3", "4:3"), (" 1 : 1 ", "1:1")]
 )
 def test_aspect_ratio_spellings(written: str, normal: str) -> None:
-    assert normalize_aspect_ratio(written) == normal
+    assert normalize_ratio(written) == normal
 
 
 @pytest.mark.parametrize("bad", ["2:1", "16:10", "", "16", "16:9:1", "wide"])
-def test_bad_aspect_ratio_names_allowed(bad: str) -> None:
+def test_bad_aspect_ratio_is_refused(bad: str) -> None:
     with pytest.raises(ParameterError) as info:
-        validate_params(aspect_ratio=bad)
-    assert "1:1, 16:9, 9:16, 4:3, 3:4" in str(info.value)
+        compose_options(GEN4, aspect_ratio=bad)
+    assert "not W:H" in str(info.value) or "16:9 4:3 1:1 3:4 9:16" in str(info.value)
 
 
 @pytest.mark.parametrize(
     ("written", "normal"), [("720p", "720p"), ("1080P", "1080p"), ("720", "720p")]
 )
 def test_resolution(written: str, normal: str) -> None:
-    assert validate_params(resolution=written).resolution == normal
+    assert compose_options(GEN4, resolution=written).resolution == normal  # type: ignore[attr-defined]
 
 
 def test_bad_resolution() -> None:
-    with pytest.raises(ParameterError, match=r"'4k' is not supported; allowed: 1080p, 720p"):
-        validate_params(resolution="4k")
+    with pytest.raises(ParameterError,
+                       match=r"cannot make resolution 4k; it makes: .* at 1080p 720p"):
+        compose_options(GEN4, resolution="4k")
 
 
-@pytest.mark.parametrize("seed", [gen4.SEED_MIN, 42, gen4.SEED_MAX])
+@pytest.mark.parametrize("seed", [SEED.low, 42, SEED.high])
 def test_seed_range(seed: int) -> None:
-    assert validate_params(seed=seed).seed == seed
+    assert GEN4.seed_of(compose_options(GEN4, seed=seed)) == seed
 
 
-@pytest.mark.parametrize("seed", [0, -1, gen4.SEED_MAX + 1])
+@pytest.mark.parametrize("seed", [0, -1, SEED.high + 1])
 def test_seed_out_of_range(seed: int) -> None:
-    with pytest.raises(ParameterError, match="allowed: 1 to 2147483647"):
-        validate_params(seed=seed)
+    with pytest.raises(ParameterError, match="out of range; must be from 1 to 2147483647"):
+        compose_options(GEN4, seed=seed)
 
 
 @pytest.mark.parametrize("seed", [True, 1.5, "7"])
 def test_seed_must_be_int(seed: object) -> None:
-    with pytest.raises(ParameterError, match="must be an integer"):
-        validate_params(seed=seed)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="valid integer"):
+        compose_options(GEN4, seed=seed)  # type: ignore[arg-type]
 
 
 def test_prompt_text_ok() -> None:
-    text = "x" * gen4.PROMPT_MAX_UTF16
-    assert validate_prompt_text(text) is text
+    assert GEN4.prompt_max is not None
+    text = "x" * GEN4.prompt_max
+    assert GEN4.check_prompt(text) is text
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])
 def test_prompt_empty(text: str) -> None:
     with pytest.raises(ParameterError, match="empty"):
-        validate_prompt_text(text)
+        GEN4.check_prompt(text)
 
 
 def test_prompt_too_long_counts_utf16() -> None:
     # 999 ASCII + one emoji = 1001 UTF-16 units although len() is 1000
     text = "a" * 999 + "\N{GRINNING FACE}"
-    assert len(text) == gen4.PROMPT_MAX_UTF16
+    assert len(text) == GEN4.prompt_max
     with pytest.raises(ParameterError) as info:
-        validate_prompt_text(text)
+        GEN4.check_prompt(text)
     assert "1001 UTF-16 code units" in str(info.value)
     assert "at most 1000" in str(info.value)
 

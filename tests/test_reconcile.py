@@ -18,12 +18,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import gen4_facts as gen4
 import httpx
 import pytest
 from conftest import run_cli, snapshot_project
 
 from refstudio import AsyncStudio, Studio
-from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-reconcile"

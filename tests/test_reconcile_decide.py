@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import gen4_facts as gen4
+
 from refstudio.engine.reconcile import decide, fit
-from refstudio.models import gen4
 from refstudio.providers.base import TaskHistory, TaskRecord
 from refstudio.storage.tables import Generation
 

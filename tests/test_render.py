@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gen4_facts as gen4
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
 
@@ -21,7 +22,6 @@ from refstudio.errors import (
     TemplateError,
     TooManyReferencesError,
 )
-from refstudio.models import gen4
 
 ENV = {"REFSTUDIO_NO_PROGRESS": "1"}
 

@@ -16,11 +16,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import gen4_facts as gen4
 import pytest
 from PIL import Image
 
 from refstudio import Studio
-from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 KEY = "sk-crash-test"

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gen4_facts as gen4
 import httpx
 import pytest
 from conftest import run_cli
 from PIL import Image
 
-from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 SUBMIT = f"/api/v3/{gen4.MODEL_ID}"

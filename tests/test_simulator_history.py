@@ -11,10 +11,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import gen4_facts as gen4
 import httpx
 import pytest
 
-from refstudio.models import gen4
 from refstudio.simulator import Simulator, SimulatorConfig
 
 SUBMIT = f"/api/v3/{gen4.MODEL_ID}"

@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
+import gen4_facts as gen4
 import httpx
 import pytest
 
 from refstudio.errors import AuthenticationError
-from refstudio.models import gen4
 from refstudio.providers.base import TaskHistory
 from refstudio.providers.offline.provider import OfflineProvider
 from refstudio.providers.wavespeed.client import WaveSpeedProvider, parse_time

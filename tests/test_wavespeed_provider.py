@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any, TypeVar
 
+import gen4_facts as gen4
 import httpx
 import pytest
 from PIL import Image
@@ -35,8 +36,8 @@ from refstudio.errors import (
     RequestRejectedError,
     TransientError,
 )
-from refstudio.models import gen4
-from refstudio.providers.base import BoundImage, GenParams, TaskStatus
+from refstudio.models.request import BoundImage
+from refstudio.providers.base import TaskStatus
 from refstudio.providers.wavespeed.client import WaveSpeedProvider, parse_retry_after
 
 KEY = "sk-test"
@@ -145,7 +146,7 @@ def test_env_defaults_and_masked_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         provider = WaveSpeedProvider()
         try:
             assert provider.base_url == "http://127.0.0.1:1"
-            assert provider.name == "wavespeed" and provider.model == gen4.MODEL_ID
+            assert provider.name == "wavespeed" and provider.default_model().model == gen4.MODEL_ID
             for text in (repr(provider), str(provider), repr(vars(provider))):
                 assert "sk-from-env-123456" not in text
         finally:
@@ -529,8 +530,10 @@ def test_upload_submit_poll_download_roundtrip(sim: Any) -> None:
     async def fn(p: WaveSpeedProvider) -> bytes:
         uploaded = await p.upload(reference, filename="mara.png", content_type="image/png")
         assert uploaded.url.startswith("http") and uploaded.expires_at is None
+        spec = gen4.SPEC
         built = p.build_body(
-            "@mara on a cliff", [BoundImage("mara", uploaded.url)], GenParams("16:9", "720p", 7)
+            spec, "@mara on a cliff", [BoundImage("mara", uploaded.url)],
+            spec.parse_options({"aspect_ratio": "16:9", "resolution": "720p", "seed": 7}),
         )
         assert built["reference_images"] == [uploaded.url]
         assert "enable_sync_mode" not in built

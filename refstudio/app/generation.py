@@ -5,7 +5,6 @@ Split from :mod:`refstudio.app.studio` so that module stays about opening projec
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from ..errors import (
     NameTakenError,
     OutputNotFoundError,
 )
-from ..models import gen4
 from ..prompts.names import clean_name, name_key
 from ..storage.database import read_session, write_session
 from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
@@ -31,15 +29,10 @@ if TYPE_CHECKING:
     from ..engine import Engine, Event, Outcome, PreparedRequest, Reconciled
     from ..library.references import Library, ReferenceInfo
     from ..library.results import GenerationInfo
+    from ..models.spec import ModelSpec
     from ..providers.base import Provider
     from .project import Project
 
-DEFAULT_PRICES: dict[str, dict[str, float]] = {
-    # Estimates from the protocol notes (Runway: 5 credits at 720p, 8 at 1080p; $0.01 a credit).
-    "wavespeed": {"720p": 0.05, "1080p": 0.08},
-    "runway": {"720p": 0.05, "1080p": 0.08},
-    "offline": {"720p": 0.0, "1080p": 0.0},
-}
 
 
 @dataclass(frozen=True)
@@ -70,6 +63,7 @@ class RenderResult:
     body: dict[str, Any]  # the request body, with upload placeholders for image URLs
     cost_estimate: float
     warnings: tuple[str, ...] = field(default=())
+    model: str = ""  # the catalog id of the model the body is for
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +76,7 @@ class RenderResult:
             "body": self.body,
             "cost_estimate": self.cost_estimate,
             "warnings": list(self.warnings),
+            "model": self.model,
         }
 
 
@@ -134,21 +129,35 @@ class Generations:
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         seed: int | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> RenderResult:
         """Turn a prompt (or a template in ``templates/``) into exactly what would be sent.
 
-        No network and no database writes. Raises PromptError subclasses (unknown ``@name``
-        with a did-you-mean, too many references, template errors with file and line) and
-        ParameterError for bad parameters.
+        ``model`` is a catalog id or alias (None: ``default_model`` in refstudio.toml, else
+        Gen-4 Image); ``options`` are that model's own (``refstudio models show``). For models
+        that bind images by position the text is rewritten to say "image 1", "image 2"
+        (:mod:`refstudio.prompts.binding`). No network and no database writes. Raises
+        UnknownModelError, PromptError subclasses (unknown ``@name`` with a did-you-mean, more
+        references than the model takes, template errors with file and line) and
+        ParameterError for options or sizes the model does not take.
         """
         from ..library.lookup import LibraryLookup
-        from ..models.params import validate_params
-        from ..models.request import BoundImage, GenParams
+        from ..models.compose import choose_model, compose_options
+        from ..models.request import BoundImage
         from ..prompts import load_vars_file, render_string, render_template, resolve
-        from ..providers.registry import default_provider_name, provider_class
+        from ..prompts.binding import text_for_model
+        from ..providers.registry import provider_class
+        from .modelchoice import choose_provider
 
         if (prompt is None) == (template is None):
             raise InputError("give a prompt or a template (one of them)")
+        config = self.project.config
+        spec = choose_model(model, config.default_model)
+        chosen = compose_options(spec, aspect_ratio=aspect_ratio, resolution=resolution,
+                                 seed=seed, options=options,
+                                 defaults=(config.aspect_ratio, config.resolution))
+        provider_name = choose_provider(spec, provider, config.provider)
         values: dict[str, Any] = {}
         if vars_file is not None:
             values.update(load_vars_file(vars_file))
@@ -164,13 +173,7 @@ class Generations:
             text = render_string(prompt, values, lookup, templates_dir=templates_dir) if (
                 "{" in prompt
             ) else " ".join(prompt.split())
-        resolved = resolve(text, lookup, source=template)
-        params = validate_params(
-            aspect_ratio or self.project.config.aspect_ratio,
-            resolution or self.project.config.resolution,
-            seed,
-        )
-        provider_name = default_provider_name(provider or self.project.config.provider)
+        resolved = resolve(text, lookup, source=template, model=spec)
         cls = provider_class(provider_name)
         bound = tuple(
             BoundReference(
@@ -187,34 +190,38 @@ class Generations:
             for b in resolved.bindings
         )
         images = [BoundImage(tag=b.name, url=f"upload://{b.sha256[:16]}") for b in bound]
-        body = cls.build_body(
-            resolved.text_to_send, images,
-            GenParams(params.aspect_ratio, params.resolution, params.seed),
-        )
+        sent = text_for_model(resolved, spec, order_form=config.order_form)
+        body = cls.build_body(spec, sent, images, chosen)
         warnings = tuple(f"@{b.name}: {w}" for b in bound for w in b.warnings)
         return RenderResult(
             source=source,
             text=text,
-            prompt=resolved.text_to_send,
+            prompt=sent,
             references=bound,
-            params={"aspect_ratio": params.aspect_ratio, "resolution": params.resolution,
-                    "seed": params.seed},
+            params=spec.params(chosen),
             provider=provider_name,
             body=body,
-            cost_estimate=self.price(provider_name, params.resolution),
+            cost_estimate=self.price(provider_name, spec, chosen),
             warnings=warnings,
+            model=spec.id,
         )
 
-    def price(self, provider: str, resolution: str) -> float:
-        """Estimated price of one image (US dollars) from refstudio.toml, else the defaults;
-        0 for a provider whose work is free (offline, or one set up as ``simulated``)."""
+    def price(self, provider: str, model: Any = None, options: Any = None) -> float:
+        """Estimated price of one image (US dollars) of ``model`` (a spec, id or alias; None:
+        the default model) with ``options`` (None: its defaults): the project's price table,
+        else the model's own price. 0 for a provider whose work is free (offline, or
+        ``simulated``)."""
+        from ..models import catalog
+        from ..models.compose import price_per_image
         from ..providers.registry import provider_class
 
         if (not provider_class(provider).paid
                 or self.provider_options.get(provider, {}).get("simulated")):
             return 0.0
-        table = self.project.config.prices.get(provider) or DEFAULT_PRICES.get(provider, {})
-        return float(table.get(resolution, DEFAULT_PRICES.get(provider, {}).get(resolution, 0.0)))
+        spec = catalog.get(model)
+        if options is None or isinstance(options, Mapping):
+            options = spec.parse_options(options)
+        return price_per_image(spec, options, self.project.config.prices)
 
     def spent(self) -> float:
         """Estimated spend so far: every generation that was or may have been paid."""
@@ -276,17 +283,18 @@ class Generations:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        text: str | None = None,
+        model: str | None = None, text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Generations, newest first; optionally those using ``ref``, in one ``status``, or
-        whose prompt contains ``text``."""
+        """Generations, newest first; optionally those using ``ref``, in one ``status``, of
+        one ``model`` (id or alias), or whose prompt contains ``text``."""
         from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
             raise InputError(
                 f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
             )
-        return self.queries.history(ref=ref, status=status, limit=limit, text=text)
+        return self.queries.history(ref=ref, status=status, limit=limit, model=model,
+                                    text=text)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""
@@ -406,20 +414,23 @@ class Generations:
         provider: str | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[RenderResult, list[PreparedRequest]]:
         """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
         from ..engine import BindingRecord, PreparedRequest
+        from ..models import catalog
+        from ..models.compose import seeds_for
         from ..models.params import check_batch_size
 
         check_batch_size(n)
         rendered = self.render(
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+            model=model, options=options,
         )
-        if seed is not None and seed + n - 1 > gen4.SEED_MAX:
-            raise InputError(f"seed {seed} + {n} variants runs past {gen4.SEED_MAX}")
-        first_seed = seed if seed is not None else random.randint(gen4.SEED_MIN,
-                                                                  gen4.SEED_MAX - n)
+        spec = catalog.get(rendered.model)
+        seed_field = spec.options.seed_field
         bindings = tuple(
             BindingRecord(name=r.name, label=r.label, sha256=r.sha256, image_id=r.image_id,
                           reference_id=r.reference_id)
@@ -428,16 +439,20 @@ class Generations:
         requests = [
             PreparedRequest(
                 prompt=rendered.prompt,
-                aspect_ratio=rendered.params["aspect_ratio"],
-                resolution=rendered.params["resolution"],
-                seed=first_seed + i,
+                # The common vocabulary, for whoever reads the request; the options rule.
+                aspect_ratio=rendered.params.get("aspect_ratio"),
+                resolution=rendered.params.get("resolution"),
+                seed=variant_seed,
+                model=spec.id,
+                options=(rendered.params if seed_field is None
+                         else {**rendered.params, seed_field: variant_seed}),
                 bindings=bindings,
                 template_source=template if template else (prompt if prompt != rendered.prompt
                                                            else None),
                 run_id=run_id,
                 step_id=step_id,
             )
-            for i in range(n)
+            for variant_seed in seeds_for(spec, seed, n)
         ]
         return rendered, requests
 
@@ -458,15 +473,18 @@ class Generations:
         on_event: Callable[[Event], None] | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
         on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[GenerationInfo]:
-        """Generate ``n`` variants of a prompt and store their outputs in the library.
+        """Generate ``n`` variants of a prompt with one model and store their outputs.
 
-        Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds (always recorded).
-        Checks the budget before anything is sent. With ``promote``, the first output of the
-        first completed generation becomes (a new version of) that reference.
-        ``on_recorded`` hears the new generation ids once they are written down, before any is
-        sent (a front end shows them at once instead of waiting for the end).
+        ``model`` is a catalog id or alias (None: the project's default model) and ``options``
+        its own options. Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds
+        (always recorded; models without seeds get none). Checks the budget before anything is
+        sent. With ``promote``, the first output of the first completed generation becomes (a
+        new version of) that reference. ``on_recorded`` hears the new generation ids once they
+        are written down, before any is sent (a front end shows them at once).
         """
         from ..models.params import check_cost_limit
 
@@ -476,7 +494,7 @@ class Generations:
         rendered, requests = self.prepare_requests(
             prompt, template=template, variables=variables, vars_file=vars_file, n=n,
             aspect_ratio=aspect_ratio, resolution=resolution, seed=seed, provider=provider,
-            run_id=run_id, step_id=step_id,
+            run_id=run_id, step_id=step_id, model=model, options=options,
         )
         self.check_budget(rendered.cost_estimate * n, max_cost)
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
@@ -567,17 +585,23 @@ class Generations:
         return results
 
     async def retry(
-        self, generation_id: int, *, on_event: Callable[[Event], None] | None = None
+        self, generation_id: int, *, on_event: Callable[[Event], None] | None = None,
+        model: str | None = None,
     ) -> GenerationInfo:
         """Send a ``failed``, ``unknown`` or never-sent (``pending``) generation again.
 
         :meth:`retry_cost` says what it costs (never accepted: paid for the first time; an
-        earlier attempt accepted or maybe accepted: it may be paid twice).
+        earlier attempt accepted or maybe accepted: it may be paid twice). With ``model``
+        other than the generation's, its prompt (as written) goes to that model instead: a new
+        generation, whatever the old one's state, with its seed when both models take seeds.
         """
         from ..engine.core import NOTHING_SENT, owner_alive
         from ..engine.records import load, requeue
+        from ..models import catalog
 
         gen = load(self.library.db, generation_id)
+        if model is not None and catalog.get(model).id != gen.model_id:
+            return await self._on_other_model(gen, catalog.get(model), on_event)
         if gen.status not in ("failed", "unknown", "pending") or (
             gen.status == "pending" and owner_alive(gen.owner)
         ):
@@ -597,6 +621,24 @@ class Generations:
                     owner=engine.owner, seen_owner=gen.owner)
             await engine.run([generation_id])
         return self.queries.get(generation_id)
+
+    async def _on_other_model(
+        self, gen: Generation, spec: ModelSpec, on_event: Callable[[Event], None] | None,
+    ) -> GenerationInfo:
+        """The prompt of ``gen`` as written, sent to ``spec`` as a new generation."""
+        import json
+
+        source = gen.template_source or gen.prompt
+        folder = self.project.templates_dir
+        is_template = gen.template_source is not None and any(
+            (folder / name).is_file() for name in (source, f"{source}.j2"))
+        seed = json.loads(gen.params_json).get("seed")
+        if spec.options.seed_field is None or not isinstance(seed, int):
+            seed = None
+        [info] = await self.generate(
+            None if is_template else source, template=source if is_template else None,
+            seed=seed, model=spec.id, on_event=on_event)
+        return info
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -636,7 +678,7 @@ class Generations:
         self,
         provider_name: str,
         requests: list[PreparedRequest],
-        cost: float,
+        cost: float | list[float],
         on_event: Callable[[Event], None] | None,
         on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[Outcome]:

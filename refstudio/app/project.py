@@ -47,13 +47,22 @@ concurrency = 2
 # requests. Default: 2 % of the typical task time in this library, at least 0.18 s.
 # poll_lag = 0.5
 
+# The model used when a command names none (`refstudio models` lists them).
+# default_model = "gen4"
+
+# How models that bind images by position (nano-banana, seedream-v4, kontext-multi) are told
+# which image is which: each reference's first mention becomes this ({{name}}, {{n}}, {{label}}).
+# order_form = "{{name}} (image {{n}})"
+
 [defaults]
 aspect_ratio = "16:9"
 resolution = "1080p"
 # provider = "wavespeed"   # default: wavespeed when a key is set, else offline
 
-# Estimated prices in US dollars per image, by provider and resolution. Estimates only:
-# check your provider's price list.
+# Estimated prices in US dollars per image. [prices.wavespeed] by resolution is Gen-4 Image's;
+# other models have their own prices (`refstudio models`), overridden with a table named after
+# the model, e.g. [prices.seedream-v4] default = 0.03. Estimates only: check your provider's
+# price list (`refstudio account` asks WaveSpeed for a quote).
 [prices.wavespeed]
 "720p" = 0.05
 "1080p" = 0.08
@@ -77,6 +86,10 @@ class ProjectConfig:
     concurrency: int = 2
     poll_lag: float | None = None  # None: the engine's automatic lag
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Model id or alias used when a command names none (None: the catalog's default, Gen-4).
+    default_model: str | None = None
+    #: How order-binding models are told which image is which (see refstudio.prompts.binding).
+    order_form: str | None = None
 
     @property
     def max_image_bytes(self) -> int:
@@ -191,7 +204,8 @@ def load_config(root: Path) -> ProjectConfig:
     return parse_config(raw, path)
 
 
-_TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices"}
+_TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices",
+             "default_model", "order_form"}
 #: Below 50 ms a poll is mostly its own round trip; above a minute a task sits done unnoticed.
 POLL_LAG_RANGE = (0.05, 60.0)
 _DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
@@ -236,6 +250,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         concurrency=concurrency,
         poll_lag=poll_lag,
         prices=prices,
+        default_model=_text(raw.get("default_model", ""), path, "default_model") or None,
+        order_form=_text(raw.get("order_form", ""), path, "order_form") or None,
     )
 
 

@@ -28,6 +28,7 @@ from ..library.references import AddedImage, ImageInfo, Library, ReferenceInfo
 from ..storage.database import Database
 from ..storage.media import LocalMediaStore, count_media_files
 from .generation import Generations
+from .models_service import Models
 from .project import (
     Project,
     check_layout,
@@ -84,6 +85,10 @@ def _workflows(studio: _StudioBase) -> Workflows:
     return studio.workflows
 
 
+def _models(studio: _StudioBase) -> Models:
+    return studio.model_verbs
+
+
 class _StudioBase:
     """What both faces share: the project, its library, and every local (non-network) verb.
 
@@ -129,6 +134,7 @@ class _StudioBase:
         self.generations = Generations(project, self.library)
         self.queries = self.generations.queries
         self.workflows = Workflows(project, self.library, self.generations)
+        self.model_verbs = Models(project, self.generations)
 
     @property
     def provider_options(self) -> dict[str, dict[str, Any]]:
@@ -186,6 +192,9 @@ class _StudioBase:
     engine = _delegate(_generations, Generations.engine)
     find_workflow = _delegate(_workflows, Workflows.find_workflow)
     plan_workflow = _delegate(_workflows, Workflows.plan_workflow)
+    models = _delegate(_models, Models.models)
+    model = _delegate(_models, Models.model)
+    plan_compare = _delegate(_models, Models.plan_compare)
 
     # -- references ---------------------------------------------------------------------------
 
@@ -425,6 +434,9 @@ _resume = _delegate_async(_generations, Generations.resume)
 _reconcile = _delegate_async(_generations, Generations.reconcile)
 _retry = _delegate_async(_generations, Generations.retry)
 _run_workflow = _delegate_async(_workflows, Workflows.run_workflow)
+_compare = _delegate_async(_models, Models.compare)
+_sync_models = _delegate_async(_models, Models.sync_models)
+_account = _delegate_async(_models, Models.account)
 
 
 class Studio(_StudioBase):
@@ -438,14 +450,20 @@ class Studio(_StudioBase):
     reconcile = _blocking(_reconcile)
     retry = _blocking(_retry)
     run_workflow = _blocking(_run_workflow)
+    compare = _blocking(_compare)
+    sync_models = _blocking(_sync_models)
+    account = _blocking(_account)
 
 
 class AsyncStudio(_StudioBase):
-    """A refstudio project for asyncio code: ``generate``, ``resume``, ``reconcile``, ``retry``
-    and ``run_workflow`` are coroutines."""
+    """A refstudio project for asyncio code: ``generate``, ``resume``, ``reconcile``, ``retry``,
+    ``run_workflow``, ``compare``, ``sync_models`` and ``account`` are coroutines."""
 
     generate = _generate
     resume = _resume
     reconcile = _reconcile
     retry = _retry
     run_workflow = _run_workflow
+    compare = _compare
+    sync_models = _sync_models
+    account = _account

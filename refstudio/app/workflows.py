@@ -62,11 +62,13 @@ class Workflows:
         *,
         variables: Mapping[str, Any] | None = None,
         allow_outside: bool = False,
+        model: str | None = None,
     ) -> Plan:
         """Parse and check a workflow and order its steps. Writes nothing, sends nothing.
 
         ``[refs]`` images are found relative to the workflow file; ones outside the project
-        folder are refused unless ``allow_outside``.
+        folder are refused unless ``allow_outside``. ``model`` is the model of steps that name
+        none (default: ``default_model`` in refstudio.toml, else the catalog's default).
         """
         from ..library.lookup import LibraryLookup
 
@@ -81,6 +83,7 @@ class Workflows:
             overrides=variables,
             defaults=(config.aspect_ratio, config.resolution),
             image_step=image_step_of(self.library.db, str(wf.path)),
+            default_model=model or config.default_model,
         )
 
     async def run_workflow(
@@ -95,22 +98,36 @@ class Workflows:
         on_step: StepListener | None = None,
         on_event: Callable[[Event], None] | None = None,
         allow_outside: bool = False,
+        model: str | None = None,
     ) -> RunReport:
         """Run (or with ``dry_run``, only plan) a workflow file; resumable by running again.
 
         Checks the whole plan and the budget before anything is paid for. Returns a RunReport
         whose status is ``completed``, ``paused`` (a manual pick, or an unknown request) or
         ``failed``; with ``dry_run``, ``planned``. ``allow_outside`` lets ``[refs]`` images come
-        from outside the project folder.
+        from outside the project folder. ``model`` runs the steps that name no model on that one.
         """
         from ..models.params import check_concurrency, check_cost_limit
         from ..providers.registry import default_provider_name
 
         check_cost_limit(max_cost)
         check_concurrency(concurrency)
-        plan = self.plan_workflow(workflow, variables=variables, allow_outside=allow_outside)
+        from ..models import catalog
+        from ..providers.registry import provider_class
+
+        if model is not None:
+            catalog.get(model)  # an unknown model: UnknownModelError, before anything else
+        plan = self.plan_workflow(workflow, variables=variables, allow_outside=allow_outside,
+                                  model=model)
         provider_name = default_provider_name(provider or self.project.config.provider)
         for step in plan.steps:
+            for model_id in step.models:
+                if not provider_class(provider_name).serves(catalog.get(model_id)):
+                    raise WorkflowError(
+                        f'{plan.workflow.path.name}: step "{step.id}": model {model_id} is not '
+                        f'served by "{provider_name}" (a run uses one provider for every step)',
+                        hint="run it with --provider offline to preview, or choose the "
+                        "provider's own models")
             wanted = step.spec.provider
             if wanted is not None and wanted != provider_name:
                 raise WorkflowError(

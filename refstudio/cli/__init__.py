@@ -16,6 +16,7 @@ from . import _common
 from .gallery_cmds import register as _register_gallery
 from .gen_cmds import register as _register_gen
 from .history_cmds import register as _register_history
+from .models_cmds import register as _register_models
 from .pack_cmds import register as _register_packs
 from .project_cmds import register as _register_project
 from .ref import ref_app
@@ -56,6 +57,7 @@ _register_tools(app)
 _register_workflow(app)
 _register_gallery(app)
 _register_packs(app)
+_register_models(app)
 _register_serve(app)
 
 

@@ -23,6 +23,9 @@ def gallery(
     ] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Write into a --out folder that holds other files.")] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only generations of this model.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print stable JSON.")] = False,
 ) -> None:
     """Build a static HTML gallery: the library, every generation, and each lineage.
@@ -32,7 +35,7 @@ def gallery(
     from ..gallery import build_gallery
 
     with open_studio() as studio:
-        report = build_gallery(studio, out, overwrite=force)
+        report = build_gallery(studio, out, overwrite=force, model=model)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -24,9 +24,19 @@ VarsFileOpt = Annotated[Path | None, typer.Option("--vars", help="TOML or JSON f
 ProviderOpt = Annotated[
     str | None, typer.Option(help="Provider: wavespeed, offline (default: wavespeed with a key).")
 ]
-AspectOpt = Annotated[str | None, typer.Option(help="1:1, 16:9, 9:16, 4:3 or 3:4.")]
-ResolutionOpt = Annotated[str | None, typer.Option(help="1080p or 720p.")]
-SeedOpt = Annotated[int | None, typer.Option(help="Seed 1..2147483647 (variants use S, S+1, …).")]
+AspectOpt = Annotated[
+    str | None, typer.Option(help="Aspect ratio, e.g. 16:9 (`refstudio models` lists each "
+                                  "model's).")]
+ResolutionOpt = Annotated[str | None, typer.Option(help="720p, 1080p, 2k or 4k, as the model "
+                                                        "makes.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed, in the model's range (variants use S, "
+                                                  "S+1, …).")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model id or alias, e.g. gen4, nano-banana "
+                             "(`refstudio models`; default: default_model or gen4).")]
+OptionOpt = Annotated[
+    list[str] | None, typer.Option("--option", "-o", help="A model option NAME=VALUE "
+                                   "(repeatable; `refstudio models show MODEL`).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -49,13 +59,20 @@ def render(
     aspect_ratio: AspectOpt = None,
     resolution: ResolutionOpt = None,
     seed: SeedOpt = None,
+    model: ModelOpt = None,
+    option: OptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show exactly what a prompt becomes: text, bound references, request body. Sends nothing."""
+    """Show exactly what a prompt becomes for a model: the text it receives, the bound
+    references, the request body. Sends nothing."""
+    from ..models.compose import parse_option_assignments
+
+    options = parse_option_assignments(option)
     with open_studio() as studio:
         result = studio.render(
             prompt, template=template, variables=_variables(var), vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+            model=model, options=options or None,
         )
     if as_json:
         print_json(result.to_dict())
@@ -76,6 +93,7 @@ def _print_render(result: "RenderResult") -> None:
         out.print(table)
     else:
         out.print("no references (a scene prompt)")
+    out.print(f"[bold]model[/bold]    {result.model}")
     out.print(f"[bold]provider[/bold] {result.provider}   estimated cost "
               f"${result.cost_estimate:.2f} per image")
     out.print("[bold]body[/bold]")
@@ -102,12 +120,16 @@ def gen(
     promote: Annotated[
         str | None, typer.Option(help="Promote the first output to this reference.")
     ] = None,
+    model: ModelOpt = None,
+    option: OptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate images from a prompt or template and store them in the library."""
+    from ..models.compose import parse_option_assignments
     from ..models.params import check_batch_size, check_cost_limit
     from ..providers.config import effective_settings
 
+    options = parse_option_assignments(option) or None
     check_cost_limit(max_cost, "--max-cost")
     check_batch_size(n, "-n")
     with open_studio() as studio:
@@ -121,13 +143,16 @@ def gen(
         rendered = studio.render(
             prompt, template=template, variables=_variables(var), vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+            model=model, options=options,
         )
         if not as_json:
             for message in rendered.warnings:
                 warn(message)
+            size = " ".join(str(rendered.params[k]) for k in ("resolution", "aspect_ratio",
+                                                                "size") if k in rendered.params)
             console().print(
-                f"{n} x {rendered.params['resolution']} {rendered.params['aspect_ratio']} on "
-                f"{rendered.provider}: estimated ${rendered.cost_estimate * n:.2f}"
+                f"{n} x {rendered.model} {size} on {rendered.provider}: estimated "
+                f"${rendered.cost_estimate * n:.2f}".replace("  ", " ")
             )
         progress = _Progress(enabled=not as_json)
         try:
@@ -136,7 +161,7 @@ def gen(
                     prompt, template=template, variables=_variables(var), vars_file=vars_file,
                     n=n, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
                     provider=provider, max_cost=max_cost, promote=promote,
-                    on_event=progress.update,
+                    on_event=progress.update, model=model, options=options,
                 )
         except KeyboardInterrupt:
             err_console().print(

@@ -87,11 +87,14 @@ def history(
     ref: Annotated[str | None, typer.Option(help="Only generations using this reference.")] = None,
     status: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many (newest first).")] = 50,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only generations of this model.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generations with state, prompt, references, seed, time and cost."""
     with open_studio() as studio:
-        gens = studio.history(ref=ref, status=status, limit=limit)
+        gens = studio.history(ref=ref, status=status, limit=limit, model=model)
     if as_json:
         print_json([g.to_dict() for g in gens])
         return
@@ -134,15 +137,33 @@ def show(generation_id: int, as_json: JsonOpt = False) -> None:
 def retry(
     generation_id: int,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Send its prompt to this model instead (a new generation).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send a failed, unknown or never-sent generation again, saying first what it costs."""
+    """Send a failed, unknown or never-sent generation again, saying first what it costs.
+    With --model, send its prompt to another model as a new generation."""
     import sys
 
     from ._common import fail
 
     with open_studio() as studio:
         g = studio.generation(generation_id)
+        if model is not None:
+            from ..models import catalog
+
+            spec = catalog.get(model)
+            if spec.id != g.model_id:
+                g = studio.retry(generation_id, model=spec.id)
+                if as_json:
+                    print_json(g.to_dict())
+                else:
+                    console().print(f"#{g.id} on {spec.id}: {g.status} {g.error}".rstrip(),
+                                    highlight=False)
+                if g.status != "completed":
+                    raise typer.Exit(11)
+                return
         if g.status not in ("failed", "unknown", "pending"):
             from ..errors import GenerationError
 

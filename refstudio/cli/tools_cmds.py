@@ -41,6 +41,10 @@ def simulator(
     account_concurrency: Annotated[
         int | None, typer.Option(min=1, help="Tasks run at once; later ones queue (default: any).")
     ] = None,
+    balance: Annotated[float, typer.Option(help="US dollars on the simulated account.")] = 10.0,
+    catalog_drift: Annotated[
+        bool, typer.Option(help="Publish a catalog drifted from refstudio's (for models sync).")
+    ] = False,
 ) -> None:
     """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
     import re
@@ -49,12 +53,13 @@ def simulator(
     from ..simulator import SimulatorConfig, run_forever
 
     flags = {"port", "latency", "jitter", "fail_rate", "rate_429", "rate_5xx", "drop_rate",
-             "rate_lost", "key", "account_concurrency"}
+             "rate_lost", "key", "account_concurrency", "balance"}
     try:
         config = SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
                                  fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
                                  drop_rate=drop_rate, rate_lost=rate_lost, key=key,
-                                 account_concurrency=account_concurrency)
+                                 account_concurrency=account_concurrency, balance=balance,
+                                 catalog_drift=catalog_drift)
     except ValueError as exc:
         # The config names its fields; the user typed flags: say --fail-rate, not fail_rate.
         message = re.sub(r"^\w+", lambda m: "--" + m.group().replace("_", "-")

@@ -1,11 +1,14 @@
 """``refstudio run``: multi-step compositions from workflow files."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._common import console, err_console, open_studio, print_json
+
+if TYPE_CHECKING:
+    from ..app.studio import Studio
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +33,9 @@ def run(
     allow_outside: Annotated[bool, typer.Option(
         "--allow-outside", help="Let [refs] images come from outside the project folder.")
     ] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Model of the steps that name none (`refstudio models`).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print stable JSON.")] = False,
 ) -> None:
     """Run a workflow: steps ordered by the references they promote and mention.
@@ -44,7 +50,7 @@ def run(
     variables = parse_var_assignments(var or [])
     with open_studio() as studio:
         if dry_run and not as_json:
-            _print_plan(studio, workflow, variables, allow_outside)
+            _print_plan(studio, workflow, variables, allow_outside, model)
 
         def on_step(step_id: str, state: str, detail: str) -> None:
             if not as_json:
@@ -54,7 +60,7 @@ def run(
         report = studio.run_workflow(
             workflow, dry_run=dry_run, concurrency=concurrency, provider=provider,
             variables=variables, max_cost=max_cost, on_step=on_step,
-            allow_outside=allow_outside,
+            allow_outside=allow_outside, model=model,
         )
     if as_json:
         print_json(report.to_dict())
@@ -68,24 +74,30 @@ def run(
         raise typer.Exit(0)
 
 
-def _print_plan(studio: object, workflow: str, variables: dict, allow_outside: bool) -> None:
+def _print_plan(
+    studio: "Studio", workflow: str, variables: dict[str, Any], allow_outside: bool,
+    model: str | None = None,
+) -> None:
     from rich.table import Table
 
+    from ..models import catalog
     from ..workflow.runner import bound_names, estimate
 
-    plan = studio.plan_workflow(  # type: ignore[attr-defined]
-        workflow, variables=variables, allow_outside=allow_outside)
-    names = {n.lower(): n for n in studio.library.all_names()}  # type: ignore[attr-defined]
-    provider = studio.project.config.provider  # type: ignore[attr-defined]
+    plan = studio.plan_workflow(
+        workflow, variables=variables, allow_outside=allow_outside, model=model)
+    names = {n.lower(): n for n in studio.library.all_names()}
+    provider = studio.project.config.provider
     from ..providers.registry import default_provider_name
 
-    _, notes = estimate(studio, plan, default_provider_name(provider))
-    table = Table("level", "step", "references", "seeds", "size", "promotes", "note")
+    _, notes = estimate(studio.generations, plan, default_provider_name(provider))
+    table = Table("level", "step", "references", "models", "seeds", "size", "promotes", "note")
     for step in plan.steps:
         promote = step.spec.promote
         table.add_row(
             str(step.level), step.id, " ".join(bound_names(step, names)) or "(none)",
-            ", ".join(map(str, step.seeds)), f"{step.aspect_ratio} {step.resolution}",
+            " ".join(catalog.get(m).alias for m in step.models),
+            ", ".join(map(str, step.seeds)),
+            " ".join(p for p in (step.aspect_ratio, step.resolution) if p) or "default",
             f"@{promote.name} ({promote.pick})" if promote else "", notes.get(step.id, ""),
         )
     console().print(f"plan for {Path(plan.workflow.path).name}:")

@@ -43,6 +43,7 @@ from ..errors import (
     AuthenticationError,
     GenerationError,
     NotAcceptedError,
+    ParameterError,
     ProtocolError,
     ProviderError,
     RefstudioError,
@@ -50,7 +51,9 @@ from ..errors import (
     TransientError,
     clause,
 )
-from ..models.request import BoundImage, GenParams
+from ..models import catalog
+from ..models.request import BoundImage
+from ..models.spec import ModelSpec
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
 from ..storage.media import LocalMediaStore, out_of_space
@@ -197,8 +200,13 @@ class Engine:
         """Write-ahead: the generation row, before anything is uploaded or sent."""
         return self.record_many([request], cost)[0]
 
-    def record_many(self, requests: Sequence[records.PreparedRequest], cost: float) -> list[int]:
+    def record_many(self, requests: Sequence[records.PreparedRequest],
+                    cost: float | Sequence[float]) -> list[int]:
         """Write-ahead for a batch: one transaction for all rows, before any is sent.
+
+        ``cost`` is one estimate for every request, or one per request (models differ in
+        price). A request for a model this engine's provider does not serve is a
+        ParameterError, with nothing recorded.
 
         Raises BudgetExceededError (writing nothing) when the batch would break the budget, and
         StorageError (nothing recorded) when the media folder cannot take a file (paying for
@@ -214,11 +222,18 @@ class Engine:
         except StorageError as exc:
             raise StorageError(f"{exc.message}; nothing was recorded or sent",
                                hint=exc.hint) from exc
+        for request in requests:
+            if not self.provider.serves(request.spec):
+                raise ParameterError(
+                    f"the {self.provider.name} provider does not serve {request.spec.id}; "
+                    "nothing was recorded or sent",
+                    hint="choose one of its models (`refstudio models`)")
+        costs = [float(cost)] * len(requests) if isinstance(cost, (int, float)) else list(cost)
         if not self.provider.paid:
-            cost = 0.0
+            costs = [0.0] * len(requests)
         ids = records.create_pending_many(
-            self.db, list(requests), provider=self.provider.name, model=self.provider.model,
-            cost=cost, owner=self.owner, budget=self.settings.budget,
+            self.db, list(requests), provider=self.provider.name, costs=costs,
+            owner=self.owner, budget=self.settings.budget,
         )
         for gen_id, request in zip(ids, requests, strict=True):
             self._prepared[gen_id] = request
@@ -263,7 +278,7 @@ class Engine:
             if gen.status == "submitted":
                 records.update(self.db, gen.id, owner=self.owner, updated_at=records.now_utc())
                 waits.append(self._follow(gen.id, gen.request_id or "", gen.poll_url,
-                                          _elapsed_since(gen), _resolution(gen)))
+                                          _elapsed_since(gen), _timing_kind(gen)))
             elif gen.status == "submitting":
                 message = ("the process stopped while sending this request; it may have been "
                            f"accepted and billed, so it was not resent. `refstudio reconcile` "
@@ -391,7 +406,7 @@ class Engine:
                 self.emit(gen_id, "submitted", note)
                 elapsed = max(0.0, (records.now_utc() - task.created_at).total_seconds())
                 follows.append(self._adopted(gen_id, task.task_id, task.poll_url, elapsed,
-                                             _resolution_of(gens, gen_id), decision.reason))
+                                             _timing_kind_of(gens, gen_id), decision.reason))
             elif decision.verdict == "not_accepted":
                 note = (f"not accepted: {decision.reason}; `refstudio resume` sends it "
                         "(paid for the first time)")
@@ -406,8 +421,8 @@ class Engine:
         return results
 
     async def _adopted(self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float,
-                       resolution: str, reason: str) -> Reconciled:
-        outcome = await self._follow(gen_id, task_id, poll_url, elapsed, resolution)
+                       kind: str, reason: str) -> Reconciled:
+        outcome = await self._follow(gen_id, task_id, poll_url, elapsed, kind)
         return Reconciled(gen_id, "adopted", f"reconciled: {reason}", outcome.status,
                           outcome.error, task_id)
 
@@ -432,26 +447,29 @@ class Engine:
                 return await self._fail(gen_id, "failed", message)
             if isinstance(submitted, Outcome):
                 return submitted
-            task_id, poll_url, resolution, accepted_at = submitted
+            task_id, poll_url, kind, accepted_at = submitted
             # The task's clock started when the provider answered, not when our row was written.
             elapsed = asyncio.get_running_loop().time() - accepted_at
-            return await self._follow(gen_id, task_id, poll_url, elapsed, resolution)
+            return await self._follow(gen_id, task_id, poll_url, elapsed, kind)
 
     async def _submit(self, gen_id: int) -> tuple[str, str | None, str, float] | Outcome:
         prepared = self._prepared.pop(gen_id, None)
+        spec: ModelSpec
         if prepared is not None:  # just recorded by this engine: no need to read it back
             prompt = prepared.prompt
             params = prepared.params()
             bindings = [b.to_dict() for b in prepared.bindings]
+            spec = prepared.spec
         else:  # a retry of an older row
             gen = await asyncio.to_thread(records.load, self.db, gen_id)
             prompt = gen.prompt
             params = json.loads(gen.params_json)
             bindings = json.loads(gen.bindings_json)
+            spec = catalog.get(gen.model_id)
         self.emit(gen_id, "uploading" if bindings else "submitting")
         urls = [await self._upload_with_retry(b["sha256"]) for b in bindings]
         images = [BoundImage(tag=b["name"], url=u) for b, u in zip(bindings, urls, strict=True)]
-        body = self.provider.build_body(prompt, images, GenParams(**params))
+        body = self.provider.build_body(spec, prompt, images, spec.parse_options(params))
         attempt = 0
         while True:
             attempt += 1
@@ -461,7 +479,7 @@ class Engine:
             await self._writer.write(records.submitting(gen_id, body, self.provider.account))
             self.emit(gen_id, "submitting")
             try:
-                task = await self.provider.submit(body)
+                task = await self.provider.submit(body, model=spec)
                 accepted_at = asyncio.get_running_loop().time()
             except NotAcceptedError as exc:
                 # Certainly not taken: safe to send again after a pause everyone respects.
@@ -493,7 +511,8 @@ class Engine:
                 return await self._fail(gen_id, "failed", str(exc))
             await self._writer.write(records.submitted(gen_id, task.task_id, task.poll_url))
             self.emit(gen_id, "submitted", task.task_id)
-            return task.task_id, task.poll_url, str(params.get("resolution")), accepted_at
+            return (task.task_id, task.poll_url, records.timing_kind(spec.id, params),
+                    accepted_at)
 
     async def _upload_with_retry(self, sha256: str) -> str:
         attempt = 0
@@ -511,10 +530,10 @@ class Engine:
                 await asyncio.sleep(delay)
 
     async def _follow(
-        self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, resolution: str
+        self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, kind: str
     ) -> Outcome:
         try:
-            status = await self._poller.wait(task_id, poll_url, elapsed, resolution)
+            status = await self._poller.wait(task_id, poll_url, elapsed, kind)
         except AuthenticationError as exc:
             return await self._keep_submitted(
                 gen_id, f"{clause(exc)}; the task was accepted and may be paid, so it stays "
@@ -645,7 +664,7 @@ def _image_size(path: os.PathLike[str] | str) -> tuple[int, int]:
 
     try:
         with Image.open(path) as img:
-            size = img.size
+            size: tuple[int, int] = img.size
             img.verify()  # checks structure and CRCs without a full decode
         return size
     except Exception as exc:  # any Pillow complaint means the bytes we got are unusable
@@ -701,12 +720,13 @@ def _gid(gen: Generation) -> int:
     return gen.id
 
 
-def _resolution_of(gens: list[Generation], gen_id: int) -> str:
-    return next(_resolution(g) for g in gens if g.id == gen_id)
+def _timing_kind_of(gens: list[Generation], gen_id: int) -> str:
+    return next(_timing_kind(g) for g in gens if g.id == gen_id)
 
 
-def _resolution(gen: Generation) -> str:
-    return str(json.loads(gen.params_json).get("resolution"))
+def _timing_kind(gen: Generation) -> str:
+    """The generation's :func:`~refstudio.engine.records.timing_kind` (model and size)."""
+    return records.timing_kind(gen.model_id, json.loads(gen.params_json))
 
 
 def _elapsed_since(gen: Generation) -> float:

@@ -2,7 +2,9 @@
 
 The loop keeps a heap of (due time, watch) and wakes for the earliest; each poll runs as its own
 task so a slow answer never delays another task's poll. Schedules come from
-:class:`~refstudio.engine.polling.PollPlan`, learned per resolution from the library's history.
+:class:`~refstudio.engine.polling.PollPlan`, learned per model and size (a
+:func:`~refstudio.engine.records.timing_kind`)
+from the library's history.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class PollLoop:
         self._runner: asyncio.Task[None] | None = None
         self._plans: dict[str, PollPlan] = {}
         self._history: dict[str, list[float]] = {}
-        #: Tasks being watched, per resolution, and resolutions whose history grew since their
+        #: Tasks being watched, per kind, and kinds whose history grew since their
         #: plan was made (see _learn).
         self._watching: collections.Counter[str] = collections.Counter()
         self._stale: set[str] = set()
@@ -45,52 +47,52 @@ class PollLoop:
         self._lead = 0.0
         self._inflight_polls: set[asyncio.Task[None]] = set()
 
-    def _plan(self, resolution: str) -> PollPlan:
-        plan = self._plans.get(resolution)
+    def _plan(self, kind: str) -> PollPlan:
+        plan = self._plans.get(kind)
         if plan is None:
-            history = self._history.get(resolution)
+            history = self._history.get(kind)
             if history is None:  # read the library's history once; then learn as tasks finish
                 history = records.past_durations(
-                    self.engine.db, self.engine.provider.name, resolution
+                    self.engine.db, self.engine.provider.name, kind
                 )
-                self._history[resolution] = history
+                self._history[kind] = history
             plan = PollPlan.learn(history, target_lag=self.engine.settings.target_lag,
                                   default_expected=self.engine.settings.default_expected)
-            self._plans[resolution] = plan
+            self._plans[kind] = plan
         return plan
 
-    def _learn(self, resolution: str, seconds: float) -> None:
-        history = self._history.setdefault(resolution, [])
+    def _learn(self, kind: str, seconds: float) -> None:
+        history = self._history.setdefault(kind, [])
         bootstrapping = len(history) < PollPlan.MIN_HISTORY
         history.insert(0, seconds)
         del history[200:]  # the same window the library's history is read with
         # While a batch runs, its fast tasks finish first: learning from them alone would
         # shrink the window under the tasks still running (which then poll as stragglers).
-        # So the plan is rebuilt once no task of this resolution is in flight, unless there
+        # So the plan is rebuilt once no task of this kind is in flight, unless there
         # was no usable history at all, where any real durations beat the default guess.
         if bootstrapping and len(history) >= PollPlan.MIN_HISTORY:
-            self._plans.pop(resolution, None)
+            self._plans.pop(kind, None)
         else:
-            self._stale.add(resolution)
+            self._stale.add(kind)
 
     async def wait(
-        self, task_id: str, poll_url: str | None, elapsed: float, resolution: str
+        self, task_id: str, poll_url: str | None, elapsed: float, kind: str
     ) -> TaskStatus | None:
         """The task's terminal status, or None when the deadline passed first."""
         loop = asyncio.get_running_loop()
-        watch = Watch(task_id, poll_url, resolution, loop.time() - elapsed, loop.create_future())
+        watch = Watch(task_id, poll_url, kind, loop.time() - elapsed, loop.create_future())
         # A task picked up late (resume) is past its first planned poll: ask at once.
-        self._schedule_at(watch, watch.started + self._plan(resolution).first_poll())
+        self._schedule_at(watch, watch.started + self._plan(kind).first_poll())
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
-        self._watching[resolution] += 1
+        self._watching[kind] += 1
         try:
             return await watch.future
         finally:
-            self._watching[resolution] -= 1
-            if self._watching[resolution] == 0 and resolution in self._stale:
-                self._stale.discard(resolution)
-                self._plans.pop(resolution, None)
+            self._watching[kind] -= 1
+            if self._watching[kind] == 0 and kind in self._stale:
+                self._stale.discard(kind)
+                self._plans.pop(kind, None)
 
     def _schedule(self, watch: Watch, delay: float) -> None:
         self._schedule_at(watch, asyncio.get_running_loop().time() + delay)
@@ -155,11 +157,11 @@ class PollLoop:
         if status.state in ("completed", "failed"):
             seconds = status.inference_ms / 1000 if status.inference_ms is not None else elapsed
             if status.state == "completed":
-                self._learn(watch.resolution, seconds)
+                self._learn(watch.kind, seconds)
             if not watch.future.done():
                 watch.future.set_result(status)
             return
-        plan = self._plan(watch.resolution)
+        plan = self._plan(watch.kind)
         # From the instant this poll was planned for, not when its answer came, so the next
         # poll keeps to the plan's offsets however long this round trip took; but from when it
         # was sent if that is later (a resumed task, a poll held up by the rate gate), so a
@@ -183,7 +185,7 @@ class PollLoop:
 class Watch:
     task_id: str
     poll_url: str | None
-    resolution: str
+    kind: str
     started: float
     future: asyncio.Future[TaskStatus | None]
     failures: int = 0

@@ -24,6 +24,9 @@ from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, select
 
 from ..errors import BudgetExceededError, GenerationError, GenerationNotFoundError
+from ..models import catalog
+from ..models.sizes import Size
+from ..models.spec import ModelSpec
 from ..storage.database import Database, lock_budget, read_session, write_session
 from ..storage.tables import Asset, Generation, Output
 
@@ -54,33 +57,57 @@ class BindingRecord:
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """A fully resolved request: what to send, and what it was made from."""
+    """A fully resolved request: what to send, to which model, and what it was made from.
+
+    ``model`` is a catalog id or alias (None: the default model). The model's options are
+    ``options`` when given (already complete, e.g. from :meth:`ModelSpec.params`); otherwise
+    they come from the common vocabulary (``aspect_ratio``, ``resolution``, ``seed``).
+    """
 
     prompt: str  # the text to send
-    aspect_ratio: str
-    resolution: str
-    seed: int | None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    seed: int | None = None
     bindings: tuple[BindingRecord, ...] = ()
     template_source: str | None = None
     run_id: int | None = None
     step_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    options: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def spec(self) -> ModelSpec:
+        return catalog.get(self.model)
+
+    @functools.cached_property
+    def _params(self) -> dict[str, Any]:
+        spec = self.spec
+        if self.options is not None:
+            return spec.params(spec.parse_options(self.options))
+        size = Size.of(self.aspect_ratio, self.resolution)
+        return spec.params(spec.options_for(size, seed=self.seed))
 
     def params(self) -> dict[str, Any]:
-        return {"aspect_ratio": self.aspect_ratio, "resolution": self.resolution, "seed": self.seed}
+        """The model's options as stored in ``params_json`` (a fresh dict each call)."""
+        return dict(self._params)
 
     def request_hash(self, provider: str, model: str) -> str:
-        """Identity of the request independent of upload URLs: same hash, same paid work."""
-        canonical = json.dumps(
-            {
-                "provider": provider,
-                "model": model,
-                "prompt": self.prompt,
-                "params": self.params(),
-                "images": [b.sha256 for b in self.bindings],
-            },
-            sort_keys=True,
-        )
+        """Identity of the request independent of upload URLs: same hash, same paid work.
+
+        The catalog id joins the hash only for models other than the default, so requests
+        recorded before the model layer keep their identity (no step is paid for twice).
+        """
+        identity: dict[str, Any] = {
+            "provider": provider,
+            "model": model,
+            "prompt": self.prompt,
+            "params": self.params(),
+            "images": [b.sha256 for b in self.bindings],
+        }
+        if self.spec is not catalog.default_model():
+            identity["model_id"] = self.spec.id
+        canonical = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -89,13 +116,11 @@ def create_pending(
     request: PreparedRequest,
     *,
     provider: str,
-    model: str,
     cost: float,
     owner: str | None = None,
 ) -> int:
     """Write the generation row before anything leaves the machine. Returns its id."""
-    return create_pending_many(db, [request], provider=provider, model=model, cost=cost,
-                               owner=owner)[0]
+    return create_pending_many(db, [request], provider=provider, costs=[cost], owner=owner)[0]
 
 
 #: States whose cost counts against a budget: paid or maybe paid, and ``pending`` — work
@@ -132,12 +157,14 @@ def create_pending_many(
     requests: list[PreparedRequest],
     *,
     provider: str,
-    model: str,
-    cost: float,
+    costs: Sequence[float],
     owner: str | None = None,
     budget: float | None = None,
 ) -> list[int]:
     """Write-ahead rows for a batch in one transaction (all exist before any is sent).
+
+    ``costs`` has one estimate per request (models differ in price). Each row records the
+    request's model: its catalog id and the provider's own name for it.
 
     With a ``budget``, the check and the insert are one transaction under the budget lock
     (:func:`refstudio.storage.database.lock_budget`): lock, sum, insert, commit. Two processes
@@ -145,19 +172,21 @@ def create_pending_many(
     :class:`BudgetExceededError` having written nothing.
     """
     with write_session(db) as session:
-        if budget is not None and cost > 0:
+        total = sum(costs)
+        if budget is not None and total > 0:
             lock_budget(session)
-            check_within_budget(committed_cost(session), cost * len(requests), budget)
+            check_within_budget(committed_cost(session), total, budget)
         rows = [
             Generation(
                 status="pending",
                 provider=provider,
-                model=model,
+                model=request.spec.model,
+                model_id=request.spec.id,
                 template_source=request.template_source,
                 prompt=request.prompt,
                 params_json=json.dumps(request.params()),
                 bindings_json=json.dumps([b.to_dict() for b in request.bindings]),
-                request_hash=request.request_hash(provider, model),
+                request_hash=request.request_hash(provider, request.spec.model),
                 cost_estimate=cost,
                 run_id=request.run_id,
                 step_id=request.step_id,
@@ -165,7 +194,7 @@ def create_pending_many(
                 created_at=now_utc(),
                 updated_at=now_utc(),
             )
-            for request in requests
+            for request, cost in zip(requests, costs, strict=True)
         ]
         session.add_all(rows)
         session.flush()
@@ -475,9 +504,11 @@ def completed(
                 # Built as a model so its defaults (created_at) apply, inserted through Core.
                 asset = Asset(sha256=sha, path=key, format=fmt, width=width, height=height,
                               bytes=size)
-                asset_id = conn.execute(
+                inserted = conn.execute(
                     _INSERT_ASSET, asset.model_dump(exclude={"id"})
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert inserted is not None  # an INSERT always has one
+                asset_id = inserted[0]
             if conn.execute(_OUTPUT_AT, {"target_id": generation_id, "at_index": index}).first():
                 continue
             output = Output(generation_id=generation_id, index=index, asset_id=asset_id,
@@ -500,19 +531,29 @@ def in_states(db: Database, states: tuple[str, ...]) -> list[Generation]:
         )
 
 
-def past_durations(db: Database, provider: str, resolution: str, limit: int = 200) -> list[float]:
-    """Server-side task times (seconds) of recent completed generations, newest first."""
+def timing_kind(model_id: str, params: dict[str, Any]) -> str:
+    """What makes tasks take alike: one model at one size (its resolution or ``W*H``). The poll
+    schedule is learned per kind."""
+    size = params.get("resolution") or params.get("size") or ""
+    return f"{model_id} {size}".rstrip()
+
+
+def past_durations(db: Database, provider: str, kind: str, limit: int = 200) -> list[float]:
+    """Server-side task times (seconds) of recent completed generations of one
+    :func:`timing_kind`, newest first."""
+    model_id = kind.split(" ", 1)[0]
     with read_session(db) as session:
         rows = session.exec(
             select(Generation.inference_ms, Generation.submitted_at, Generation.completed_at,
                    Generation.params_json)
-            .where(Generation.status == "completed", Generation.provider == provider)
+            .where(Generation.status == "completed", Generation.provider == provider,
+                   Generation.model_id == model_id)
             .order_by(col(Generation.id).desc())
             .limit(limit)
         ).all()
     durations = []
     for inference_ms, submitted, completed, params_json in rows:
-        if json.loads(params_json).get("resolution") != resolution:
+        if timing_kind(model_id, json.loads(params_json)) != kind:
             continue
         if inference_ms is not None:
             durations.append(inference_ms / 1000)

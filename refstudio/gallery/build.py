@@ -46,7 +46,14 @@ if TYPE_CHECKING:
     from ..library.references import ImageInfo, ReferenceInfo
     from ..library.results import GenerationInfo
     from ..storage.database import Database
+    from ..storage.fsutil import ProtectedArea
     from ..storage.media import LocalMediaStore
+
+
+class GalleryProject(Protocol):
+    """The part of a project the gallery asks about: which files it must never replace."""
+
+    def protected_area(self) -> ProtectedArea: ...
 
 
 class GallerySource(Protocol):
@@ -61,9 +68,13 @@ class GallerySource(Protocol):
     @property
     def root(self) -> Path: ...
 
+    @property
+    def project(self) -> GalleryProject: ...
+
     def references(self) -> list[ReferenceInfo]: ...
 
-    def history(self, *, limit: int | None = ...) -> list[GenerationInfo]: ...
+    def history(self, *, limit: int | None = ...,
+                model: str | None = ...) -> list[GenerationInfo]: ...
 
     def lineage(self, name: str) -> dict[str, Any]: ...
 
@@ -110,13 +121,15 @@ def build_gallery(
     page_size: int = PAGE_SIZE,
     workers: int | None = None,
     overwrite: bool = False,
+    model: str | None = None,
 ) -> GalleryReport:
     """Write the gallery of ``studio``'s project to ``out_dir`` (default ``<project>/gallery``).
 
     Thumbnails already in ``out_dir/thumbs`` are reused; only new images are thumbnailed.
     Returns a :class:`GalleryReport` with the page count, thumbnails made and reused, and time.
     A folder that holds files no gallery build wrote is written into only with ``overwrite``;
-    the project folder itself and ``media/`` never are.
+    the project folder itself and ``media/`` never are. ``model`` (an id or alias) keeps only
+    that model's generations.
     """
     started = time.perf_counter()
     out = check_output_dir(
@@ -129,7 +142,7 @@ def build_gallery(
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
-    data = _collect(studio)
+    data = _collect(studio, model)
     site = _Site(out, data, page_size)
     thumbs = ensure_thumbnails(data.sources, out / "thumbs", site.wanted_thumbnails(), workers)
     site.missing = thumbs.missing
@@ -184,7 +197,7 @@ class _ProjectData:
     output_ids: dict[int, tuple[int, int]]  # Output.id -> (generation id, index)
 
 
-def _collect(studio: GallerySource) -> _ProjectData:
+def _collect(studio: GallerySource, model: str | None = None) -> _ProjectData:
     # Read-only, three bulk queries beyond the public API: assets (to thumbnail any image a
     # lineage mentions, even one no longer attached to a reference) and output ids (the
     # lineage edge ImageInfo.source_output_id points at).
@@ -198,9 +211,9 @@ def _collect(studio: GallerySource) -> _ProjectData:
         outputs = session.exec(select(Output.id, Output.generation_id, Output.index)).all()
     return _ProjectData(
         refs=studio.references(),
-        gens=studio.history(limit=None),
+        gens=studio.history(limit=None, model=model),
         sources={sha: studio.store.local_path(path) for sha, path in assets},
-        output_ids={oid: (gid, idx) for oid, gid, idx in outputs},
+        output_ids={oid: (gid, idx) for oid, gid, idx in outputs if oid is not None},
     )
 
 

@@ -49,6 +49,7 @@ from ..storage.fsutil import (
     open_regular,
 )
 from ..storage.media import EXTENSIONS, blob_key
+from ..storage.migrations import LEGACY_MODEL_ID
 from ..storage.tables import (
     Asset,
     Generation,
@@ -279,6 +280,7 @@ def _build_manifest(
             "key": gen_key[gid],
             "provider": gen.provider,
             "model": gen.model,
+            "model_id": gen.model_id,
             "prompt": gen.prompt,
             "template_source": gen.template_source,
             "params": params,
@@ -499,6 +501,8 @@ def _parse_manifest(raw: bytes, rename: Mapping[str, str]) -> _Pack:
         clean = {
             "provider": g.get("provider", str),
             "model": g.get("model", str),
+            # Packs made before the model layer held Gen-4 Image work only.
+            "model_id": g.opt("model_id", str) or LEGACY_MODEL_ID,
             "prompt": g.get("prompt", str),
             "template_source": g.opt("template_source", str),
             "params": params,
@@ -669,7 +673,7 @@ class _Obj:
         return None if self.value.get(key) is None else self._typed(key, kind)
 
     def sha(self, key: str) -> str:
-        value = self.get(key, str)
+        value: str = self.get(key, str)
         if not _SHA.fullmatch(value):
             raise _Bad(f"{self.where}.{key} is not a sha256 hex digest")
         return value
@@ -897,6 +901,7 @@ def _insert(session: Session, pack: _Pack, checked: list[_CheckedMedia]) -> None
         d = g.data
         row = Generation(
             status="completed", provider=d["provider"], model=d["model"],
+            model_id=d["model_id"],
             template_source=d["template_source"], prompt=d["prompt"],
             params_json=json.dumps(d["params"]), payload_json="{}", bindings_json="[]",
             request_hash=d["request_hash"], request_id=d["request_id"],

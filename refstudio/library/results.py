@@ -98,6 +98,8 @@ class GenerationInfo:
     note: str = ""
     #: Submits that were, or may have been, accepted and billed.
     paid_attempts: int = 0
+    #: The catalog id of the model asked for (``wavespeed:google/nano-banana/edit``).
+    model_id: str = ""
 
     @property
     def seed(self) -> int | None:
@@ -121,6 +123,7 @@ class GenerationInfo:
             "status": self.status,
             "provider": self.provider,
             "model": self.model,
+            "model_id": self.model_id,
             "prompt": self.prompt,
             "template_source": self.template_source,
             "params": self.params,
@@ -173,19 +176,24 @@ class GenerationQueries:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        text: str | None = None,
+        model: str | None = None, text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Newest first, optionally only those that used reference ``ref``, in one state, or
-        whose prompt contains ``text`` (any case)."""
+        """Newest first, optionally only those that used reference ``ref``, in one state, of
+        one model (a catalog id or alias; UnknownModelError with a did-you-mean), or whose
+        prompt contains ``text`` (any case)."""
         from sqlmodel import func
 
+        from ..models import catalog
         from ..models.params import check_limit
 
         limit = check_limit(limit)
+        model_id = catalog.get(model).id if model is not None else None
         with read_session(self.db) as session:
             query = select(Generation.id).order_by(col(Generation.id).desc())
             if status:
                 query = query.where(Generation.status == status)
+            if model_id:
+                query = query.where(Generation.model_id == model_id)
             if text:
                 query = query.where(
                     func.lower(Generation.prompt).contains(text.lower(), autoescape=True))
@@ -212,7 +220,7 @@ class GenerationQueries:
                 select(Output, Asset)
                 .join(Asset, col(Asset.id) == Output.asset_id)
                 .where(col(Output.generation_id).in_(ids))
-                .order_by(Output.generation_id, Output.index)
+                .order_by(col(Output.generation_id), col(Output.index))
             ).all()
             bindings = _current_bindings(session, gens)
         outputs: dict[int, list[OutputInfo]] = {}
@@ -235,6 +243,7 @@ class GenerationQueries:
                 status=g.status,
                 provider=g.provider,
                 model=g.model,
+                model_id=g.model_id,
                 prompt=g.prompt,
                 template_source=g.template_source,
                 params=json.loads(g.params_json),

@@ -1,101 +1,22 @@
-"""Validation of model parameters and prompt text, before anything is stored or sent.
+"""Validation of the numbers a user gives any command, before anything is stored or sent.
 
-Decisions: aspect ratios may also be written ``16x9``, ``16X9`` or ``16/9`` (a CLI user types
-what a screen spec shows) and are normalised to ``16:9``; resolutions are case-insensitive and
-the ``p`` may be left out (``720`` -> ``720p``). Seeds must be real integers (``True`` is not a
-seed) in ``gen4.SEED_MIN .. gen4.SEED_MAX``; None means "let the provider pick".
+What a *model* takes (sizes, seeds, options, prompt length) is its spec's business
+(:mod:`refstudio.models.spec`); this module checks the rest: budgets, batch sizes, ids, limits.
 """
 
 from __future__ import annotations
 
 import math
-import re
 
 from ..errors import ParameterError
-from . import gen4
-from .request import GenParams
 
 __all__ = ["MAX_BATCH", "SQLITE_INT_MAX", "check_batch_size", "check_concurrency",
-           "check_cost_limit", "check_generation_id", "check_limit", "normalize_aspect_ratio",
-           "parse_output_handle", "validate_params", "validate_prompt_text"]
+           "check_cost_limit", "check_generation_id", "check_limit", "parse_output_handle"]
 
 #: Most variants one command (or one workflow step) asks for. The budget is the real limit;
 #: this one keeps a typo (-n 100000) from writing a hundred thousand rows. They are sent at the
 #: account's concurrency, never all at once.
 MAX_BATCH = 1000
-
-_RATIO_SEPARATORS = re.compile(r"\s*[xX/:]\s*")
-
-
-def normalize_aspect_ratio(value: str) -> str:
-    """``"16x9"``/``"16/9"``/``" 16:9 "`` -> ``"16:9"``; raises ParameterError if not allowed."""
-    ratio = _RATIO_SEPARATORS.sub(":", str(value).strip(), count=1)
-    if ratio not in gen4.ASPECT_RATIOS:
-        raise ParameterError(
-            f"aspect ratio {value!r} is not supported; "
-            f"allowed: {', '.join(gen4.ASPECT_RATIOS)}",
-        )
-    return ratio
-
-
-def _normalize_resolution(value: str) -> str:
-    res = str(value).strip().lower()
-    if res.isdigit():
-        res += "p"
-    if res not in gen4.RESOLUTIONS:
-        raise ParameterError(
-            f"resolution {value!r} is not supported; allowed: {', '.join(gen4.RESOLUTIONS)}"
-        )
-    return res
-
-
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ParameterError(f"seed must be an integer, not {type(seed).__name__} {seed!r}")
-    if not gen4.SEED_MIN <= seed <= gen4.SEED_MAX:
-        raise ParameterError(
-            f"seed {seed} is out of range; allowed: {gen4.SEED_MIN} to {gen4.SEED_MAX}"
-        )
-    return seed
-
-
-def validate_params(
-    aspect_ratio: str | None = None,
-    resolution: str | None = None,
-    seed: int | None = None,
-) -> GenParams:
-    """Check and normalise generation parameters; None takes the model default (seed: none).
-
-    Raises :class:`~refstudio.errors.ParameterError` naming the allowed values.
-    """
-    return GenParams(
-        aspect_ratio=normalize_aspect_ratio(
-            gen4.DEFAULT_ASPECT_RATIO if aspect_ratio is None else aspect_ratio
-        ),
-        resolution=_normalize_resolution(
-            gen4.DEFAULT_RESOLUTION if resolution is None else resolution
-        ),
-        seed=None if seed is None else _check_seed(seed),
-    )
-
-
-def validate_prompt_text(text: str) -> str:
-    """Return ``text`` unchanged if a provider would accept it as a prompt.
-
-    It must not be blank and must fit :data:`refstudio.models.gen4.PROMPT_MAX_UTF16` UTF-16
-    code units (Runway's unit: an emoji counts 2). Raises
-    :class:`~refstudio.errors.ParameterError` giving the count.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ParameterError("the prompt is empty", hint="write what the image should show")
-    units = gen4.utf16_length(text)
-    if units > gen4.PROMPT_MAX_UTF16:
-        raise ParameterError(
-            f"the prompt is {units} UTF-16 code units long; the model takes at most "
-            f"{gen4.PROMPT_MAX_UTF16} ({units - gen4.PROMPT_MAX_UTF16} too many)",
-            hint="shorten it; template whitespace is already collapsed",
-        )
-    return text
 
 
 def check_cost_limit(value: float | None, name: str = "max_cost") -> float | None:

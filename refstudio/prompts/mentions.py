@@ -4,7 +4,7 @@ The syntax (``shared/design.md``, "Reference syntax"), as this module decides it
 
 * ``@name`` mentions a reference; ``@name:label`` mentions one named image of it. A name is the
   longest run of ``[A-Za-z0-9_]`` after the ``@`` and must follow the model's tag rule
-  (:data:`refstudio.models.gen4.NAME_PATTERN`: 3-16 characters, a letter first). A label is the
+  (:data:`refstudio.models.naming.NAME_PATTERN`: 3-16 characters, a letter first). A label is the
   longest run of ``[A-Za-z0-9_-]`` after the colon, 1-32 characters.
 * ``@`` followed by an ASCII letter is always *meant* as a mention, so a run that breaks the
   length rule (``@ab``, ``@a_name_far_too_long``) or runs into a non-ASCII letter (``@José``) is a
@@ -27,7 +27,7 @@ import string
 from dataclasses import dataclass
 
 from ..errors import MentionError
-from ..models.gen4 import NAME_PATTERN
+from ..models.naming import NAME_PATTERN
 
 __all__ = ["LABEL_PATTERN", "Mention", "parse_mentions", "prompt_to_send", "scan", "unescape"]
 

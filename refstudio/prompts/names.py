@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable
 
 from ..errors import InvalidNameError
-from ..models.gen4 import NAME_PATTERN
+from ..models.naming import NAME_PATTERN
 
 
 def clean_name(raw: str) -> str:

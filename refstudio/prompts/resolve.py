@@ -10,7 +10,8 @@ knows no SQL and tests can use a dict. Rules (``shared/design.md``, "Reference s
   images of one reference (``@mara`` and ``@mara:side``) are an error, because a reference binds
   one image per prompt (mentions that land on the same image, e.g. ``@mara:front`` when
   ``front`` is the primary image, are fine);
-* bindings come in order of first mention; at most :data:`refstudio.models.gen4.MAX_REFERENCES`.
+* bindings come in order of first mention; at most the chosen model's ``max_references`` (and at
+  least its ``min_references``).
 
 Checks run in this order, so the first error a user sees is the most basic one: malformed
 mention, unknown name, no images, unknown label, two images of one reference, too many.
@@ -25,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import MentionError, TooManyReferencesError
-from ..models.gen4 import MAX_REFERENCES
+from ..errors import MentionError, TooFewReferencesError, TooManyReferencesError
+from ..models import catalog
 from ..models.request import BoundImage
+from ..models.spec import ModelSpec
 from .mentions import Mention, line_of, scan
 from .names import suggest
 
@@ -158,16 +160,24 @@ def _pick_image(
     )
 
 
-def resolve(text: str, lookup: ReferenceLookup, *, source: str | None = None) -> ResolvedPrompt:
+def resolve(
+    text: str, lookup: ReferenceLookup, *, source: str | None = None,
+    model: ModelSpec | None = None,
+) -> ResolvedPrompt:
     """Bind every ``@name`` in ``text`` to one image of a reference.
 
-    ``source`` (e.g. a template name) is copied into raised errors. Raises
+    ``model`` sets the reference limits (None: the default model). ``source`` (e.g. a template
+    name) is copied into raised errors. Raises
     :class:`~refstudio.errors.MentionError` (malformed mention, unknown name with did-you-mean,
     unknown label listing the existing ones, reference without images, two images of one
-    reference) and :class:`~refstudio.errors.TooManyReferencesError` (naming every reference).
+    reference), :class:`~refstudio.errors.TooManyReferencesError` (naming every reference and
+    the model's limit) and :class:`~refstudio.errors.TooFewReferencesError`.
     """
+    spec = model or catalog.default_model()
     mentions, sent = scan(text, source=source)
     if not mentions:
+        if spec.min_references:
+            raise _too_few(spec, 0, source)
         return ResolvedPrompt(text, sent, ())
 
     # Group by case-insensitive name, keeping order of first mention.
@@ -211,21 +221,35 @@ def resolve(text: str, lookup: ReferenceLookup, *, source: str | None = None) ->
         assert chosen is not None  # every group has at least one mention
         bindings.append(Binding(record.name, chosen[0].label, chosen[1], tuple(group)))
 
-    if len(bindings) > MAX_REFERENCES:
-        extra = bindings[MAX_REFERENCES].mentions[0]
+    limit = spec.max_references
+    if len(bindings) > limit:
+        extra = bindings[limit].mentions[0]
         names = ", ".join("@" + b.name for b in bindings)
         raise TooManyReferencesError(
             f"the prompt mentions {len(bindings)} references ({names}); "
-            f"the model takes at most {MAX_REFERENCES}",
-            hint="drop a reference, or combine them into one image first",
+            f"{spec.alias} ({spec.id}) takes at most {limit}",
+            hint="drop a reference, combine them into one image first, or choose a model that "
+            "takes more (`refstudio models`)",
             position=extra.start,
             source=source,
             line=line_of(text, extra.start),
         )
 
+    if len(bindings) < spec.min_references:
+        raise _too_few(spec, len(bindings), source)
     if any(m.name != records[m.name.lower()].name for m in mentions):
         sent = _respell(text, mentions, records)
     return ResolvedPrompt(text, sent, tuple(bindings))
+
+
+def _too_few(spec: ModelSpec, count: int, source: str | None) -> TooFewReferencesError:
+    return TooFewReferencesError(
+        f"{spec.alias} ({spec.id}) needs at least {spec.min_references} reference image(s); "
+        f"the prompt mentions {count}",
+        hint="mention a reference with @name, or choose a model that works from text alone "
+        "(`refstudio models`)",
+        source=source,
+    )
 
 
 def _respell(text: str, mentions: list[Mention], records: dict[str, RefRecord]) -> str:

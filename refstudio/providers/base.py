@@ -13,12 +13,14 @@ on our own).
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from ..models.request import BoundImage, GenParams
+from ..models import catalog
+from ..models.request import BoundImage
+from ..models.spec import ModelOptions, ModelSpec
 
 TaskStateName = Literal["created", "processing", "completed", "failed"]
 
@@ -97,35 +99,61 @@ class TaskHistory:
 
 
 class Provider(abc.ABC):
-    """Base class of providers. Instances hold one connection pool; close them with ``aclose``."""
+    """Base class of providers. Instances hold one connection pool; close them with ``aclose``.
+
+    A provider serves the models registered under its name (:mod:`refstudio.models.catalog`,
+    ``spec.provider == name``); each request says which one (``model=``). The body comes from
+    the model's spec; a provider only adds what its transport needs (:meth:`build_body`).
+    """
 
     #: Registry name, e.g. ``"wavespeed"``.
     name: ClassVar[str]
-    #: Model identifier recorded with every generation.
-    model: ClassVar[str]
-    max_references: ClassVar[int] = 3
     #: False when this provider's work costs nothing (the offline previews, the built-in
     #: simulator): the engine then records its cost as 0 and no budget applies to it. A class
     #: default an instance may override, since one WaveSpeed client may talk to the simulator.
     paid: bool = True
 
     @classmethod
-    @abc.abstractmethod
+    def serves(cls, model: ModelSpec) -> bool:
+        """True when this provider can run ``model`` (its own models; offline: any)."""
+        return model.provider == cls.name
+
+    @classmethod
+    def key_configured(cls) -> bool:
+        """True when this provider's API key is set (in the environment or the user config);
+        providers without keys say True."""
+        return True
+
+    @classmethod
     def build_body(
-        cls, prompt: str, images: list[BoundImage], params: GenParams
+        cls, model: ModelSpec, prompt: str, images: Sequence[BoundImage],
+        options: ModelOptions,
     ) -> dict[str, Any]:
-        """The exact JSON body this provider receives for (prompt, bound images, params).
+        """The exact JSON body this provider receives for ``model`` (the spec's own body).
 
         A class method: ``render`` shows the body without creating a provider (no key needed).
+        Raises ParameterError / TooManyReferencesError (the spec validates again).
         """
+        return model.build_body(prompt, images, options)
+
+    @classmethod
+    def default_model(cls) -> ModelSpec:
+        """The model a request names when it names none: the catalog's first of this provider."""
+        default = catalog.default_model()
+        if cls.serves(default):
+            return default
+        return next(m for m in catalog.all_models() if cls.serves(m))
 
     @abc.abstractmethod
     async def upload(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:
         """Make a local image readable by the provider; return its URL."""
 
     @abc.abstractmethod
-    async def submit(self, body: dict[str, Any]) -> SubmittedTask:
-        """Send one paid request. Never retries on its own."""
+    async def submit(
+        self, body: dict[str, Any], *, model: ModelSpec | None = None
+    ) -> SubmittedTask:
+        """Send one paid request for ``model`` (None: :meth:`default_model`). Never retries on
+        its own."""
 
     @abc.abstractmethod
     async def fetch_status(self, task_id: str, poll_url: str | None = None) -> TaskStatus:

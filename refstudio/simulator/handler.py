@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from refstudio.models import gen4
+from refstudio.models import catalog
+from refstudio.models.spec import ModelSpec
 from refstudio.simulator.multipart import MultipartError, parse_multipart
 from refstudio.simulator.state import SimState, sha256_name
 from refstudio.simulator.validate import (
@@ -46,7 +47,8 @@ IMAGE_FORMATS: dict[str, tuple[str, str]] = {
 }
 _EXT_TYPES = {ext: ctype for ext, ctype in IMAGE_FORMATS.values()} | {"jpeg": "image/jpeg"}
 
-_SUBMIT_PATH = f"/api/v3/{gen4.MODEL_ID}"
+#: A submit: ``/api/v3/<model path>`` for any WaveSpeed model of the catalog (tried last).
+_SUBMIT_RE = re.compile(r"^/api/v3/([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+)$")
 _RESULT_RE = re.compile(r"^/api/v3/predictions/([0-9A-Za-z_-]+)(/result)?$")
 _OUTPUT_RE = re.compile(r"^/_sim/outputs/([0-9A-Za-z_-]+)/(\d+)\.png$")
 _UPLOAD_RE = re.compile(r"^/_sim/uploads/([0-9A-Za-z_.-]+)$")
@@ -135,7 +137,7 @@ class SimHandler(BaseHTTPRequestHandler):
     def _json(
         self,
         status: int,
-        data: dict[str, Any] | None = None,
+        data: dict[str, Any] | list[Any] | None = None,
         message: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -214,8 +216,10 @@ class SimHandler(BaseHTTPRequestHandler):
     # ---- routing --------------------------------------------------------------------------
     def _route(self, method: str, path: str, body: bytes) -> None:
         routes: list[tuple[str, re.Pattern[str] | str, Any]] = [
-            ("POST", _SUBMIT_PATH, self._submit),
             ("POST", "/api/v3/predictions", self._history),
+            ("GET", "/api/v3/models", self._models),
+            ("GET", "/api/v3/balance", self._balance),
+            ("POST", "/api/v3/model/pricing", self._pricing),
             ("GET", _RESULT_RE, self._poll),
             ("POST", "/api/v3/media/upload/binary", self._upload_binary),
             ("POST", "/api/v3/media/uploads", self._upload_ticket),
@@ -224,6 +228,7 @@ class SimHandler(BaseHTTPRequestHandler):
             ("GET", _OUTPUT_RE, self._get_output),
             ("GET", "/_sim/stats", self._stats),
             ("POST", "/_sim/reset", self._reset),
+            ("POST", _SUBMIT_RE, self._submit),
         ]
         path_matched = False
         for want_method, pattern, handler in routes:
@@ -245,8 +250,12 @@ class SimHandler(BaseHTTPRequestHandler):
             self._json(404, message=f"no such endpoint: {path}")
 
     # ---- API ------------------------------------------------------------------------------
-    def _submit(self, body: bytes) -> None:
+    def _submit(self, body: bytes, model: str) -> None:
         state, cfg = self.state, self.state.config
+        spec = _served(model)
+        if spec is None:
+            self._json(404, message=f"no such model: {model}")
+            return
         state.count("submits_received")
         if not self._authorized():
             state.count("submits_rejected_401")
@@ -254,7 +263,7 @@ class SimHandler(BaseHTTPRequestHandler):
             return
         staged = state.next_submit_fault()
         if staged is not None and staged != "ok":
-            self._staged_submit(staged, body)
+            self._staged_submit(staged, body, spec)
             return
         wait = state.rate_limited()
         if wait is not None:
@@ -282,7 +291,7 @@ class SimHandler(BaseHTTPRequestHandler):
             self._json(state.choice((502, 504)), message="Bad gateway")
             return
         try:
-            params = validate_submit(json.loads(body or b"null"))
+            params = validate_submit(json.loads(body or b"null"), spec)
         except json.JSONDecodeError as exc:
             state.count("submits_rejected_400")
             self._json(400, message=f"request body is not valid JSON: {exc.msg}")
@@ -316,7 +325,7 @@ class SimHandler(BaseHTTPRequestHandler):
         data["outputs"], data["has_nsfw_contents"], data["error"], data["timings"] = [], [], "", {}
         self._json(200, data)
 
-    def _staged_submit(self, fault: str, body: bytes) -> None:
+    def _staged_submit(self, fault: str, body: bytes, spec: ModelSpec) -> None:
         """Answer a submit with a fault a test staged (see ``SimulatorConfig.submit_faults``)."""
         state, cfg = self.state, self.state.config
         if fault == "429":
@@ -334,7 +343,7 @@ class SimHandler(BaseHTTPRequestHandler):
             self._json(502, message="Bad gateway")
             return
         try:
-            params = validate_submit(json.loads(body or b"null"))
+            params = validate_submit(json.loads(body or b"null"), spec)
         except (json.JSONDecodeError, ValidationError) as exc:
             state.count("submits_rejected_400")
             self._json(400, message=str(exc))
@@ -345,6 +354,49 @@ class SimHandler(BaseHTTPRequestHandler):
             return
         state.create_task(params, outcome="dropped")  # drop_after
         raise _Drop
+
+    def _models(self, body: bytes) -> None:
+        """``GET /api/v3/models``: every model served, with its request JSON Schema."""
+        if not self._authorized():
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        self._json(200, self.state.catalog())
+
+    def _balance(self, body: bytes) -> None:
+        """``GET /api/v3/balance``: what is left on the account, in US dollars."""
+        if not self._authorized():
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        self._json(200, {"balance": round(self.state.balance(), 6)})
+
+    def _pricing(self, body: bytes) -> None:
+        """``POST /api/v3/model/pricing`` ``{model_id, inputs}``: the price of one run."""
+        if not self._authorized():
+            self._json(401, message="Unauthorized: invalid or missing API key")
+            return
+        try:
+            query = json.loads(body or b"null")
+        except json.JSONDecodeError as exc:
+            self._json(400, message=f"request body is not valid JSON: {exc.msg}")
+            return
+        if not isinstance(query, dict) or not isinstance(query.get("model_id"), str):
+            self._json(400, message="field 'model_id' is required")
+            return
+        spec = _served(query["model_id"])
+        if spec is None:
+            self._json(404, message=f"no such model: {query['model_id']}")
+            return
+        inputs = query.get("inputs") or {}
+        if not isinstance(inputs, dict):
+            self._json(400, message="field 'inputs' must be an object")
+            return
+        options = {k: v for k, v in inputs.items() if k in spec.options.model_fields}
+        try:
+            price = spec.price_of(spec.parse_options(options))
+        except Exception as exc:  # a RefstudioError naming the option: the 400 message
+            self._json(400, message=str(exc))
+            return
+        self._json(200, {"model_id": spec.model, "unit_price": price, "currency": "USD"})
 
     def _history(self, body: bytes) -> None:
         """``POST /api/v3/predictions``: the account's tasks of the last 7 days, newest first."""
@@ -521,3 +573,10 @@ class SimHandler(BaseHTTPRequestHandler):
     def _reset(self, body: bytes) -> None:
         self.state.reset_stats()
         self._json(200, {"reset": True})
+
+
+def _served(model: str) -> ModelSpec | None:
+    """The WaveSpeed model at this path, or None (the simulator serves the catalog's)."""
+    spec = next((m for m in catalog.all_models()
+                 if m.provider == "wavespeed" and model in (m.model, *m.also_known_as)), None)
+    return spec

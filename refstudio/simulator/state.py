@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from refstudio.models import gen4
-from refstudio.providers.offline.previews import encode_png, render_preview
+from refstudio.models import catalog
+from refstudio.providers.offline.previews import encode_png, following_size, render_preview
 from refstudio.simulator.prerender import PreRenderer
 
 __all__ = ["SimState", "SimulatorConfig", "Task", "sha256_name"]
@@ -71,6 +71,13 @@ class SimulatorConfig:
     rate_lost: float = 0.0
     submit_faults: list[str] = field(default_factory=list)
     history_input: bool = False
+    #: US dollars on the account at start (``GET /api/v3/balance``); each task created costs
+    #: its model's price.
+    balance: float = 10.0
+    #: Publish a catalog that has drifted from refstudio's built-in descriptions (one field
+    #: added, one removed, one range changed, one model gone, one new): what `models sync`
+    #: must notice. Submits are still checked against the built-in schemas.
+    catalog_drift: bool = False
 
     def __post_init__(self) -> None:
         # Fail at construction (e.g. a CLI flag typo), not with odd behaviour mid-run.
@@ -88,6 +95,8 @@ class SimulatorConfig:
             raise ValueError(
                 f"account_concurrency must be at least 1, got {self.account_concurrency}"
             )
+        if not self.balance >= 0:
+            raise ValueError(f"balance must be 0 or more, got {self.balance}")
         if self.rate_per_minute is not None and self.rate_per_minute < 0:
             raise ValueError(f"rate_per_minute must not be negative, got {self.rate_per_minute}")
         if self.key is not None and not self.key.strip():
@@ -112,8 +121,10 @@ class Task:
 
     id: str
     prompt: str
-    aspect_ratio: str
-    resolution: str
+    #: The WaveSpeed model path it was submitted to (``runwayml/gen4-image``).
+    model: str
+    #: (width, height) of its output; None when the output follows the first input image.
+    size: tuple[int, int] | None
     reference_images: list[str]
     seed: int
     base64_output: bool
@@ -169,6 +180,7 @@ class SimState:
         self._slots_free: list[float] = []
         #: Ends (epoch seconds) of tasks accepted and not yet finished, to count those in flight.
         self._unfinished: list[float] = []
+        self._spent = 0.0
         self._requests_now = 0
         self._connections_now = 0
         self._counters: dict[str, int] = {}
@@ -261,28 +273,31 @@ class SimState:
         with self._lock:
             duration = max(0.0, cfg.latency + self._rng.uniform(-cfg.jitter, cfg.jitter))
             fails = cfg.fail_rate > 0 and self._rng.random() < cfg.fail_rate
-            seed = params["seed"] or self._rng.randint(gen4.SEED_MIN, gen4.SEED_MAX)
+            seed = params["seed"]
+            if seed is None:
+                seed = self._rng.randint(1, 2_147_483_647)
             task = Task(
                 id=uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
                 if cfg.seed is not None
                 else uuid.uuid4().hex,
                 prompt=params["prompt"],
-                aspect_ratio=params["aspect_ratio"],
-                resolution=params["resolution"],
-                reference_images=params["reference_images"],
+                model=params["model"],
+                size=_output_size(params["model"], params["input"]),
+                reference_images=params["references"],
                 seed=seed,
                 base64_output=params["enable_base64_output"],
                 created_at=time.time(),
                 duration=duration,
                 fails=fails,
                 submit_outcome=outcome,
-                input={k: v for k, v in params.items() if v is not None},
+                input={k: v for k, v in params["input"].items() if v is not None},
             )
             self._start_when_free(task)
             self._tasks[task.id] = task
             if not fails:
                 self._prerender.schedule(task.id, task.completed_at)
             self._accepted_times.append(time.monotonic())
+            self._spent += _price(params["model"], params["input"])
             self._counters["submits_accepted"] += 1
             if outcome == "5xx":
                 self._counters["submits_5xx_accepted"] += 1
@@ -292,6 +307,19 @@ class SimState:
                 if self._own_upload(url) is None:
                     self._counters["external_references"] += 1
         return task
+
+    def balance(self) -> float:
+        """US dollars left: the configured balance less the price of every task created."""
+        with self._lock:
+            return self.config.balance - self._spent
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """``GET /api/v3/models``: the WaveSpeed models of refstudio's catalog, as JSON Schemas
+        (drifted when ``catalog_drift``)."""
+        from refstudio.models.schema import catalog_entry
+
+        entries = [catalog_entry(m) for m in catalog.all_models() if m.provider == "wavespeed"]
+        return _drift(entries) if self.config.catalog_drift else entries
 
     def next_submit_fault(self) -> str | None:
         """The next staged submit fault, if any (consumed)."""
@@ -316,7 +344,7 @@ class SimState:
         found = [
             t for t in tasks
             if now - t.created_at <= HISTORY_RETENTION
-            and (model is None or model == gen4.MODEL_ID)
+            and (model is None or model == t.model)
             and (status is None or t.status_at(now) == status)
             and (created_after is None or t.created_at >= created_after)
             and (created_before is None or t.created_at < created_before)
@@ -368,7 +396,7 @@ class SimState:
                 outputs = [f"{self.base_url}/_sim/outputs/{task.id}/0.png"]
         data: dict[str, Any] = {
             "id": task.id,
-            "model": gen4.MODEL_ID,
+            "model": task.model,
             "status": status,
             "outputs": outputs,
             "has_nsfw_contents": [False] * len(outputs),
@@ -394,7 +422,7 @@ class SimState:
                 png = self._pngs.get(task.id)
             if png is None:
                 refs = [blob for url in task.reference_images if (blob := self._own_upload(url))]
-                width, height = gen4.output_size(task.aspect_ratio, task.resolution)
+                width, height = task.size or following_size(refs)
                 img = render_preview(
                     width=width,
                     height=height,
@@ -515,3 +543,46 @@ def _iso(epoch: float) -> str:
 def sha256_name(data: bytes, ext: str) -> str:
     """Content-addressed upload name: the same image uploaded twice gets the same URL."""
     return f"{hashlib.sha256(data).hexdigest()}.{ext}"
+
+
+def _output_size(model: str, body: dict[str, Any]) -> tuple[int, int] | None:
+    """What the model returns for this (validated) body; None: it follows the first image."""
+    spec = catalog.get(f"wavespeed:{model}")
+    options = {k: v for k, v in body.items() if k in spec.options.model_fields}
+    return spec.output_size(spec.parse_options(options))
+
+
+
+def _price(model: str, body: dict[str, Any]) -> float:
+    spec = catalog.get(f"wavespeed:{model}")
+    options = {k: v for k, v in body.items() if k in spec.options.model_fields}
+    return spec.price_of(spec.parse_options(options))
+
+
+def _drift(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The catalog as a service might have changed it since refstudio was written."""
+    import copy
+
+    drifted = copy.deepcopy(entries)
+    by_id = {e["model_id"]: e for e in drifted}
+
+    def props(model: str) -> dict[str, Any]:
+        schema = by_id[model]["api_schema"]["api_schemas"][0]["request_schema"]
+        return schema["properties"]  # type: ignore[no-any-return]
+
+    if "runwayml/gen4-image" in by_id:
+        gen4 = props("runwayml/gen4-image")
+        gen4["style"] = {"type": "string", "enum": ["none", "cinematic", "anime"]}
+        gen4["aspect_ratio"]["enum"] = [*gen4["aspect_ratio"]["enum"], "21:9"]
+    if "bytedance/seedream-v4/edit" in by_id:
+        props("bytedance/seedream-v4/edit")["images"]["maxItems"] = 14
+    if "wavespeed-ai/flux-kontext-pro/multi" in by_id:
+        props("wavespeed-ai/flux-kontext-pro/multi").pop("guidance_scale", None)
+    drifted = [e for e in drifted if e["model_id"] != "runwayml/gen4-image-turbo"]
+    drifted.append({"model_id": "google/nano-banana-2/edit", "name": "Nano Banana 2 edit",
+                    "type": "image-to-image", "base_price": 0.08,
+                    "api_schema": {"api_schemas": [{"type": "model_run", "request_schema": {
+                        "type": "object", "required": ["prompt", "images"],
+                        "properties": {"prompt": {"type": "string"},
+                                       "images": {"type": "array", "maxItems": 14}}}}]}})
+    return drifted

@@ -1,16 +1,20 @@
-"""Strict checking of a submit body against the ``runwayml/gen4-image`` schema.
+"""Strict checking of a submit body against its model's schema (the one ``GET /api/v3/models``
+publishes: :func:`refstudio.models.schema.request_schema`).
 
 Strict on purpose: the real service's tolerance is undocumented, so the simulator refuses
-anything the protocol notes do not allow, and a client bug shows up here rather than on a bill.
+anything the protocol notes do not allow (unknown fields, values out of range, too many or too
+few images), and a client bug shows up here rather than on a bill.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from refstudio.models import gen4
+from refstudio.models.schema import request_schema
+from refstudio.models.spec import ModelSpec, utf16_length
 
 __all__ = ["ValidationError", "parse_history_query", "validate_submit"]
 
@@ -19,77 +23,93 @@ class ValidationError(ValueError):
     """A submit body broke a rule; the message names the field."""
 
 
-_ALLOWED_FIELDS = frozenset(
-    {
-        "prompt",
-        "aspect_ratio",
-        "resolution",
-        "reference_images",
-        "seed",
-        "enable_base64_output",
-        "enable_sync_mode",
-    }
-)
+def _check_value(name: str, prop: dict[str, Any], value: Any) -> None:
+    kind = prop.get("type")
+    if "enum" in prop:
+        if value not in prop["enum"] or isinstance(value, bool) != (kind == "boolean"):
+            raise ValidationError(f"field '{name}' must be one of "
+                                  f"{', '.join(map(str, prop['enum']))}; got {value!r}")
+        return
+    if kind == "boolean" and not isinstance(value, bool):
+        raise ValidationError(f"field '{name}' must be a boolean")
+    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValidationError(f"field '{name}' must be an integer; got {value!r}")
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValidationError(f"field '{name}' must be a number; got {value!r}")
+    if kind in ("integer", "number"):
+        low, high = prop.get("minimum"), prop.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValidationError(f"field '{name}' must be an integer from {low} to {high}; "
+                                  f"got {value!r}" if kind == "integer" else
+                                  f"field '{name}' must be from {low} to {high}; got {value!r}")
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ValidationError(f"field '{name}' must be a string")
+        if "pattern" in prop and not re.fullmatch(prop["pattern"], value):
+            raise ValidationError(f"field '{name}' must match {prop['pattern']}; got {value!r}")
+        if "x-side-min" in prop:
+            sides = [int(v) for v in value.split("*")]
+            if not all(prop["x-side-min"] <= v <= prop["x-side-max"] for v in sides):
+                raise ValidationError(f"field '{name}' must have sides from {prop['x-side-min']} "
+                                      f"to {prop['x-side-max']}; got {value!r}")
 
 
-def validate_submit(body: Any) -> dict[str, Any]:
-    """Check a submit body against the model's schema; return it with defaults filled in."""
+def validate_submit(body: Any, spec: ModelSpec) -> dict[str, Any]:
+    """Check a submit body against ``spec``'s schema; return what the task is made from:
+    ``prompt``, ``references`` (URLs), ``seed`` (None: none given), ``enable_base64_output``,
+    ``enable_sync_mode`` and ``input`` (the body with the schema's defaults filled in)."""
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")
+    schema = request_schema(spec)
+    props: dict[str, Any] = schema["properties"]
     for key in body:
-        if key not in _ALLOWED_FIELDS:
+        if key not in props:
             raise ValidationError(f"unknown field '{key}'")
+    for key in schema["required"]:
+        if key not in body:
+            raise ValidationError(f"field '{key}' is required")
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValidationError("field 'prompt' is required and must be a non-empty string")
-    if gen4.utf16_length(prompt) > gen4.PROMPT_MAX_UTF16:
-        raise ValidationError(
-            f"field 'prompt' is longer than {gen4.PROMPT_MAX_UTF16} UTF-16 code units"
-        )
-    # The docs disagree on the default aspect ratio; the simulator picks the gen4 module's.
-    aspect_ratio = body.get("aspect_ratio", gen4.DEFAULT_ASPECT_RATIO)
-    if aspect_ratio not in gen4.ASPECT_RATIOS or not isinstance(aspect_ratio, str):
-        raise ValidationError(
-            f"field 'aspect_ratio' must be one of {', '.join(gen4.ASPECT_RATIOS)}; "
-            f"got {aspect_ratio!r}"
-        )
-    resolution = body.get("resolution", gen4.DEFAULT_RESOLUTION)
-    if resolution not in gen4.RESOLUTIONS or not isinstance(resolution, str):
-        raise ValidationError(
-            f"field 'resolution' must be one of {', '.join(gen4.RESOLUTIONS)}; got {resolution!r}"
-        )
-    refs = body.get("reference_images", [])
-    if not isinstance(refs, list):
-        raise ValidationError("field 'reference_images' must be a list of URLs")
-    if len(refs) > gen4.MAX_REFERENCES:
-        raise ValidationError(
-            f"field 'reference_images' holds {len(refs)} images; at most "
-            f"{gen4.MAX_REFERENCES} are allowed"
-        )
-    for i, url in enumerate(refs):
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValidationError(f"field 'reference_images[{i}]' must be an http(s) URL")
+    limit = props["prompt"].get("maxLength")
+    if limit is not None and utf16_length(prompt) > limit:
+        raise ValidationError(f"field 'prompt' is longer than {limit} UTF-16 code units")
+    refs: list[Any] = []
+    field = spec.reference_field
+    if field is not None:
+        refs = body.get(field, [])
+        if not isinstance(refs, list):
+            raise ValidationError(f"field '{field}' must be a list of URLs")
+        low, high = props[field]["minItems"], props[field]["maxItems"]
+        if len(refs) > high:
+            raise ValidationError(f"field '{field}' holds {len(refs)} images; at most "
+                                  f"{high} are allowed")
+        if len(refs) < low:
+            raise ValidationError(f"field '{field}' holds {len(refs)} images; at least "
+                                  f"{low} are required")
+        for i, url in enumerate(refs):
+            parts = urlsplit(url) if isinstance(url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValidationError(f"field '{field}[{i}]' must be an http(s) URL")
+    filled: dict[str, Any] = {}
+    for name, prop in props.items():
+        if name in ("prompt", field):
+            continue
+        if name in body:
+            _check_value(name, prop, body[name])
+            filled[name] = body[name]
+        elif "default" in prop:
+            filled[name] = prop["default"]
     seed = body.get("seed")
-    if seed is not None and (
-        isinstance(seed, bool)
-        or not isinstance(seed, int)
-        or not gen4.SEED_MIN <= seed <= gen4.SEED_MAX
-    ):
-        raise ValidationError(
-            f"field 'seed' must be an integer from {gen4.SEED_MIN} to {gen4.SEED_MAX}; got {seed!r}"
-        )
-    for flag in ("enable_base64_output", "enable_sync_mode"):
-        if flag in body and not isinstance(body[flag], bool):
-            raise ValidationError(f"field '{flag}' must be a boolean")
     return {
+        "model": spec.model,
         "prompt": prompt,
-        "aspect_ratio": aspect_ratio,
-        "resolution": resolution,
-        "reference_images": list(refs),
-        "seed": seed,
-        "enable_base64_output": bool(body.get("enable_base64_output", False)),
-        "enable_sync_mode": bool(body.get("enable_sync_mode", False)),
+        "references": list(refs),
+        "seed": None if seed is None or seed == (spec.seed.random if spec.seed else None)
+        else seed,
+        "enable_base64_output": bool(filled.get("enable_base64_output", False)),
+        "enable_sync_mode": bool(filled.get("enable_sync_mode", False)),
+        "input": {"prompt": prompt, **({field: list(refs)} if field else {}), **filled},
     }
 
 

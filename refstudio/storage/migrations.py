@@ -154,7 +154,24 @@ M003_SUBMIT_WINDOW = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (M001_LIBRARY, M002_GENERATIONS, M003_SUBMIT_WINDOW)
+#: The model of every generation recorded before refstudio knew more than one.
+LEGACY_MODEL_ID = "wavespeed:runwayml/gen4-image"
+
+M004_MODEL_ID = Migration(
+    "m004_model_id",
+    (
+        # Which model a generation asked for, as `provider:model` (the catalog's id); `provider`
+        # says who ran it (offline previews any model). Every row written before this migration
+        # was a Gen-4 Image request on WaveSpeed, or an offline preview of one: a fact of the
+        # past, so its id is written out here rather than read from the model's module.
+        "ALTER TABLE generation ADD COLUMN model_id VARCHAR NOT NULL "
+        f"DEFAULT '{LEGACY_MODEL_ID}'",
+        "CREATE INDEX ix_generation_model_id ON generation (model_id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (M001_LIBRARY, M002_GENERATIONS, M003_SUBMIT_WINDOW,
+                                     M004_MODEL_ID)
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at VARCHAR)"
 

@@ -93,8 +93,10 @@ class Generation(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
     status: str = Field(default="pending", index=True)
-    provider: str
-    model: str
+    provider: str  # who ran it: wavespeed, runway, offline
+    model: str  # the provider's own name of the model (the WaveSpeed path part)
+    #: The catalog id of the model asked for (``wavespeed:google/nano-banana/edit``).
+    model_id: str = Field(index=True)
     template_source: Optional[str] = None  # noqa: UP045
     prompt: str  # the rendered prompt as sent
     params_json: str  # aspect_ratio, resolution, seed

@@ -18,13 +18,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import InputError, RefstudioError
-from ..models import gen4
+from ..models.sizes import RESOLUTION_CLASSES
 from ..storage.tables import GENERATION_STATES, REFERENCE_KINDS
 from . import views
 from .pages import call, message_of, redirect, render, render_fragment, status_for, web
 from .security import form_route
 
 HISTORY_LIMIT = 50
+#: The common size vocabulary offered on the page (each model maps it onto its own form).
+ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4")
 #: Cards watched by one event stream, at most.
 MAX_WATCH = 200
 #: How often a stream looks at the database for work other processes (the CLI) move along.
@@ -37,6 +39,7 @@ def _form_values(source: Any, studio: Any) -> dict[str, str]:
     return {
         "prompt": str(source.get("prompt") or ""),
         "provider": str(source.get("provider") or studio.default_provider()),
+        "model": str(source.get("model") or ""),
         "aspect_ratio": str(source.get("aspect_ratio") or config.aspect_ratio),
         "resolution": str(source.get("resolution") or config.resolution),
         "seed": str(source.get("seed") or ""),
@@ -51,7 +54,8 @@ def _options(values: dict[str, str]) -> dict[str, Any]:
         n = int(values["n"] or "1")
     except ValueError:
         raise InputError("seed and count are whole numbers") from None
-    return {"provider": values["provider"] or None, "aspect_ratio": values["aspect_ratio"],
+    return {"provider": values["provider"] or None, "model": values["model"] or None,
+            "aspect_ratio": values["aspect_ratio"],
             "resolution": values["resolution"], "seed": seed, "n": n}
 
 
@@ -90,7 +94,8 @@ async def _compose_page(request: Request, values: dict[str, str], status: int = 
     studio = web(request).studio
     return render(request, "compose.html.j2", status_code=status, page="compose", form=values,
                   estimate=await _estimate(studio, values), providers=studio.provider_names(),
-                  aspect_ratios=gen4.ASPECT_RATIOS, resolutions=gen4.RESOLUTIONS, error=error)
+                  models=[{"id": m.id, "name": m.name} for m in await call(studio.models)],
+                  aspect_ratios=ASPECT_RATIOS, resolutions=RESOLUTION_CLASSES, error=error)
 
 
 @form_route(max_files=0, max_fields=12)

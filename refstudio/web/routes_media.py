@@ -28,8 +28,8 @@ async def media(request: Request) -> Response:
 
 
 def _thumbnail(studio: Any, sha: str) -> Path:
-    source = studio.image_file(sha)  # validates the hash: 64 hex digits the library knows
-    dest = studio.root / "gallery" / "thumbs" / thumb_name(sha.lower())
+    source: Path = studio.image_file(sha)  # validates the hash: 64 hex digits the library knows
+    dest: Path = studio.root / "gallery" / "thumbs" / thumb_name(sha.lower())
     if not dest.is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:

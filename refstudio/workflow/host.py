@@ -46,9 +46,11 @@ class WorkflowHost(Protocol):
         provider: str | None = None,
         run_id: int | None = None,
         step_id: str | None = None,
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[Rendered, list[PreparedRequest]]: ...
 
-    def price(self, provider: str, resolution: str) -> float: ...
+    def price(self, provider: str, model: Any = None, options: Any = None) -> float: ...
 
     def engine(
         self,

@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import RefstudioError, TooManyReferencesError, WorkflowError
-from ..models import gen4
-from ..models.params import validate_params
+from ..errors import RefstudioError, TooFewReferencesError, TooManyReferencesError, WorkflowError
+from ..models import catalog
+from ..models.compose import compose_options
+from ..models.spec import ModelSpec
 from ..prompts import RefImage, RefRecord, render_string, render_template, resolve, scan
 from ..prompts.names import clean_name, suggest
 from .spec import PromoteSpec, StepSpec, Workflow
@@ -42,9 +43,13 @@ class PlannedStep:
     mentions: list[str]  # distinct names as written, in order of first mention
     waits_for: dict[str, str]  # mentioned name (lower) -> step id that provides it
     depends_on: set[str]
-    aspect_ratio: str
-    resolution: str
+    aspect_ratio: str | None  # as the step (or nothing) said; each model maps it
+    resolution: str | None
     seeds: list[int]
+    #: Catalog ids of the models the step runs, in order: one generation per model and variant.
+    models: list[str] = field(default_factory=list)
+    #: Each model's options for this step (sizes mapped, no seed): what it is priced by.
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     level: int = 0
 
     @property
@@ -67,10 +72,19 @@ class Plan:
         return [[s.id for s in self.steps if s.level == d] for d in range(depth + 1)]
 
 
-def stable_seed(workflow_key: str, step_id: str) -> int:
+#: Seeds every model with seeds takes (Gen-4 starts at 1, Seedream and Kontext at -1 "random").
+_SEED_CEILING = 2_147_483_647
+
+
+def seed_ceiling(models: list[ModelSpec]) -> int:
+    """The highest seed all of ``models`` that take seeds accept."""
+    return min((m.seed.high for m in models if m.seed is not None), default=_SEED_CEILING)
+
+
+def stable_seed(workflow_key: str, step_id: str, ceiling: int = _SEED_CEILING) -> int:
     """A step without a seed gets one derived from its id, so reruns are the same request."""
     digest = hashlib.sha256(f"{workflow_key}:{step_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % (gen4.SEED_MAX - 32) + 1
+    return int.from_bytes(digest[:8], "big") % (ceiling - 32) + 1
 
 
 def render_step(
@@ -94,13 +108,16 @@ def build_plan(
     lookup: Any,
     templates_dir: Any,
     overrides: Mapping[str, Any] | None = None,
-    defaults: tuple[str, str] = (gen4.DEFAULT_ASPECT_RATIO, gen4.DEFAULT_RESOLUTION),
+    defaults: tuple[str | None, str | None] = (None, None),
     image_step: ImageStep | None = None,
+    default_model: str | None = None,
 ) -> Plan:
     """Render every step, find its dependencies, and order the steps. Raises WorkflowError.
 
     ``image_step`` tells which library images this workflow's own steps promoted (so a rerun
     may promote onto a label it gave before); without it every existing label counts as taken.
+    ``defaults`` are the project's size (applied where each model can make it) and
+    ``default_model`` the model of steps that name none.
     """
     variables = {**workflow.spec.vars, **(overrides or {})}
     _check_refs(workflow)
@@ -120,21 +137,35 @@ def build_plan(
         try:
             text = render_step(step, variables, lookup, templates_dir, where)
             mentions, _ = scan(text, source=where)
-            params = validate_params(
-                step.aspect_ratio or defaults[0], step.resolution or defaults[1], step.seed
-            )
+            specs = [catalog.get(name if name is not None else default_model)
+                     for name in step.model_names]
+            model_params: dict[str, dict[str, Any]] = {}
+            for spec in specs:  # every check before paying: sizes, seeds, options
+                # A step's seed is for the models that take seeds; the others go without.
+                seed = step.seed if spec.options.seed_field is not None else None
+                chosen = compose_options(spec, aspect_ratio=step.aspect_ratio,
+                                         resolution=step.resolution, seed=seed,
+                                         options=step.options, defaults=defaults)
+                model_params[spec.id] = spec.params(chosen)
         except RefstudioError as exc:
             raise WorkflowError(f"{where}: {exc.message}", hint=exc.hint) from None
         names: list[str] = []
         for m in mentions:
             if m.name.lower() not in (n.lower() for n in names):
                 names.append(m.name)
-        if len(names) > gen4.MAX_REFERENCES:
-            raise TooManyReferencesError(
-                f"{where} mentions {len(names)} references "
-                f"({', '.join('@' + n for n in names)}); the model takes at most "
-                f"{gen4.MAX_REFERENCES}"
-            )
+        for spec in specs:
+            if len(names) > spec.max_references:
+                raise TooManyReferencesError(
+                    f"{where} mentions {len(names)} references "
+                    f"({', '.join('@' + n for n in names)}); {spec.alias} ({spec.id}) takes "
+                    f"at most {spec.max_references}"
+                )
+            if len(names) < spec.min_references:
+                raise TooFewReferencesError(
+                    f"{where} mentions {len(names)} references; {spec.alias} ({spec.id}) "
+                    f"needs at least {spec.min_references}",
+                    hint="mention a reference with @name, or choose another model",
+                )
         waits_for: dict[str, str] = {}
         for name in names:
             key = name.lower()
@@ -177,10 +208,11 @@ def build_plan(
             if provider is None or order_in_file[provider] < order_in_file[step.id]:
                 readers.setdefault(key, set()).add(step.id)
         # Keyed on the file name, not its full path, so a moved project keeps its seeds.
-        seed = params.seed if params.seed is not None else stable_seed(
-            workflow.path.name, step.id
+        ceiling = seed_ceiling(specs)
+        seed = step.seed if step.seed is not None else stable_seed(
+            workflow.path.name, step.id, ceiling
         )
-        if seed + step.variants - 1 > gen4.SEED_MAX:
+        if seed + step.variants - 1 > ceiling:
             raise WorkflowError(f"{where}: seed {seed} + {step.variants} variants is too large")
         planned.append(
             PlannedStep(
@@ -189,9 +221,11 @@ def build_plan(
                 mentions=names,
                 waits_for=waits_for,
                 depends_on=set(waits_for.values()) | set(step.after) | chain,
-                aspect_ratio=params.aspect_ratio,
-                resolution=params.resolution,
+                aspect_ratio=step.aspect_ratio,
+                resolution=step.resolution,
                 seeds=[seed + i for i in range(step.variants)],
+                models=[spec.id for spec in specs],
+                model_params=model_params,
             )
         )
     return Plan(workflow, _order(workflow, planned), variables)
@@ -298,7 +332,7 @@ class _AsTheStepSeesIt:
         return RefImage(self._next_id, label, primary, "", "", 0, 0)
 
     def find(self, name: str) -> RefRecord | None:
-        record = self.lookup.find(name)
+        record: RefRecord | None = self.lookup.find(name)
         key = name.lower()
         refs = {n.lower(): n for n in self.workflow.spec.refs}
         if key in refs and (record is None or not record.images):

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
 from ..errors import RefstudioError
-from ..providers.registry import provider_class
 from ..storage.database import read_session, write_session
 from ..storage.tables import Generation, Output, ReferenceImage, Run, utcnow
 from .plan import Plan, PlannedStep
@@ -147,17 +146,21 @@ class WorkflowRunner:
     async def _execute(self, engine: Engine, step: PlannedStep, run_id: int) -> StepReport:
         spec = step.spec
         values = {**self.plan.variables, **spec.vars}
-        rendered, requests = self.host.prepare_requests(
-            spec.prompt, template=spec.template, variables=values, n=spec.variants,
-            aspect_ratio=step.aspect_ratio, resolution=step.resolution, seed=step.seeds[0],
-            provider=self.provider, run_id=run_id, step_id=spec.id,
-        )
-        requests = self._pin(step, requests)
-        model = engine.provider.model
+        # One generation per model and variant, in the order the step names its models.
+        batch: list[tuple[PreparedRequest, float]] = []
+        for model_id in _models_of(step):
+            rendered, prepared = self.host.prepare_requests(
+                spec.prompt, template=spec.template, variables=values, n=spec.variants,
+                aspect_ratio=step.aspect_ratio, resolution=step.resolution,
+                seed=_seed_for(model_id, step.seeds[0]), provider=self.provider,
+                run_id=run_id, step_id=spec.id, model=model_id, options=spec.options or None,
+            )
+            batch += [(r, rendered.cost_estimate) for r in self._pin(step, prepared)]
         ids: list[int] = []
         new_ids: list[int] = []
-        for request in requests:
-            previous = _latest_with_hash(self.db, request.request_hash(self.provider, model))
+        for request, cost in batch:
+            previous = _latest_with_hash(
+                self.db, request.request_hash(self.provider, request.spec.model))
             prev_id = previous.id if previous is not None else None
             if previous is not None and prev_id is not None and previous.status == "completed":
                 ids.append(prev_id)
@@ -182,7 +185,7 @@ class WorkflowRunner:
                 ids.append(prev_id)
                 new_ids.append(prev_id)
                 continue
-            gen_id = engine.record(request, rendered.cost_estimate)
+            gen_id = engine.record(request, cost)
             ids.append(gen_id)
             new_ids.append(gen_id)
         if new_ids:
@@ -282,7 +285,7 @@ class WorkflowRunner:
 
 def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
     with read_session(db) as session:
-        rows = session.exec(
+        rows: Sequence[Generation] = session.exec(
             select(Generation).where(Generation.request_hash == request_hash)
             .order_by(col(Generation.id).desc())
         ).all()
@@ -293,20 +296,23 @@ def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
     for row in rows:
         if row.status == "completed":
             return row
-    unknown = next((r for r in rows if r.status == "unknown"), None)
+    unknown: Generation | None = next((r for r in rows if r.status == "unknown"), None)
     if unknown is not None:
         return unknown
-    return next((r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
+    never_sent: Generation | None = next(
+        (r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
+    return never_sent
 
 
 def _last_completed_of_step(db: Database, workflow: str, step_id: str) -> Generation | None:
     with read_session(db) as session:
-        return session.exec(
+        row: Generation | None = session.exec(
             select(Generation).join(Run, col(Generation.run_id) == col(Run.id))
             .where(Run.workflow == workflow, Generation.step_id == step_id,
                    Generation.status == "completed")
             .order_by(col(Generation.id).desc())
         ).first()
+    return row
 
 
 def _made_by_steps(db: Database, output_id: int | None, step_ids: set[str]) -> bool:
@@ -324,7 +330,7 @@ def image_step_of(db: Database, workflow: str) -> Callable[[int], str | None]:
 
     def image_step(image_id: int) -> str | None:
         with read_session(db) as session:
-            row = session.exec(
+            row: str | None = session.exec(
                 select(Generation.step_id)
                 .join(Output, col(Output.generation_id) == col(Generation.id))
                 .join(ReferenceImage, col(ReferenceImage.source_output_id) == col(Output.id))
@@ -368,34 +374,58 @@ def estimate(host: WorkflowHost, plan: Plan, provider: str) -> tuple[float, dict
     total = 0.0
     notes: dict[str, str] = {}
     for step in plan.steps:
-        price = host.price(provider, step.resolution)
+        price = sum(_step_price(host, provider, step, m) for m in _models_of(step))
         if step.waits_for:
             notes[step.id] = "waits for " + ", ".join(
                 f"@{n} from step {s}" for n, s in step.waits_for.items())
             total += price * len(step.seeds)
             continue
         try:
-            _, requests = host.prepare_requests(
-                step.spec.prompt, template=step.spec.template,
-                variables={**plan.variables, **step.spec.vars}, n=len(step.seeds),
-                aspect_ratio=step.aspect_ratio, resolution=step.resolution,
-                seed=step.seeds[0], provider=provider,
-            )
+            priced: list[tuple[PreparedRequest, float]] = []
+            for model_id in _models_of(step):
+                rendered, requests = host.prepare_requests(
+                    step.spec.prompt, template=step.spec.template,
+                    variables={**plan.variables, **step.spec.vars}, n=len(step.seeds),
+                    aspect_ratio=step.aspect_ratio, resolution=step.resolution,
+                    seed=_seed_for(model_id, step.seeds[0]), provider=provider,
+                    model=model_id, options=step.spec.options or None,
+                )
+                priced += [(r, rendered.cost_estimate) for r in requests]
         except RefstudioError:
             # A [refs] entry not yet in the library: it is made from its files at run time.
             notes[step.id] = "new"
             total += price * len(step.seeds)
             continue
-        cls_model = provider_class(provider).model
         paid = 0
-        for request in requests:
+        for request, cost in priced:
             previous = _latest_with_hash(host.library.db,
-                                         request.request_hash(provider, cls_model))
+                                         request.request_hash(provider, request.spec.model))
             if previous is None or previous.status != "completed":
                 paid += 1
-        total += price * paid
+                total += cost
         notes[step.id] = "unchanged: not paid again" if paid == 0 else f"{paid} new request(s)"
     return total, notes
+
+
+def _models_of(step: PlannedStep) -> list[str | None]:
+    """The step's models (None: the default model, for a plan made without any)."""
+    return list(step.models) if step.models else [None]
+
+
+def _seed_for(model_id: str | None, seed: int) -> int | None:
+    """The step's seed for a model that takes seeds; None for one that takes none."""
+    from ..models import catalog
+
+    return seed if catalog.get(model_id).options.seed_field is not None else None
+
+
+def _step_price(host: WorkflowHost, provider: str, step: PlannedStep,
+                model_id: str | None) -> float:
+    """Price of one variant of ``step`` on one model (its options as the plan mapped them)."""
+    from ..models import catalog
+
+    spec = catalog.get(model_id)
+    return host.price(provider, spec.id, step.model_params.get(spec.id))
 
 
 def bound_names(step: PlannedStep, library_names: Mapping[str, str]) -> list[str]:

@@ -21,6 +21,11 @@ promote = { name = "mara_coat", kind = "object", pick = "first" }   # or an inde
 id = "scene"
 prompt = "@mara wearing @mara_coat in @tavern"    # runs after "coat": it promotes mara_coat
 after = []                                          # explicit extra ordering
+
+[[step]]
+id = "try"
+prompt = "@mara reading in @tavern"
+models = ["gen4", "nano-banana"]   # one generation per model and variant (or model = "...")
 ```
 """
 
@@ -31,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import WorkflowError
 from ..models.params import MAX_BATCH
@@ -90,6 +95,25 @@ class StepSpec(_Strict):
     after: list[str] = []
     promote: PromoteSpec | None = None
     provider: str | None = None
+    #: One model (id or alias) or several: one generation per model and variant; ``promote``
+    #: picks among all of them. Neither: the project's default model.
+    model: str | None = None
+    models: list[str] | None = Field(default=None, min_length=1)
+    #: The chosen model's own options (``refstudio models show``), e.g. {guidance_scale = 5}.
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _one_model_key(self) -> StepSpec:
+        if self.model is not None and self.models is not None:
+            raise ValueError("give model or models, not both")
+        return self
+
+    @property
+    def model_names(self) -> list[str | None]:
+        """The models asked for, in order (None: the project's default)."""
+        if self.models is not None:
+            return list(dict.fromkeys(self.models))
+        return [self.model]
 
 
 class WorkflowSpec(_Strict):

@@ -77,12 +77,12 @@ def _decode_reference(data: bytes, box: int) -> Image.Image | None:
             # A decompression-bomb *warning* is turned into an error so the image is skipped
             # instead of decoded (and so tests running with warnings-as-errors stay quiet).
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                if im.width * im.height > _MAX_REFERENCE_PIXELS:
+            with Image.open(io.BytesIO(data)) as opened:
+                if opened.width * opened.height > _MAX_REFERENCE_PIXELS:
                     return None
                 # JPEG can decode at 1/2, 1/4, 1/8 scale directly: much faster for big photos.
-                im.draft("RGB", (box, box))
-                im = ImageOps.exif_transpose(im)
+                opened.draft("RGB", (box, box))
+                im = ImageOps.exif_transpose(opened)
                 if im.mode in ("RGBA", "LA", "PA") or (
                     im.mode == "P" and "transparency" in im.info
                 ):
@@ -207,3 +207,21 @@ def encode_png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+#: Pixels of a preview whose model's output follows its first input (about Nano Banana's).
+_FOLLOW_PIXELS = 1024 * 1024
+
+
+def following_size(references: list[bytes]) -> tuple[int, int]:
+    """The size of a model whose output follows its inputs: the first image's shape at about
+    one megapixel (1024x1024 when there is none to read)."""
+    if references:
+        try:
+            with Image.open(io.BytesIO(references[0])) as first:
+                w, h = first.size
+            scale = (_FOLLOW_PIXELS / (w * h)) ** 0.5
+            return max(64, round(w * scale)), max(64, round(h * scale))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return 1024, 1024

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...errors import RequestRejectedError, TransientError
-from ...models import gen4
-from ...models.request import BoundImage, GenParams
+from ...models import catalog
+from ...models.spec import ModelSpec
 from ...storage.fsutil import atomic_write_bytes
 from ..base import Provider, SubmittedTask, TaskStatus, UploadedImage
-from ..payloads import wavespeed_body
 
 ENV_CACHE = "REFSTUDIO_OFFLINE_DIR"
 
@@ -42,11 +41,15 @@ def _cache_dir() -> Path:
 
 
 class OfflineProvider(Provider):
-    """Makes preview images locally. Same request shape as WaveSpeed, so bodies are comparable."""
+    """Previews any model locally, from the very body that model's provider would receive, at
+    the size that model returns (so a layout can be judged before paying)."""
 
     name: ClassVar[str] = "offline"
-    model: ClassVar[str] = "refstudio/offline-preview"
     paid: bool = False
+
+    @classmethod
+    def serves(cls, model: ModelSpec) -> bool:
+        return True
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.root = cache_dir or _cache_dir()
@@ -56,12 +59,6 @@ class OfflineProvider(Provider):
     def __repr__(self) -> str:
         return f"OfflineProvider({str(self.root)!r})"
 
-    @classmethod
-    def build_body(
-        cls, prompt: str, images: list[BoundImage], params: GenParams
-    ) -> dict[str, Any]:
-        return wavespeed_body(prompt, images, params)
-
     async def upload(self, data: bytes, *, filename: str, content_type: str) -> UploadedImage:
         sha = hashlib.sha256(data).hexdigest()
         path = self.root / "uploads" / sha
@@ -69,10 +66,18 @@ class OfflineProvider(Provider):
             atomic_write_bytes(path, data)
         return UploadedImage(url=f"offline://uploads/{sha}")
 
-    async def submit(self, body: dict[str, Any]) -> SubmittedTask:
+    async def submit(
+        self, body: dict[str, Any], *, model: ModelSpec | None = None
+    ) -> SubmittedTask:
+        spec = model or self.default_model()
         task_id = uuid.uuid4().hex
-        task = dict(body)
-        task.setdefault("seed", random.randint(gen4.SEED_MIN, gen4.SEED_MAX))
+        task: dict[str, Any] = {"body": dict(body), "model": spec.id}
+        # The seed the preview is drawn from: the request's, else one the model could pick.
+        seed = spec.seed_of(spec.parse_options(_options_in(spec, body)))
+        if seed is None or (spec.seed is not None and seed == spec.seed.random):
+            low, high = (spec.seed.low, spec.seed.high) if spec.seed else (1, 2**31 - 1)
+            seed = random.randint(max(low, 0), high)
+        task["seed"] = seed
         atomic_write_bytes(self.root / "tasks" / f"{task_id}.json", json.dumps(task).encode())
         return SubmittedTask(task_id=task_id, poll_url=None)
 
@@ -89,22 +94,29 @@ class OfflineProvider(Provider):
         )
 
     async def download(self, output: str) -> AsyncIterator[bytes]:
-        from .previews import encode_png, render_preview
+        from .previews import encode_png, following_size, render_preview
 
         if output.startswith("offline://tasks/"):
             task_id = output.split("/")[3]
             try:
-                body = json.loads((self.root / "tasks" / f"{task_id}.json").read_text())
+                task = json.loads((self.root / "tasks" / f"{task_id}.json").read_text())
             except OSError as exc:
                 raise TransientError(f"offline task {task_id} is gone") from exc
-            width, height = gen4.output_size(body["aspect_ratio"], body.get("resolution", "1080p"))
-            references = [self._read_upload(url) for url in body.get("reference_images", [])]
+            if "body" not in task:  # a task written before the model layer: a Gen-4 body
+                task = {"body": task, "model": catalog.default_model().id, "seed": task["seed"]}
+            body = task["body"]
+            spec = catalog.get(task["model"])
+            field = spec.reference_field
+            urls = body.get(field, []) if field else []
+            references = [r for r in (self._read_upload(url) for url in urls) if r]
+            size = spec.output_size(spec.parse_options(_options_in(spec, body)))
+            width, height = size or following_size(references)
             image = render_preview(
                 width=width,
                 height=height,
                 prompt=body["prompt"],
-                references=[r for r in references if r],
-                seed=int(body["seed"]),
+                references=references,
+                seed=int(task["seed"]),
                 label="OFFLINE PREVIEW",
             )
             yield encode_png(image)
@@ -117,3 +129,9 @@ class OfflineProvider(Provider):
             return (self.root / "uploads" / sha).read_bytes()
         except OSError:
             return None
+
+
+def _options_in(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+    """The model's options as they appear in its body."""
+    return {k: v for k, v in body.items() if k in spec.options.model_fields}
+

@@ -53,10 +53,8 @@ from refstudio.errors import (
     RequestRejectedError,
     TransientError,
 )
-from refstudio.models import gen4
+from refstudio.models.spec import ModelSpec
 from refstudio.providers.base import (
-    BoundImage,
-    GenParams,
     Provider,
     SubmittedTask,
     TaskHistory,
@@ -66,13 +64,13 @@ from refstudio.providers.base import (
     UploadedImage,
 )
 from refstudio.providers.netloop import at_close, run_here
-from refstudio.providers.payloads import wavespeed_body
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 ENV_API_KEY = "WAVESPEED_API_KEY"
 ENV_BASE_URL = "WAVESPEED_BASE_URL"
 
-SUBMIT_PATH = f"/api/v3/{gen4.MODEL_ID}"
+#: Every model is served at its own path: ``/api/v3/runwayml/gen4-image`` and so on.
+SUBMIT_PATH = "/api/v3/{model}"
 RESULT_PATH = "/api/v3/predictions/{task_id}/result"
 UPLOAD_PATH = "/api/v3/media/upload/binary"
 HISTORY_PATH = "/api/v3/predictions"
@@ -156,7 +154,8 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class WaveSpeedProvider(Provider):
-    """WaveSpeedAI's ``runwayml/gen4-image`` over HTTP.
+    """WaveSpeedAI over HTTP: every ``wavespeed:`` model of the catalog (the model is the path
+    of the submit URL; bodies come from each model's spec).
 
     Every instance for one account (key + base URL) shares one connection pool per process, on
     the process's network loop (:mod:`refstudio.providers.netloop`), whatever event loop or
@@ -169,7 +168,12 @@ class WaveSpeedProvider(Provider):
     """
 
     name: ClassVar[str] = "wavespeed"
-    model: ClassVar[str] = gen4.MODEL_ID
+
+    @classmethod
+    def key_configured(cls) -> bool:
+        from refstudio.providers.config import effective_settings
+
+        return bool(effective_settings(cls.name).api_key)
 
     def __init__(
         self,
@@ -314,20 +318,6 @@ class WaveSpeedProvider(Provider):
                 return code
         return None
 
-    # ------------------------------------------------------------------ body
-
-    @classmethod
-    def build_body(
-        cls, prompt: str, images: list[BoundImage], params: GenParams
-    ) -> dict[str, Any]:
-        """The exact JSON WaveSpeed receives.
-
-        Shaped by the one shared :func:`refstudio.providers.payloads.wavespeed_body` (which also
-        validates and raises ParameterError / TooManyReferencesError), so the engine's request
-        hash, the stored payload and what goes on the wire cannot drift apart.
-        """
-        return wavespeed_body(prompt, images, params)
-
     # ------------------------------------------------------------------ submit
 
     def _submit_error(self, code: int, message: str, retry_after: float | None) -> ProviderError:
@@ -397,16 +387,22 @@ class WaveSpeedProvider(Provider):
             hint="the task may have been created and billed; check before resending",
         )
 
-    async def submit(self, body: dict[str, Any]) -> SubmittedTask:
-        """POST one generation request. Sent at most once: this method never retries."""
-        return await run_here(self._submit(body))
+    async def submit(
+        self, body: dict[str, Any], *, model: ModelSpec | None = None
+    ) -> SubmittedTask:
+        """POST one generation request for ``model`` (None: the default model). Sent at most
+        once: this method never retries."""
+        spec = model or self.default_model()
+        if not self.serves(spec):
+            raise ConfigError(f"the WaveSpeed provider does not serve {spec.id}")
+        return await run_here(self._submit(body, SUBMIT_PATH.format(model=spec.model)))
 
-    async def _submit(self, body: dict[str, Any]) -> SubmittedTask:
+    async def _submit(self, body: dict[str, Any], path: str) -> SubmittedTask:
         sent = _SendTrace()
         try:
             async with self._pool.slots():
                 response = await self._pool.client().post(
-                    SUBMIT_PATH,
+                    path,
                     json=body,
                     headers=self._auth(),
                     timeout=self._timeout(SUBMIT_TIMEOUT),
@@ -436,6 +432,7 @@ class WaveSpeedProvider(Provider):
                 hint="the task may have been created and billed; check before resending",
                 status_code=response.status_code,
             )
+        assert isinstance(data, Mapping)  # it held the task id
         urls = data.get("urls")
         poll_url = urls.get("get") if isinstance(urls, Mapping) else None
         return SubmittedTask(
@@ -646,6 +643,37 @@ class WaveSpeedProvider(Provider):
             tasks=tuple(tasks.values()), since=since, until=until, complete=complete,
             reason=reason, server_now=server_now, clock_offset=offset, clock_error=error,
         )
+
+    async def read_api(self, method: str, path: str, body: Any = None) -> Any:
+        """One free call to the account API (catalog, balance, price quote): its ``data``.
+
+        Raises AuthenticationError (401/403), TransientError (network, 408/429/5xx; worth
+        asking again), RequestRejectedError (other 4xx, e.g. an endpoint this server lacks).
+        """
+        return await run_here(self._read_api(method, path, body))
+
+    async def _read_api(self, method: str, path: str, body: Any) -> Any:
+        try:
+            async with self._pool.slots():
+                response = await self._pool.client().request(
+                    method, path, json=body, headers=self._auth(),
+                    timeout=self._timeout(DEFAULT_TIMEOUT),
+                )
+        except httpx.HTTPError as exc:
+            raise TransientError(f"WaveSpeed {path} failed: {self._describe(exc)}") from None
+        payload = self._json(response)
+        code = response.status_code if not response.is_success else self._envelope_code(payload)
+        if code is not None:
+            message = f"WaveSpeed {path} answered {code}: {self._server_message(response, payload)}"
+            if code in (401, 403):
+                raise AuthenticationError(message, hint=f"check the key in {ENV_API_KEY}",
+                                          status_code=code)
+            if code in (408, 429) or code >= 500:
+                raise TransientError(message, status_code=code)
+            raise RequestRejectedError(message, status_code=code)
+        if not isinstance(payload, Mapping) or "data" not in payload:
+            raise ProtocolError(f"WaveSpeed {path} answered without data")
+        return payload["data"]
 
     async def _history_page(
         self, query: dict[str, Any]
