@@ -433,6 +433,8 @@ _generate = _delegate_async(_generations, Generations.generate)
 _resume = _delegate_async(_generations, Generations.resume)
 _reconcile = _delegate_async(_generations, Generations.reconcile)
 _retry = _delegate_async(_generations, Generations.retry)
+_cancel = _delegate_async(_generations, Generations.cancel)
+_accounts = _delegate_async(_generations, Generations.accounts)
 _run_workflow = _delegate_async(_workflows, Workflows.run_workflow)
 _compare = _delegate_async(_models, Models.compare)
 _sync_models = _delegate_async(_models, Models.sync_models)
@@ -449,6 +451,8 @@ class Studio(_StudioBase):
     resume = _blocking(_resume)
     reconcile = _blocking(_reconcile)
     retry = _blocking(_retry)
+    cancel = _blocking(_cancel)
+    accounts = _blocking(_accounts)
     run_workflow = _blocking(_run_workflow)
     compare = _blocking(_compare)
     sync_models = _blocking(_sync_models)
@@ -463,6 +467,8 @@ class AsyncStudio(_StudioBase):
     resume = _resume
     reconcile = _reconcile
     retry = _retry
+    cancel = _cancel
+    accounts = _accounts
     run_workflow = _run_workflow
     compare = _compare
     sync_models = _sync_models
