@@ -288,17 +288,18 @@ class Generations:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        model: str | None = None,
+        model: str | None = None, text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Generations, newest first; optionally those using ``ref``, in one ``status``, or of
-        one ``model`` (id or alias)."""
+        """Generations, newest first; optionally those using ``ref``, in one ``status``, of
+        one ``model`` (id or alias), or whose prompt contains ``text``."""
         from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
             raise InputError(
                 f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
             )
-        return self.queries.history(ref=ref, status=status, limit=limit, model=model)
+        return self.queries.history(ref=ref, status=status, limit=limit, model=model,
+                                    text=text)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""
@@ -479,6 +480,7 @@ class Generations:
         step_id: str | None = None,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[GenerationInfo]:
         """Generate ``n`` variants of a prompt with one model and store their outputs.
 
@@ -486,7 +488,8 @@ class Generations:
         its own options. Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds
         (always recorded; models without seeds get none). Checks the budget before anything is
         sent. With ``promote``, the first output of the first completed generation becomes (a
-        new version of) that reference.
+        new version of) that reference. ``on_recorded`` hears the new generation ids once they
+        are written down, before any is sent (a front end shows them at once).
         """
         from ..models.params import check_cost_limit
 
@@ -500,7 +503,7 @@ class Generations:
         )
         self.check_budget(rendered.cost_estimate * n, max_cost)
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
-                                     on_event)
+                                     on_event, on_recorded)
         infos = self.queries.many([o.generation_id for o in outcomes])
         if promote is not None:
             done = next((g for g in infos if g.status == "completed" and g.outputs), None)
@@ -769,6 +772,7 @@ class Generations:
         requests: list[PreparedRequest],
         cost: float | list[float],
         on_event: Callable[[Event], None] | None,
+        on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[Outcome]:
         model = requests[0].spec.id if requests else None
         async with self.engine(provider_name, on_event, model=model) as engine:
@@ -782,6 +786,8 @@ class Generations:
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
             ids = engine.record_many(requests, cost)
+            if on_recorded is not None:
+                on_recorded(list(ids))
             return await engine.run(ids)
 
 

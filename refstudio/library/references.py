@@ -581,6 +581,61 @@ class Library:
             raise ReferenceNotFoundError(f"no reference with id {ref_id}")
         return infos[0]
 
+    def search(
+        self,
+        text: str = "",
+        *,
+        kind: str | None = None,
+        tag: str | None = None,
+        prefix: bool = False,
+        offset: int = 0,
+        limit: int = 60,
+    ) -> tuple[list[ReferenceInfo], int]:
+        """One page of references whose name, description or a tag contains ``text`` (any
+        case), by name, and how many match in all. ``prefix``: names that start with ``text``.
+
+        Paged in SQL, so a page of a 10,000-reference library loads 60 rows, not 10,000.
+        """
+        if kind is not None:
+            check_kind(kind)
+        needle = text.strip().lstrip("@").lower()
+        with read_session(self.db) as session:
+            query = select(Reference.id)
+            if needle and prefix:
+                query = query.where(col(Reference.name_key).startswith(needle, autoescape=True))
+            elif needle:
+                query = query.where(
+                    col(Reference.name_key).contains(needle, autoescape=True)
+                    | func.lower(Reference.description).contains(needle, autoescape=True)
+                    | col(Reference.id).in_(
+                        select(ReferenceTag.reference_id).where(
+                            func.lower(ReferenceTag.tag).contains(needle, autoescape=True))
+                    )
+                )
+            if kind is not None:
+                query = query.where(Reference.kind == kind)
+            if tag is not None:
+                query = query.where(col(Reference.id).in_(
+                    select(ReferenceTag.reference_id).where(ReferenceTag.tag == tag)))
+            total = int(session.exec(
+                select(func.count()).select_from(query.subquery())).one())
+            ids = list(session.exec(
+                query.order_by(Reference.name_key).offset(max(0, offset)).limit(max(0, limit))
+            ).all())
+        return (self._load(ids=ids) if ids else []), total  # type: ignore[arg-type]
+
+    def asset_path(self, sha256: str) -> Path:
+        """The stored file of the image with content hash ``sha256`` (64 hex digits), or
+        ImageNotFoundError. Only hashes the library knows resolve: never a path from outside."""
+        sha = sha256.lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ImageNotFoundError(f"no image {sha256[:80]!r}")
+        with read_session(self.db) as session:
+            key = session.exec(select(Asset.path).where(Asset.sha256 == sha)).first()
+        if key is None:
+            raise ImageNotFoundError(f"no image {sha[:12]}")
+        return self.store.local_path(key)
+
     # Below this method, `list` in an annotation of this class would name the method: they
     # spell the type `builtins.list`.
     def list(

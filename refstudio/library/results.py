@@ -194,10 +194,13 @@ class GenerationQueries:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        model: str | None = None,
+        model: str | None = None, text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Newest first, optionally only those that used reference ``ref``, in one state, or
-        of one model (a catalog id or alias; UnknownModelError with a did-you-mean)."""
+        """Newest first, optionally only those that used reference ``ref``, in one state, of
+        one model (a catalog id or alias; UnknownModelError with a did-you-mean), or whose
+        prompt contains ``text`` (any case)."""
+        from sqlmodel import func
+
         from ..models import catalog
         from ..models.params import check_limit
 
@@ -209,6 +212,9 @@ class GenerationQueries:
                 query = query.where(Generation.status == status)
             if model_id:
                 query = query.where(Generation.model_id == model_id)
+            if text:
+                query = query.where(
+                    func.lower(Generation.prompt).contains(text.lower(), autoescape=True))
             if ref:
                 # Narrow in SQL, then match names exactly (case-insensitively) in Python.
                 query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
