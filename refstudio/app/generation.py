@@ -24,6 +24,7 @@ from ..errors import (
 from ..models import gen4
 from ..prompts.names import clean_name, name_key
 from ..storage.database import read_session, write_session
+from ..storage.rows import insert_reference
 from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
 
 if TYPE_CHECKING:
@@ -322,16 +323,14 @@ class GenerationMixin:
             asset = session.get(Asset, out_row.asset_id)
             assert asset is not None and out_row.id is not None
             if existing is None:
-                ref = Reference(name=name, name_key=name_key(name), kind=kind or "character",
-                                description=description or gen.prompt[:200])
-                session.add(ref)
-                session.flush()
-                assert ref.id is not None
+                ref_id = insert_reference(
+                    session.connection(), name=name, key=name_key(name),
+                    kind=kind or "character", description=description or gen.prompt[:200],
+                    author=self.library.author)
                 self.library.add_generated_image(
-                    session, reference_id=ref.id, asset_id=asset.id,  # type: ignore[arg-type]
+                    session, reference_id=ref_id, asset_id=asset.id,  # type: ignore[arg-type]
                     label=label, make_primary=True, source_output_id=out_row.id,
                 )
-                ref_id = ref.id
             else:
                 assert existing.id is not None
                 ref_id = existing.id
@@ -604,7 +603,8 @@ class AsyncGenerationMixin:
         provider = self.make_provider(provider_name)
         config = self.project.config  # type: ignore[attr-defined]
         settings = EngineSettings(concurrency=concurrency or config.concurrency,
-                                  target_lag=config.poll_lag, budget=config.budget)
+                                  target_lag=config.poll_lag, budget=config.budget,
+                                  author=self.project.author)  # type: ignore[attr-defined]
         return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
                                    settings=settings, on_event=on_event), provider)
 

@@ -30,6 +30,7 @@ from ..storage.media import LocalMediaStore, count_media_files
 from ..workflow import WorkflowMixin
 from .generation import AsyncGenerationMixin, GenerationMixin
 from .project import (
+    DB_FILE,
     Project,
     check_layout,
     load_config,
@@ -50,7 +51,9 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        fresh = not project.db_path.exists()
+        url = project.database_url  # a bad one is refused before anything is made
+        db_path = project.db_path  # None: the library lives on a database server
+        fresh = db_path is not None and not db_path.exists()
         if fresh:
             # A project without its library yet (a copied example, a checkout): nothing can be
             # lost by making media/. Beside an existing library, a missing media/ is refused.
@@ -59,7 +62,7 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
         #: Things the user should hear about this project, said once by whoever opened it (the
         #: CLI prints each as a ``warning:`` line), e.g. a library.db made anew beside old media.
         self.notices: list[str] = []
-        self.db = Database(project.db_path)
+        self.db = Database(url)
         try:
             self.db.migrate()
         except BaseException:
@@ -70,7 +73,7 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
             unknown = count_media_files(project.media_dir)
             if unknown:
                 self.notices.append(
-                    f"{project.db_path.name} was missing and is now a new, empty library, but "
+                    f"{DB_FILE} was missing and is now a new, empty library, but "
                     f"media/ holds {unknown} image file(s) it does not know: run `refstudio "
                     "doctor` to list them (`refstudio doctor --fix` adopts them as @recovered)"
                 )
@@ -79,6 +82,7 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
             self.store,
             max_image_bytes=project.config.max_image_bytes,
             quality_check=_quality_check(),
+            author=project.author,
         )
         self.queries = GenerationQueries(self.db, self.store, promote=self._promote_output)
         #: Per-provider constructor options that win over the user config, e.g.

@@ -87,6 +87,8 @@ class EngineSettings:
     #: The project's budget (US dollars) or None: checked and recorded atomically with each
     #: batch (see records.create_pending_many), so concurrent processes cannot overrun it.
     budget: float | None = None
+    #: Who asks for this work: recorded on each generation (see ``history --by``).
+    author: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ class Engine:
         ids = records.create_pending_many(
             self.db, list(requests), provider=self.provider.name, model=self.provider.model,
             cost=cost, owner=self.owner, budget=self.settings.budget,
+            author=self.settings.author,
         )
         for gen_id, request in zip(ids, requests, strict=True):
             self._prepared[gen_id] = request
