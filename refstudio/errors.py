@@ -213,6 +213,8 @@ class DatabaseUnavailableError(StorageError):
     """
 
     exit_code = 14
+    #: The server answered, but has no database by that name.
+    missing_database: bool = False
 
 
 def clause(text: object) -> str:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import BAD_IMAGE_KINDS, ImageMaker, draw_image, snapshot_project, write_bad_image
+from conftest import (
+    BAD_IMAGE_KINDS,
+    ImageMaker,
+    db_rows,
+    draw_image,
+    snapshot_project,
+    write_bad_image,
+)
 from PIL import Image, ImageFilter
 
 from refstudio import (
@@ -21,6 +27,9 @@ from refstudio import (
     Studio,
 )
 
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.backend).
+BACKENDS = ("sqlite", "postgresql")
+
 
 def media_files(studio: Studio) -> list[Path]:
     """Stored blobs (the store's temp folder is not content)."""
@@ -28,11 +37,7 @@ def media_files(studio: Studio) -> list[Path]:
 
 
 def count_rows(studio: Studio, table: str) -> int:
-    conn = sqlite3.connect(studio.project.db_path)
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+    return int(db_rows(studio.root, f"SELECT count(*) FROM {table}")[0][0])
 
 
 # -- adding ------------------------------------------------------------------------------------

@@ -7,18 +7,20 @@ import hashlib
 import io
 import json
 import shutil
-import sqlite3
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import encode_image, run_cli, snapshot_project
+from conftest import db_rows, encode_image, run_cli, snapshot_project
 
 from refstudio import InputError, NameTakenError, Studio
 from refstudio.library.packs import MANIFEST_NAME
 from refstudio.simulator import Simulator, SimulatorConfig
+
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.backend).
+BACKENDS = ("sqlite", "postgresql")
 
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c-never-export-me"
 
@@ -101,11 +103,7 @@ def media_files(root: Path) -> list[Path]:
 
 
 def count(root: Path, table: str) -> int:
-    conn = sqlite3.connect(root / "library.db")
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+    return int(db_rows(root, f"SELECT count(*) FROM {table}")[0][0])
 
 
 # -- round trip ---------------------------------------------------------------------------------

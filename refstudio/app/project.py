@@ -7,15 +7,21 @@ A project is a folder with ``refstudio.toml``, ``library.db``, ``media/``, ``tem
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ProjectExistsError, ProjectNotFoundError, StorageError
-from ..storage.dburl import ENV_DATABASE_URL, default_url, parse_database_url, sqlite_path
+from ..storage.dburl import (
+    ENV_DATABASE_URL,
+    default_url,
+    names_project,
+    parse_database_url,
+    sqlite_path,
+)
 from ..storage.fsutil import ProtectedArea, UnreadableFileError, read_regular_text
 
 if TYPE_CHECKING:
@@ -118,6 +124,12 @@ class Project:
                                       source=str(self.root / CONFIG_FILE),
                                       allow_password=False)
         return default_url(self.root)
+
+    @property
+    def database_per_project(self) -> bool:
+        """Whether the URL makes one database per project (created on first use)."""
+        text = os.environ.get(ENV_DATABASE_URL) or self.config.database_url or ""
+        return names_project(text)
 
     @property
     def db_path(self) -> Path | None:

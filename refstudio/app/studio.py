@@ -62,7 +62,7 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
         #: Things the user should hear about this project, said once by whoever opened it (the
         #: CLI prints each as a ``warning:`` line), e.g. a library.db made anew beside old media.
         self.notices: list[str] = []
-        self.db = Database(url)
+        self.db = Database(url, create_missing=project.database_per_project)
         try:
             self.db.migrate()
         except BaseException:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
-from ..errors import DatabaseUnavailableError, NameTakenError, StorageError
+from ..errors import ConfigError, DatabaseUnavailableError, NameTakenError, StorageError
 from .dburl import display_url, is_sqlite, scrub, sqlite_path
 from .migrations import apply_migrations
 
@@ -48,12 +48,16 @@ CONNECT_TIMEOUT_S = 10
 class Database:
     """A project's database: a read engine and a write engine over one connection pool."""
 
-    def __init__(self, where: Path | URL, *, inspect_only: bool = False) -> None:
+    def __init__(self, where: Path | URL, *, inspect_only: bool = False,
+                 create_missing: bool = False) -> None:
         """``where``: a SQLite file, or a URL (see :mod:`refstudio.storage.dburl`).
 
         ``inspect_only``: for looking at a library that may be damaged (``refstudio doctor``):
         never creates the file, never switches its journal mode, and is never migrated.
+        ``create_missing``: a PostgreSQL database that does not exist is created on
+        :meth:`migrate` (one database per project, see :mod:`.dburl`).
         """
+        self.create_missing = create_missing
         self.url: URL = where if isinstance(where, URL) else URL.create(
             "sqlite", database=str(where))
         self.path: Path | None = sqlite_path(self.url)
@@ -85,8 +89,13 @@ class Database:
                 connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
             # pre_ping: a server restart or a dropped connection costs one reconnect, not an
             # error in the middle of a command.
-            self.engine = create_engine(self.url, connect_args=connect_args, pool_size=5,
-                                        max_overflow=10, pool_pre_ping=True)
+            try:
+                self.engine = create_engine(self.url, connect_args=connect_args, pool_size=5,
+                                            max_overflow=10, pool_pre_ping=True)
+            except ImportError:
+                raise ConfigError(
+                    "a PostgreSQL library needs the psycopg driver, which is not installed",
+                    hint="pip install 'refstudio[postgres]'") from None
             self.write_engine = self.engine
 
     @property
@@ -96,6 +105,31 @@ class Database:
 
     def migrate(self) -> list[str]:
         """Bring the schema up to date; safe when several processes open the library at once."""
+        try:
+            return self._migrate()
+        except DatabaseUnavailableError as exc:
+            if not (self.create_missing and exc.missing_database):
+                raise
+            self._create_database()
+            return self._migrate()
+
+    def _create_database(self) -> None:
+        """CREATE DATABASE for this URL, through the server's ``postgres`` database."""
+        admin = create_engine(self.url.set(database="postgres"),
+                              isolation_level="AUTOCOMMIT",
+                              connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+        name = admin.dialect.identifier_preparer.quote(str(self.url.database))
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        except SQLAlchemyError as exc:
+            if "already exists" not in self.reason(exc):  # made by a process racing this one
+                raise StorageError(f"cannot create the database {self.where}: "
+                                   f"{_libpq_detail(self.reason(exc))}") from None
+        finally:
+            admin.dispose()
+
+    def _migrate(self) -> list[str]:
         try:
             with self.write_engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -122,9 +156,11 @@ class Database:
         where = display_url(self.url)
         lowered = detail.lower()
         if "database" in lowered and "does not exist" in lowered:
-            return DatabaseUnavailableError(
+            missing = DatabaseUnavailableError(
                 f"the database server has no database named {self.url.database!r} ({where})",
                 hint=f"create it (createdb {self.url.database}) or fix database_url")
+            missing.missing_database = True
+            return missing
         if any(s in lowered for s in ("password", "authentication", "role", "permission denied",
                                       "no pg_hba.conf entry")):
             return DatabaseUnavailableError(

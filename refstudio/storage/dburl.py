@@ -8,6 +8,11 @@ Passwords: a URL in ``refstudio.toml`` may name a user but never a password (the
 and committed); libpq reads the password from ``PGPASSWORD`` or ``~/.pgpass`` itself. A URL in
 the ``REFSTUDIO_DATABASE_URL`` environment variable may carry one (it is already environment).
 Either way a URL is only ever shown through :func:`display_url`, with the password masked.
+
+One URL for many projects: ``{project}`` in a PostgreSQL URL's database name stands for the
+project folder (its name and a short hash of its path), e.g.
+``postgresql://me@db/rs_{project}``; such a database is created on first use when missing (the
+user needs the CREATEDB right). The tests run every project on its own database this way.
 """
 
 from __future__ import annotations
@@ -27,6 +32,18 @@ _POSTGRES_NAMES = ("postgresql", "postgres", "postgresql+psycopg")
 def default_url(root: Path) -> URL:
     """The library of a project folder that names no database: its ``library.db``."""
     return URL.create("sqlite", database=str(root / DEFAULT_SQLITE_FILE))
+
+
+PROJECT_PLACEHOLDER = "{project}"
+
+
+def project_slug(root: Path) -> str:
+    """A database-name-safe identifier of a project folder (at most 30 characters)."""
+    import hashlib
+    import re
+
+    name = re.sub(r"[^a-z0-9]+", "_", root.name.lower()).strip("_")[:20] or "project"
+    return f"{name}_{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
 
 
 def parse_database_url(text: str, *, root: Path, source: str, allow_password: bool) -> URL:
@@ -59,9 +76,15 @@ def parse_database_url(text: str, *, root: Path, source: str, allow_password: bo
         if not url.database:
             raise ConfigError(f"{source}: a postgresql database_url must name a database "
                               "(postgresql://USER@HOST:PORT/DATABASE)")
-        return url.set(drivername="postgresql+psycopg")
+        database = url.database.replace(PROJECT_PLACEHOLDER, project_slug(root))
+        return url.set(drivername="postgresql+psycopg", database=database)
     raise ConfigError(f"{source}: database_url scheme {scheme or url.drivername!r} is not "
                       "supported; use sqlite:///FILE or postgresql://USER@HOST/DATABASE")
+
+
+def names_project(text: str) -> bool:
+    """Whether a URL as written makes one database per project (see the module notes)."""
+    return PROJECT_PLACEHOLDER in text
 
 
 def display_url(url: URL) -> str:
