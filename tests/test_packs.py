@@ -25,10 +25,12 @@ BACKENDS = ("sqlite", "postgresql")
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c-never-export-me"
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+@pytest.fixture
+def source(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Path]:
     """A project with a two-step lineage: @tavern (file) -> @tavern_night (generated on the
-    simulator with a sentinel key) -> @mara's new primary and a labelled view (offline)."""
+    simulator with a sentinel key) -> @mara's new primary and a labelled view (offline).
+
+    Built per test, on the test's database backend."""
     root = tmp_path_factory.mktemp("source")
     files = root / "files"
     files.mkdir()

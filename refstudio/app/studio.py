@@ -27,6 +27,7 @@ from ..library.references import AddedImage, ImageInfo, Library, ReferenceInfo
 from ..library.results import GenerationQueries
 from ..storage.database import Database
 from ..storage.media import LocalMediaStore, count_media_files
+from ..storage.migrations import MIGRATIONS
 from ..workflow import WorkflowMixin
 from .generation import AsyncGenerationMixin, GenerationMixin
 from .project import (
@@ -58,13 +59,20 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
             # A project without its library yet (a copied example, a checkout): nothing can be
             # lost by making media/. Beside an existing library, a missing media/ is refused.
             make_media_dir(project)
-        check_layout(project)
+        if db_path is not None:
+            check_layout(project)
         #: Things the user should hear about this project, said once by whoever opened it (the
         #: CLI prints each as a ``warning:`` line), e.g. a library.db made anew beside old media.
         self.notices: list[str] = []
         self.db = Database(url, create_missing=project.database_per_project)
         try:
-            self.db.migrate()
+            created = self.db.migrate() == [m.name for m in MIGRATIONS]
+            if db_path is None:
+                # On a server, "new" is known only once the database answers: a library just
+                # created there may get its media folder, an existing one must have it.
+                if created:
+                    make_media_dir(project)
+                check_layout(project)
         except BaseException:
             self.db.dispose()  # don't leave a pool open behind a library we refused to open
             raise
