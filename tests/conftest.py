@@ -149,14 +149,30 @@ def snapshot_project(root: Path) -> tuple[dict[str, str], list[str]]:
     return files, dump_library(root)
 
 
+def library_url(root: Path) -> Any:
+    """The database URL of the project at ``root`` as refstudio would choose it, read without
+    checking the rest of its refstudio.toml (tests break that file on purpose)."""
+    import re
+
+    from refstudio.storage.dburl import default_url, parse_database_url
+
+    text = os.environ.get("REFSTUDIO_DATABASE_URL")
+    if not text:
+        found = re.search(r'^database_url\s*=\s*"([^"]*)"', (root / "refstudio.toml").read_text(),
+                          re.MULTILINE)
+        text = found.group(1) if found else None
+    if not text:
+        return default_url(root)
+    return parse_database_url(text, root=root, source="test", allow_password=True)
+
+
 def dump_library(root: Path) -> list[str]:
     """Every table's rows, in a stable order, as text (a library's whole state)."""
     from sqlalchemy import inspect, text
 
-    from refstudio.app.project import open_project
     from refstudio.storage.database import Database
 
-    db = Database(open_project(root).database_url)
+    db = Database(library_url(root))
     dump: list[str] = []
     try:
         with db.engine.connect() as conn:
@@ -353,10 +369,9 @@ def db_rows(root: Path, sql: str, params: dict[str, Any] | None = None) -> list[
     whichever database it lives in."""
     from sqlalchemy import text
 
-    from refstudio.app.project import open_project
     from refstudio.storage.database import Database
 
-    db = Database(open_project(root).database_url)
+    db = Database(library_url(root))
     try:
         with db.engine.begin() as conn:
             result = conn.execute(text(sql), params or {})
