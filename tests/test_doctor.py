@@ -162,7 +162,7 @@ def test_fix_removes_only_stale_temporary_files(root: Path) -> None:
 def test_work_left_in_flight_is_reported(root: Path) -> None:
     async def leave_pending(studio: Studio) -> int:
         _, requests = studio.prepare_requests("@mara at dusk", resolution="720p")
-        async with studio._engine("offline", None) as engine:
+        async with studio.engine("offline") as engine:
             return engine.record(requests[0], 0.0)  # written ahead, never sent: a stopped run
 
     with Studio.open(root) as studio:

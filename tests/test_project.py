@@ -207,7 +207,7 @@ def test_poll_lag_reaches_the_engine(tmp_path: Path) -> None:
     Studio.init(tmp_path / "q").close()  # left as written: the engine picks its own lag
 
     async def target_lag(studio: Studio) -> float | None:
-        async with studio._engine("offline", None) as engine:
+        async with studio.engine("offline") as engine:
             return engine.settings.target_lag
 
     with Studio.open(tmp_path / "p") as configured, Studio.open(tmp_path / "q") as default:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,9 @@ from ..storage.rows import insert_reference
 from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
 
 if TYPE_CHECKING:
-    from ..engine import Event, Outcome, PreparedRequest, Reconciled
+    from ..engine import Engine, Event, Outcome, PreparedRequest, Reconciled
     from ..library.references import Library, ReferenceInfo
-    from ..library.results import GenerationInfo, GenerationQueries
+    from ..library.results import GenerationInfo
     from ..providers.base import Provider
     from .project import Project
 
@@ -95,12 +96,31 @@ class RetryCost:
     message: str
 
 
-class GenerationMixin:
-    """Local verbs of the loop (no network): render, promote, lineage, history."""
+class Generations:
+    """The generate/promote loop of one project, as a service with explicit dependencies.
 
-    project: Project
-    library: Library
-    queries: GenerationQueries
+    Local verbs (render, price, promote, lineage, history) and the provider-facing ones as
+    coroutines (generate, resume, reconcile, retry): :class:`~refstudio.app.studio.Studio` and
+    :class:`~refstudio.app.studio.AsyncStudio` delegate to it, and a workflow run drives it
+    through :class:`refstudio.workflow.host.WorkflowHost`.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        library: Library,
+        provider_options: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        from ..library.results import GenerationQueries
+
+        self.project = project
+        self.library = library
+        self.queries = GenerationQueries(library.db, library.store, promote=self.promote)
+        #: Per-provider constructor options that win over the user config, e.g.
+        #: ``{"wavespeed": {"base_url": "http://127.0.0.1:8765", "api_key": "..."}}``.
+        self.provider_options: dict[str, dict[str, Any]] = (
+            {} if provider_options is None else provider_options
+        )
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -192,7 +212,7 @@ class GenerationMixin:
         from ..providers.registry import provider_class
 
         if (not provider_class(provider).paid
-                or getattr(self, "provider_options", {}).get(provider, {}).get("simulated")):
+                or self.provider_options.get(provider, {}).get("simulated")):
             return 0.0
         table = self.project.config.prices.get(provider) or DEFAULT_PRICES.get(provider, {})
         return float(table.get(resolution, DEFAULT_PRICES.get(provider, {}).get(resolution, 0.0)))
@@ -314,7 +334,7 @@ class GenerationMixin:
                 f"generation #{generation_id} has no output {index} (status {gen.status}; "
                 f"outputs: {have})"
             )
-        existing = self.library._find(name)
+        existing = self.library.find_row(name)
         db = self.library.db
         with write_session(db) as session:
             out_row = session.exec(
@@ -367,9 +387,7 @@ class GenerationMixin:
                 session.add(row)
         return self.library.get_by_id(ref_id)
 
-
-class AsyncGenerationMixin:
-    """Provider-facing verbs, as coroutines (the core both faces share)."""
+    # -- provider-facing verbs, as coroutines (the core both faces share) ----------------------
 
     def prepare_requests(
         self,
@@ -391,7 +409,7 @@ class AsyncGenerationMixin:
         from ..models.params import check_batch_size
 
         check_batch_size(n)
-        rendered = self.render(  # type: ignore[attr-defined]
+        rendered = self.render(
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
         )
@@ -454,15 +472,15 @@ class AsyncGenerationMixin:
             aspect_ratio=aspect_ratio, resolution=resolution, seed=seed, provider=provider,
             run_id=run_id, step_id=step_id,
         )
-        self.check_budget(rendered.cost_estimate * n, max_cost)  # type: ignore[attr-defined]
+        self.check_budget(rendered.cost_estimate * n, max_cost)
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
                                      on_event)
-        infos = self.queries.many([o.generation_id for o in outcomes])  # type: ignore[attr-defined]
+        infos = self.queries.many([o.generation_id for o in outcomes])
         if promote is not None:
             done = next((g for g in infos if g.status == "completed" and g.outputs), None)
             if done is None:
                 raise GenerationError(f"nothing completed, so nothing was promoted to @{promote}")
-            self.promote(done.id, promote)  # type: ignore[attr-defined]
+            self.promote(done.id, promote)
         return infos
 
     async def resume(
@@ -480,16 +498,16 @@ class AsyncGenerationMixin:
         was asked for, and nothing was paid for them). ``send=False`` only collects. Sending
         checks the budget first. Returns the generations it changed.
         """
-        from ..engine.core import _owner_alive
+        from ..engine.core import owner_alive
         from ..engine.records import check_within_budget, committed_cost, in_states
 
-        db = self.library.db  # type: ignore[attr-defined]
+        db = self.library.db
         open_rows = in_states(db, ("pending", "submitting", "submitted"))
         if provider:
             open_rows = [r for r in open_rows if r.provider == provider]
-        budget = self.project.config.budget  # type: ignore[attr-defined]
+        budget = self.project.config.budget
         if send and budget is not None:
-            unsent = [r for r in open_rows if r.status == "pending" and not _owner_alive(r.owner)]
+            unsent = [r for r in open_rows if r.status == "pending" and not owner_alive(r.owner)]
             cost = sum(r.cost_estimate for r in unsent)
             try:
                 with read_session(db) as session:
@@ -507,14 +525,14 @@ class AsyncGenerationMixin:
         outcomes: list[Outcome] = []
         for name in sorted(providers | with_unknowns):
             try:
-                scope = self._engine(name, on_event)
+                scope = self.engine(name, on_event)
             except AuthenticationError:
                 if name in providers:
                     raise
                 continue  # only `unknown` work, and no key to ask the provider about it
             async with scope as engine:
                 outcomes.extend(await engine.resume(send=send, reconcile=True))
-        return self.queries.many(_unique(o.generation_id for o in outcomes))  # type: ignore[attr-defined]
+        return self.queries.many(_unique(o.generation_id for o in outcomes))
 
     async def reconcile(
         self,
@@ -533,12 +551,12 @@ class AsyncGenerationMixin:
         """
         from ..engine.records import in_states
 
-        db = self.library.db  # type: ignore[attr-defined]
+        db = self.library.db
         names = {r.provider for r in in_states(db, ("unknown",))
                  if provider in (None, r.provider)}
         results: list[Reconciled] = []
         for name in sorted(names):
-            async with self._engine(name, on_event) as engine:
+            async with self.engine(name, on_event) as engine:
                 results.extend(await engine.reconcile())
         return results
 
@@ -550,29 +568,29 @@ class AsyncGenerationMixin:
         :meth:`retry_cost` says what it costs (never accepted: paid for the first time; an
         earlier attempt accepted or maybe accepted: it may be paid twice).
         """
-        from ..engine.core import NOTHING_SENT, _owner_alive
+        from ..engine.core import NOTHING_SENT, owner_alive
         from ..engine.records import load, requeue
 
-        gen = load(self.library.db, generation_id)  # type: ignore[attr-defined]
+        gen = load(self.library.db, generation_id)
         if gen.status not in ("failed", "unknown", "pending") or (
-            gen.status == "pending" and _owner_alive(gen.owner)
+            gen.status == "pending" and owner_alive(gen.owner)
         ):
             raise GenerationError(
                 f"generation #{generation_id} is {gen.status}"
                 + (" and being sent right now" if gen.status == "pending" else "")
                 + "; only failed, unknown or never-sent generations can be retried"
             )
-        self.check_budget(gen.cost_estimate, None)  # type: ignore[attr-defined]
+        self.check_budget(gen.cost_estimate, None)
         # Before the row changes: a read-only or full media folder must cost nothing.
-        self.library.store.check_writable(hint=NOTHING_SENT)  # type: ignore[attr-defined]
-        async with self._engine(gen.provider, on_event) as engine:
+        self.library.store.check_writable(hint=NOTHING_SENT)
+        async with self.engine(gen.provider, on_event) as engine:
             # Checked again under the budget lock, in the transaction that makes it pending and
             # ours: a second `retry` of the same generation then finds it taken.
-            requeue(self.library.db, generation_id,  # type: ignore[attr-defined]
-                    budget=self.project.config.budget,  # type: ignore[attr-defined]
+            requeue(self.library.db, generation_id,
+                    budget=self.project.config.budget,
                     owner=engine.owner, seen_owner=gen.owner)
             await engine.run([generation_id])
-        return self.queries.get(generation_id)  # type: ignore[attr-defined]
+        return self.queries.get(generation_id)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -581,31 +599,32 @@ class AsyncGenerationMixin:
         from ..providers import config
         from ..providers.registry import create
 
-        overrides = getattr(self, "provider_options", {}).get(name, {})
+        overrides = self.provider_options.get(name, {})
         if name == "wavespeed":
             settings = config.effective_settings(name)
             # The pool is sized from what the account runs at once: one request per task in
             # flight at a time, and a few spare for resumed polls and uploads, at most 8.
-            in_flight = self.project.config.concurrency  # type: ignore[attr-defined]
+            in_flight = self.project.config.concurrency
             options = {"api_key": settings.api_key, "base_url": settings.base_url,
                        "max_connections": min(8, in_flight + 2), **overrides}
             return create(name, **options)
         return create(name, **overrides)
 
-    def _engine(
+    def engine(
         self,
         provider_name: str,
-        on_event: Callable[[Event], None] | None,
+        on_event: Callable[[Event], None] | None = None,
         concurrency: int | None = None,
-    ) -> Any:
+    ) -> AbstractAsyncContextManager[Engine]:
+        """An engine on a new provider of that name, both closed when the ``async with`` ends."""
         from ..engine import Engine, EngineSettings
 
         provider = self.make_provider(provider_name)
-        config = self.project.config  # type: ignore[attr-defined]
+        config = self.project.config
         settings = EngineSettings(concurrency=concurrency or config.concurrency,
                                   target_lag=config.poll_lag, budget=config.budget,
-                                  author=self.project.author)  # type: ignore[attr-defined]
-        return _EngineScope(Engine(self.library.db, self.library.store, provider,  # type: ignore[attr-defined]
+                                  author=self.project.author)
+        return _EngineScope(Engine(self.library.db, self.library.store, provider,
                                    settings=settings, on_event=on_event), provider)
 
     async def _drive(
@@ -615,7 +634,7 @@ class AsyncGenerationMixin:
         cost: float,
         on_event: Callable[[Event], None] | None,
     ) -> list[Outcome]:
-        async with self._engine(provider_name, on_event) as engine:
+        async with self.engine(provider_name, on_event) as engine:
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
             ids = engine.record_many(requests, cost)
@@ -623,11 +642,11 @@ class AsyncGenerationMixin:
 
 
 class _EngineScope:
-    def __init__(self, engine: Any, provider: Provider) -> None:
+    def __init__(self, engine: Engine, provider: Provider) -> None:
         self.engine = engine
         self.provider = provider
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Engine:
         return self.engine
 
     async def __aexit__(self, *exc: object) -> None:
@@ -639,6 +658,4 @@ def _unique(ids: Iterable[int]) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-__all__ = [
-    "AsyncGenerationMixin", "BoundReference", "GenerationMixin", "RenderResult", "RetryCost",
-]
+__all__ = ["BoundReference", "Generations", "RenderResult", "RetryCost"]

@@ -17,19 +17,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..library.packs import PackExportResult, PackImportResult, export_pack, import_pack
 from ..library.provenance import export_image
 from ..library.references import AddedImage, ImageInfo, Library, ReferenceInfo
-from ..library.results import GenerationQueries
 from ..storage.database import Database
 from ..storage.media import LocalMediaStore, count_media_files
 from ..storage.migrations import MIGRATIONS
-from ..workflow import WorkflowMixin
-from .generation import AsyncGenerationMixin, GenerationMixin
+from .generation import Generations
 from .project import (
     DB_FILE,
     Project,
@@ -39,6 +37,12 @@ from .project import (
     open_project,
     write_new_project,
 )
+from .workflows import Workflows
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+StudioT = TypeVar("StudioT", bound="_StudioBase")
 
 
 def _quality_check() -> Any:
@@ -47,8 +51,49 @@ def _quality_check() -> Any:
     return check_image
 
 
-class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
-    """What both faces share: the project, its library, and every local (non-network) verb."""
+def _delegate(
+    service: Callable[[_StudioBase], S], method: Callable[Concatenate[S, P], R]
+) -> Callable[Concatenate[_StudioBase, P], R]:
+    """A facade method that calls ``method`` on one of the studio's services: the same
+    name, signature and docs, so the facade stays a list of what each service offers."""
+
+    @functools.wraps(method)
+    def call(self: _StudioBase, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(service(self), *args, **kwargs)
+
+    return call
+
+
+def _delegate_async(
+    service: Callable[[_StudioBase], S],
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[_StudioBase, P], Coroutine[Any, Any, R]]:
+    """:func:`_delegate` for a coroutine: an ``async def`` itself, so it is seen as one."""
+
+    @functools.wraps(method)
+    async def call(self: _StudioBase, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await method(service(self), *args, **kwargs)
+
+    return call
+
+
+def _generations(studio: _StudioBase) -> Generations:
+    return studio.generations
+
+
+def _workflows(studio: _StudioBase) -> Workflows:
+    return studio.workflows
+
+
+class _StudioBase:
+    """What both faces share: the project, its library, and every local (non-network) verb.
+
+    Composed of typed services, each with its dependencies given explicitly: the
+    :class:`~refstudio.library.references.Library` (references and images), the
+    :class:`~refstudio.app.generation.Generations` (render, generate, promote, history) and the
+    :class:`~refstudio.app.workflows.Workflows` (plan and run workflow files). The facade's
+    methods delegate to them.
+    """
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -92,25 +137,31 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
             quality_check=_quality_check(),
             author=project.author,
         )
-        self.queries = GenerationQueries(self.db, self.store, promote=self._promote_output)
-        #: Per-provider constructor options that win over the user config, e.g.
-        #: ``{"wavespeed": {"base_url": "http://127.0.0.1:8765", "api_key": "..."}}``.
-        self.provider_options: dict[str, dict[str, Any]] = {}
+        self.generations = Generations(project, self.library)
+        self.queries = self.generations.queries
+        self.workflows = Workflows(project, self.library, self.generations)
 
-    def _promote_output(self, generation_id: int, name: str, **options: Any) -> ReferenceInfo:
-        return self.promote(generation_id, name, **options)
+    @property
+    def provider_options(self) -> dict[str, dict[str, Any]]:
+        """Per-provider constructor options that win over the user config, e.g.
+        ``{"wavespeed": {"base_url": "http://127.0.0.1:8765", "api_key": "..."}}``."""
+        return self.generations.provider_options
+
+    @provider_options.setter
+    def provider_options(self, value: dict[str, dict[str, Any]]) -> None:
+        self.generations.provider_options = value
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: Path | str, *, name: str | None = None) -> Any:
+    def init(cls: type[StudioT], path: Path | str, *, name: str | None = None) -> StudioT:
         """Create a new project folder at ``path`` and open it."""
         root = Path(path).expanduser().resolve()
         write_new_project(root, name)
         return cls(Project(root, load_config(root)))
 
     @classmethod
-    def open(cls, path: Path | str | None = None) -> Any:
+    def open(cls: type[StudioT], path: Path | str | None = None) -> StudioT:
         """Open the project at ``path``, or find it from ``$REFSTUDIO_PROJECT`` / the cwd."""
         return cls(open_project(path))
 
@@ -121,7 +172,7 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
     def close(self) -> None:
         self.db.dispose()
 
-    def __enter__(self) -> Any:
+    def __enter__(self: StudioT) -> StudioT:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,6 +180,23 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r})"
+
+    # -- generations and workflows (delegated to the services) ---------------------------------
+
+    render = _delegate(_generations, Generations.render)
+    prepare_requests = _delegate(_generations, Generations.prepare_requests)
+    price = _delegate(_generations, Generations.price)
+    spent = _delegate(_generations, Generations.spent)
+    check_budget = _delegate(_generations, Generations.check_budget)
+    retry_cost = _delegate(_generations, Generations.retry_cost)
+    generation = _delegate(_generations, Generations.generation)
+    history = _delegate(_generations, Generations.history)
+    lineage = _delegate(_generations, Generations.lineage)
+    promote = _delegate(_generations, Generations.promote)
+    make_provider = _delegate(_generations, Generations.make_provider)
+    engine = _delegate(_generations, Generations.engine)
+    find_workflow = _delegate(_workflows, Workflows.find_workflow)
+    plan_workflow = _delegate(_workflows, Workflows.plan_workflow)
 
     # -- references ---------------------------------------------------------------------------
 
@@ -251,21 +319,30 @@ class _StudioBase(GenerationMixin, AsyncGenerationMixin, WorkflowMixin):
         return self.library.check(name)
 
 
-def _blocking(method: Any) -> Any:
+def _blocking(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, R]:
     """The sync face of an async verb: same name, signature and docs, run to completion."""
 
     @functools.wraps(method)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(method(self, *args, **kwargs))
+            return asyncio.run(method(*args, **kwargs))
         # Called from code already inside an event loop (a Jupyter cell): asyncio.run would
         # refuse, so run the coroutine to completion on a loop of its own in a helper thread.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, method(self, *args, **kwargs)).result()
+            return pool.submit(asyncio.run, method(*args, **kwargs)).result()
 
     return run
+
+
+_generate = _delegate_async(_generations, Generations.generate)
+_resume = _delegate_async(_generations, Generations.resume)
+_reconcile = _delegate_async(_generations, Generations.reconcile)
+_retry = _delegate_async(_generations, Generations.retry)
+_run_workflow = _delegate_async(_workflows, Workflows.run_workflow)
 
 
 class Studio(_StudioBase):
@@ -274,13 +351,19 @@ class Studio(_StudioBase):
     Close it with :meth:`close` or use it as a context manager. Network verbs block until done.
     """
 
-    generate = _blocking(AsyncGenerationMixin.generate)
-    resume = _blocking(AsyncGenerationMixin.resume)
-    reconcile = _blocking(AsyncGenerationMixin.reconcile)
-    retry = _blocking(AsyncGenerationMixin.retry)
-    run_workflow = _blocking(WorkflowMixin.run_workflow)
+    generate = _blocking(_generate)
+    resume = _blocking(_resume)
+    reconcile = _blocking(_reconcile)
+    retry = _blocking(_retry)
+    run_workflow = _blocking(_run_workflow)
 
 
 class AsyncStudio(_StudioBase):
     """A refstudio project for asyncio code: ``generate``, ``resume``, ``reconcile``, ``retry``
-    are coroutines."""
+    and ``run_workflow`` are coroutines."""
+
+    generate = _generate
+    resume = _resume
+    reconcile = _reconcile
+    retry = _retry
+    run_workflow = _run_workflow

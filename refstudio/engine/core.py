@@ -258,7 +258,7 @@ class Engine:
         """
         outcomes: list[Outcome] = []
         stale = [g for g in records.in_states(self.db, ("pending", "submitting", "submitted"))
-                 if g.provider == self.provider.name and not _owner_alive(g.owner)]
+                 if g.provider == self.provider.name and not owner_alive(g.owner)]
         waits = []
         to_send: list[tuple[int, str | None]] = []  # (generation, the owner it was left by)
         for gen in stale:
@@ -319,7 +319,7 @@ class Engine:
         for the first time); leaves the rest ``unknown``, saying why in its note.
         """
         unknowns = [g for g in records.in_states(self.db, ("unknown",))
-                    if g.provider == self.provider.name and not _owner_alive(g.owner)]
+                    if g.provider == self.provider.name and not owner_alive(g.owner)]
         if not unknowns:
             return []
         name = self.provider.name
@@ -678,7 +678,7 @@ def _raise_unstored(outcomes: Sequence[Outcome]) -> None:
     )
 
 
-def _owner_alive(owner: str | None) -> bool:
+def owner_alive(owner: str | None) -> bool:
     """Whether the process that was driving a generation still runs (on this host)."""
     if not owner:
         return False

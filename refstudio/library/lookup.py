@@ -39,7 +39,7 @@ class LibraryLookup:
     def find(self, name: str) -> RefRecord | None:
         key = name.lower()
         if key not in self._found:
-            row = self.library._find(name)
+            row = self.library.find_row(name)
             if row is None or row.id is None:
                 self._found[key] = None
             else:

@@ -451,7 +451,7 @@ class Library:
     def rename(self, old: str, new: str) -> ReferenceInfo:
         ref = self.get(old)
         new = clean_name(new)
-        other = self._find(new)
+        other = self.find_row(new)
         if other is not None and other.id != ref.id:
             raise NameTakenError(f"a reference named {other.name!r} already exists")
         with write_session(self.db) as session:
@@ -508,14 +508,15 @@ class Library:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def _find(self, name: str) -> Reference | None:
+    def find_row(self, name: str) -> Reference | None:
+        """The stored row of reference ``name`` (any case, ``@`` optional), or None."""
         key = name_key(name[1:] if name.startswith("@") else name)
         with read_session(self.db) as session:
             return session.exec(select(Reference).where(Reference.name_key == key)).first()
 
     def get(self, name: str) -> ReferenceInfo:
         """The reference called ``name`` (any case, ``@`` optional), or ReferenceNotFoundError."""
-        row = self._find(name)
+        row = self.find_row(name)
         if row is None:
             raise self.not_found(name)
         assert row.id is not None

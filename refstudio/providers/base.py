@@ -160,6 +160,10 @@ class Provider(abc.ABC):
         Engines of one process that share an account key share one concurrency gate and one
         rate gate (:mod:`refstudio.engine.account`): what the account allows at once holds for
         every caller together.
+
+        Deliberately not :attr:`account`: that one names whose records speak for a request and
+        must stay the same when a key is replaced (WaveSpeed: the base URL), while this one
+        names who is billed, so two keys on one base URL are two gates.
         """
         return None
 

@@ -6,11 +6,7 @@ steps are ordered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from ..errors import WorkflowError
+from .host import WorkflowHost
 from .plan import Plan, PlannedStep, build_plan
 from .runner import (
     RunReport,
@@ -23,138 +19,18 @@ from .runner import (
 )
 from .spec import Workflow, load_workflow
 
-if TYPE_CHECKING:
-    from ..engine import Event
-
 __all__ = [
     "Plan",
     "PlannedStep",
     "RunReport",
+    "StepListener",
     "StepReport",
     "Workflow",
-    "WorkflowMixin",
+    "WorkflowHost",
     "WorkflowRunner",
     "build_plan",
     "ensure_refs",
     "estimate",
+    "image_step_of",
     "load_workflow",
 ]
-
-
-class WorkflowMixin:
-    """Studio verbs for workflows: ``plan_workflow`` (local) and ``run_workflow`` (async)."""
-
-    def find_workflow(self, name: Path | str) -> Path:
-        """A workflow path as given, or a name in the project's ``workflows/`` folder."""
-        path = Path(name)
-        if path.is_file():
-            return path
-        folder = self.project.workflows_dir  # type: ignore[attr-defined]
-        for candidate in (folder / str(name), folder / f"{name}.toml"):
-            if candidate.is_file():
-                return candidate
-        available = sorted(p.stem for p in folder.glob("*.toml"))
-        raise WorkflowError(
-            f"no workflow {str(name)!r}",
-            hint=f"workflows here: {', '.join(available)}" if available else
-            "workflow files are TOML files; pass a path or put them in workflows/",
-        )
-
-    def plan_workflow(
-        self,
-        workflow: Path | str,
-        *,
-        variables: Mapping[str, Any] | None = None,
-        allow_outside: bool = False,
-    ) -> Plan:
-        """Parse and check a workflow and order its steps. Writes nothing, sends nothing.
-
-        ``[refs]`` images are found relative to the workflow file; ones outside the project
-        folder are refused unless ``allow_outside``.
-        """
-        from ..library.lookup import LibraryLookup
-
-        wf = load_workflow(self.find_workflow(workflow))
-        wf.check_image_paths(self.root, allow_outside=allow_outside)  # type: ignore[attr-defined]
-        config = self.project.config  # type: ignore[attr-defined]
-        return build_plan(
-            wf,
-            library_names=self.library.all_names(),  # type: ignore[attr-defined]
-            lookup=_WithWorkflowRefs(LibraryLookup(self.library), wf),  # type: ignore[attr-defined]
-            templates_dir=self.project.templates_dir,  # type: ignore[attr-defined]
-            overrides=variables,
-            defaults=(config.aspect_ratio, config.resolution),
-            image_step=image_step_of(self, str(wf.path)),
-        )
-
-    async def run_workflow(
-        self,
-        workflow: Path | str,
-        *,
-        dry_run: bool = False,
-        concurrency: int | None = None,
-        provider: str | None = None,
-        variables: Mapping[str, Any] | None = None,
-        max_cost: float | None = None,
-        on_step: StepListener | None = None,
-        on_event: Callable[[Event], None] | None = None,
-        allow_outside: bool = False,
-    ) -> RunReport:
-        """Run (or with ``dry_run``, only plan) a workflow file; resumable by running again.
-
-        Checks the whole plan and the budget before anything is paid for. Returns a RunReport
-        whose status is ``completed``, ``paused`` (a manual pick, or an unknown request) or
-        ``failed``; with ``dry_run``, ``planned``. ``allow_outside`` lets ``[refs]`` images come
-        from outside the project folder.
-        """
-        from ..models.params import check_concurrency, check_cost_limit
-        from ..providers.registry import default_provider_name
-
-        check_cost_limit(max_cost)
-        check_concurrency(concurrency)
-        plan = self.plan_workflow(workflow, variables=variables, allow_outside=allow_outside)
-        provider_name = default_provider_name(
-            provider or self.project.config.provider  # type: ignore[attr-defined]
-        )
-        for step in plan.steps:
-            wanted = step.spec.provider
-            if wanted is not None and wanted != provider_name:
-                raise WorkflowError(
-                    f'{plan.workflow.path.name}: step "{step.id}": provider = "{wanted}", but '
-                    f'this run uses "{provider_name}" (a run uses one provider for every step)',
-                    hint=f"run it with --provider {wanted}, or remove the step's provider key",
-                )
-        cost, notes = estimate(self, plan, provider_name)
-        self.check_budget(cost, max_cost)  # type: ignore[attr-defined]
-        if dry_run:
-            steps = [StepReport(s.id, "planned", message=notes.get(s.id, "")) for s in plan.steps]
-            return RunReport(None, "planned", steps, cost)
-        ensure_refs(self, plan)
-        runner = WorkflowRunner(
-            self, plan, provider=provider_name,
-            concurrency=concurrency or max(4, self.project.config.concurrency),  # type: ignore[attr-defined]
-            on_step=on_step, on_event=on_event,
-        )
-        report = await runner.run()
-        report.estimated_cost = cost
-        return report
-
-
-class _WithWorkflowRefs:
-    """The library, plus the workflow's [refs] not yet in it (their data, for templates)."""
-
-    def __init__(self, library: Any, workflow: Workflow) -> None:
-        self.library = library
-        self.extra = {name.lower(): (name, spec) for name, spec in workflow.spec.refs.items()}
-
-    def find(self, name: str) -> Any:
-        from ..prompts import RefRecord
-
-        found = self.library.find(name)
-        if found is None and name.lower() in self.extra:
-            stored, spec = self.extra[name.lower()]
-            return RefRecord(stored, spec.kind, spec.description, tuple(spec.tags), ())
-        return found
-
-    def all_names(self) -> list[str]:
-        return [*self.library.all_names(), *(n for n, _ in self.extra.values())]

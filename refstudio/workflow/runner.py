@@ -26,8 +26,11 @@ from ..storage.tables import Generation, Output, ReferenceImage, Run, utcnow
 from .plan import Plan, PlannedStep
 
 if TYPE_CHECKING:
-    from ..engine import Engine, Event
-    from ..library.results import GenerationInfo
+    from ..engine import Engine, Event, PreparedRequest
+    from ..library.references import Library
+    from ..library.results import OutputInfo
+    from ..storage.database import Database
+    from .host import WorkflowHost
 
 StepListener = Callable[[str, str, str], None]  # step id, state, detail
 
@@ -62,11 +65,12 @@ class RunReport:
 
 
 class WorkflowRunner:
-    """Runs one plan against a studio with one shared engine (one poll loop, one rate gate)."""
+    """Runs one plan against a host (the project's generations) with one shared engine (one
+    poll loop, one rate gate)."""
 
     def __init__(
         self,
-        studio: Any,
+        host: WorkflowHost,
         plan: Plan,
         *,
         provider: str,
@@ -74,7 +78,8 @@ class WorkflowRunner:
         on_step: StepListener | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
-        self.studio = studio
+        self.host = host
+        self.db: Database = host.library.db
         self.plan = plan
         self.provider = provider
         self.concurrency = max(1, concurrency)
@@ -89,7 +94,7 @@ class WorkflowRunner:
         # Steps may run several at once, but generations in flight never exceed what the
         # account runs at once (the project's `concurrency`): the engine's account gate holds
         # the rest until a slot frees.
-        async with self.studio._engine(self.provider, self.on_event) as engine:
+        async with self.host.engine(self.provider, self.on_event) as engine:
             await engine.resume()
             self.done = {s.id: asyncio.Event() for s in self.plan.steps}
             await asyncio.gather(*(self._step(engine, s, run_id) for s in self.plan.steps))
@@ -100,7 +105,7 @@ class WorkflowRunner:
             status = "paused"
         else:
             status = "completed"
-        with write_session(self.studio.db) as session:
+        with write_session(self.db) as session:
             row = session.get(Run, run_id)
             assert row is not None
             row.status, row.finished_at = status, utcnow()
@@ -108,7 +113,7 @@ class WorkflowRunner:
         return RunReport(run_id, status, reports)
 
     def _start_run(self) -> int:
-        with write_session(self.studio.db) as session:
+        with write_session(self.db) as session:
             row = Run(
                 workflow=str(self.plan.workflow.path),
                 workflow_hash=self.plan.workflow.text_hash,
@@ -142,7 +147,7 @@ class WorkflowRunner:
     async def _execute(self, engine: Engine, step: PlannedStep, run_id: int) -> StepReport:
         spec = step.spec
         values = {**self.plan.variables, **spec.vars}
-        rendered, requests = self.studio.prepare_requests(
+        rendered, requests = self.host.prepare_requests(
             spec.prompt, template=spec.template, variables=values, n=spec.variants,
             aspect_ratio=step.aspect_ratio, resolution=step.resolution, seed=step.seeds[0],
             provider=self.provider, run_id=run_id, step_id=spec.id,
@@ -152,31 +157,30 @@ class WorkflowRunner:
         ids: list[int] = []
         new_ids: list[int] = []
         for request in requests:
-            previous = _latest_with_hash(self.studio, request.request_hash(self.provider, model))
-            if previous is not None and previous.status == "completed":
-                assert previous.id is not None
-                ids.append(previous.id)
+            previous = _latest_with_hash(self.db, request.request_hash(self.provider, model))
+            prev_id = previous.id if previous is not None else None
+            if previous is not None and prev_id is not None and previous.status == "completed":
+                ids.append(prev_id)
                 continue
-            if previous is not None and previous.status == "unknown":
-                message = (f"generation #{previous.id} for this request has an unknown fate; "
+            if previous is not None and prev_id is not None and previous.status == "unknown":
+                message = (f"generation #{prev_id} for this request has an unknown fate; "
                            "`refstudio reconcile` checks the provider's records, "
-                           f"`refstudio retry {previous.id}` resends it (may cost again); "
+                           f"`refstudio retry {prev_id}` resends it (may cost again); "
                            "then run the workflow again")
                 self.on_step(spec.id, "paused", message)
-                return StepReport(spec.id, "paused", [previous.id], message=message)
-            if previous is not None and previous.status == "pending":
+                return StepReport(spec.id, "paused", [prev_id], message=message)
+            if previous is not None and prev_id is not None and previous.status == "pending":
                 # Recorded by an earlier run that stopped before sending it: send that one
                 # rather than record the same request twice (if no other process took it).
                 from ..engine.records import take_over
 
-                assert previous.id is not None
-                if not take_over(self.studio.db, [(previous.id, previous.owner)], engine.owner):
-                    message = (f"generation #{previous.id} for this request is being sent by "
+                if not take_over(self.db, [(prev_id, previous.owner)], engine.owner):
+                    message = (f"generation #{prev_id} for this request is being sent by "
                                "another process; run the workflow again when it is done")
                     self.on_step(spec.id, "paused", message)
-                    return StepReport(spec.id, "paused", [previous.id], message=message)
-                ids.append(previous.id)
-                new_ids.append(previous.id)
+                    return StepReport(spec.id, "paused", [prev_id], message=message)
+                ids.append(prev_id)
+                new_ids.append(prev_id)
                 continue
             gen_id = engine.record(request, rendered.cost_estimate)
             ids.append(gen_id)
@@ -199,7 +203,9 @@ class WorkflowRunner:
         self.on_step(spec.id, report.status, report.message)
         return report
 
-    def _pin(self, step: PlannedStep, requests: list[Any]) -> list[Any]:
+    def _pin(
+        self, step: PlannedStep, requests: list[PreparedRequest]
+    ) -> list[PreparedRequest]:
         """Bind what a step bound last time for names this workflow itself promotes later.
 
         A step above the one promoting ``@mara`` is written against @mara as it was before
@@ -214,7 +220,7 @@ class WorkflowRunner:
                  if n.lower() in promoters and n.lower() not in step.waits_for]
         if not names or not requests:
             return requests
-        previous = _last_completed_of_step(self.studio, str(self.plan.workflow.path), step.id)
+        previous = _last_completed_of_step(self.db, str(self.plan.workflow.path), step.id)
         if previous is None:
             return requests
         promoting_steps = {s.id for s in self.plan.workflow.steps
@@ -222,12 +228,12 @@ class WorkflowRunner:
         old = {b["name"].lower(): b for b in json.loads(previous.bindings_json)}
         swap: dict[str, tuple[str, int]] = {}
         for key in names:
-            ref = self.studio.library.get(key)
+            ref = self.host.library.get(key)
             primary = ref.primary
             bound = old.get(key)
             if primary is None or bound is None or bound.get("image_id") == primary.id:
                 continue
-            if not _made_by_steps(self.studio, primary.source_output_id, promoting_steps):
+            if not _made_by_steps(self.db, primary.source_output_id, promoting_steps):
                 continue  # changed by the user, not by this workflow: bind what is there now
             kept = next((i for i in ref.images if i.id == bound.get("image_id")
                          and i.sha256 == bound.get("sha256")), None)
@@ -248,9 +254,9 @@ class WorkflowRunner:
     def _promote(self, step: PlannedStep, report: StepReport) -> None:
         promote = step.spec.promote
         assert promote is not None
-        gens = self.studio.queries.many(report.generation_ids)
+        gens = self.host.queries.many(report.generation_ids)
         outputs = [o for g in gens for o in g.outputs]
-        if _already_promoted(self.studio, promote.name, outputs):
+        if _already_promoted(self.host.library, promote.name, outputs):
             report.promoted = promote.name
             report.message = (report.message + "; " if report.message else "") + (
                 f"@{promote.name} already holds an output of this step")
@@ -266,7 +272,7 @@ class WorkflowRunner:
             raise RefstudioError(f'step "{step.id}": pick {index} but only {len(outputs)} '
                                  "output(s)")
         chosen = outputs[index]
-        self.studio.promote(
+        self.host.promote(
             chosen.generation_id, promote.name, index=chosen.index, kind=promote.kind,
             label=promote.label, description=promote.description,
             keep_primary=promote.keep_primary,
@@ -274,13 +280,13 @@ class WorkflowRunner:
         report.promoted = promote.name
 
 
-def _latest_with_hash(studio: Any, request_hash: str) -> Generation | None:
-    with read_session(studio.db) as session:
+def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
+    with read_session(db) as session:
         rows = session.exec(
             select(Generation).where(Generation.request_hash == request_hash)
             .order_by(col(Generation.id).desc())
         ).all()
-    from ..engine.core import _owner_alive
+    from ..engine.core import owner_alive
 
     # A completed one wins; else the newest that may still be paid for; else one never sent
     # that no live process is about to send.
@@ -290,11 +296,11 @@ def _latest_with_hash(studio: Any, request_hash: str) -> Generation | None:
     unknown = next((r for r in rows if r.status == "unknown"), None)
     if unknown is not None:
         return unknown
-    return next((r for r in rows if r.status == "pending" and not _owner_alive(r.owner)), None)
+    return next((r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
 
 
-def _last_completed_of_step(studio: Any, workflow: str, step_id: str) -> Generation | None:
-    with read_session(studio.db) as session:
+def _last_completed_of_step(db: Database, workflow: str, step_id: str) -> Generation | None:
+    with read_session(db) as session:
         return session.exec(
             select(Generation).join(Run, col(Generation.run_id) == col(Run.id))
             .where(Run.workflow == workflow, Generation.step_id == step_id,
@@ -303,21 +309,21 @@ def _last_completed_of_step(studio: Any, workflow: str, step_id: str) -> Generat
         ).first()
 
 
-def _made_by_steps(studio: Any, output_id: int | None, step_ids: set[str]) -> bool:
+def _made_by_steps(db: Database, output_id: int | None, step_ids: set[str]) -> bool:
     """Whether an output came from a generation of one of these workflow steps."""
     if output_id is None:
         return False
-    with read_session(studio.db) as session:
+    with read_session(db) as session:
         output = session.get(Output, output_id)
         gen = session.get(Generation, output.generation_id) if output is not None else None
     return gen is not None and gen.step_id in step_ids
 
 
-def image_step_of(studio: Any, workflow: str) -> Callable[[int], str | None]:
+def image_step_of(db: Database, workflow: str) -> Callable[[int], str | None]:
     """For the planner: which step of ``workflow`` made a library image (by promoting it)."""
 
     def image_step(image_id: int) -> str | None:
-        with read_session(studio.db) as session:
+        with read_session(db) as session:
             row = session.exec(
                 select(Generation.step_id)
                 .join(Output, col(Output.generation_id) == col(Generation.id))
@@ -330,46 +336,46 @@ def image_step_of(studio: Any, workflow: str) -> Callable[[int], str | None]:
     return image_step
 
 
-def _already_promoted(studio: Any, name: str, outputs: list[GenerationInfo | Any]) -> bool:
+def _already_promoted(library: Library, name: str, outputs: list[OutputInfo]) -> bool:
     try:
-        ref = studio.library.get(name)
+        ref = library.get(name)
     except RefstudioError:
         return False
     keys = {(o.generation_id, o.index) for o in outputs}
     source_ids = [i.source_output_id for i in ref.images if i.source_output_id]
     if not source_ids:
         return False
-    with read_session(studio.db) as session:
+    with read_session(library.db) as session:
         rows = session.exec(select(Output).where(col(Output.id).in_(source_ids))).all()
     return any((r.generation_id, r.index) in keys for r in rows)
 
 
-def ensure_refs(studio: Any, plan: Plan) -> list[str]:
+def ensure_refs(library: Library, plan: Plan) -> list[str]:
     """Create the workflow's [refs] that the library lacks, from their files. Returns names."""
     made = []
     for name, ref in plan.workflow.spec.refs.items():
-        if studio.library._find(name) is not None:
+        if library.find_row(name) is not None:
             continue
         images = [plan.workflow.resolve_path(p) for p in ref.images]
-        studio.add_reference(name, images, kind=ref.kind, description=ref.description,
-                             tags=ref.tags)
+        library.add_reference(name, images, kind=ref.kind, description=ref.description,
+                              tags=ref.tags)
         made.append(name)
     return made
 
 
-def estimate(studio: Any, plan: Plan, provider: str) -> tuple[float, dict[str, str]]:
+def estimate(host: WorkflowHost, plan: Plan, provider: str) -> tuple[float, dict[str, str]]:
     """Estimated cost of what would be paid, and a note per step (reused / new / depends)."""
     total = 0.0
     notes: dict[str, str] = {}
     for step in plan.steps:
-        price = studio.price(provider, step.resolution)
+        price = host.price(provider, step.resolution)
         if step.waits_for:
             notes[step.id] = "waits for " + ", ".join(
                 f"@{n} from step {s}" for n, s in step.waits_for.items())
             total += price * len(step.seeds)
             continue
         try:
-            _, requests = studio.prepare_requests(
+            _, requests = host.prepare_requests(
                 step.spec.prompt, template=step.spec.template,
                 variables={**plan.variables, **step.spec.vars}, n=len(step.seeds),
                 aspect_ratio=step.aspect_ratio, resolution=step.resolution,
@@ -383,7 +389,8 @@ def estimate(studio: Any, plan: Plan, provider: str) -> tuple[float, dict[str, s
         cls_model = provider_class(provider).model
         paid = 0
         for request in requests:
-            previous = _latest_with_hash(studio, request.request_hash(provider, cls_model))
+            previous = _latest_with_hash(host.library.db,
+                                         request.request_hash(provider, cls_model))
             if previous is None or previous.status != "completed":
                 paid += 1
         total += price * paid
