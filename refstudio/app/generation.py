@@ -507,7 +507,8 @@ class Generations:
             open_rows = [r for r in open_rows if r.provider == provider]
         budget = self.project.config.budget
         if send and budget is not None:
-            unsent = [r for r in open_rows if r.status == "pending" and not owner_alive(r.owner)]
+            unsent = [r for r in open_rows
+                      if r.status == "pending" and not owner_alive(r.owner, db)]
             cost = sum(r.cost_estimate for r in unsent)
             try:
                 with read_session(db) as session:
@@ -573,7 +574,7 @@ class Generations:
 
         gen = load(self.library.db, generation_id)
         if gen.status not in ("failed", "unknown", "pending") or (
-            gen.status == "pending" and owner_alive(gen.owner)
+            gen.status == "pending" and owner_alive(gen.owner, self.library.db)
         ):
             raise GenerationError(
                 f"generation #{generation_id} is {gen.status}"
@@ -623,7 +624,8 @@ class Generations:
         config = self.project.config
         settings = EngineSettings(concurrency=concurrency or config.concurrency,
                                   target_lag=config.poll_lag, budget=config.budget,
-                                  author=self.project.author)
+                                  author=self.project.author,
+                                  lease_seconds=config.lease_seconds)
         return _EngineScope(Engine(self.library.db, self.library.store, provider,
                                    settings=settings, on_event=on_event), provider)
 

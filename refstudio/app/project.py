@@ -97,6 +97,7 @@ class ProjectConfig:
     poll_lag: float | None = None  # None: the engine's automatic lag
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     database_url: str | None = None  # as written in refstudio.toml (never with a password)
+    lease_seconds: float = 60.0  # an engine's lease without a heartbeat (see engine/lease.py)
     author: str | None = None  # None: the OS user
 
     @property
@@ -239,7 +240,7 @@ def load_config(root: Path) -> ProjectConfig:
 
 
 _TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices",
-             "database_url", "author"}
+             "database_url", "author", "lease_seconds"}
 #: Below 50 ms a poll is mostly its own round trip; above a minute a task sits done unnoticed.
 POLL_LAG_RANGE = (0.05, 60.0)
 _DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
@@ -279,6 +280,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
     if author is not None and (not isinstance(author, str) or not author.strip()
                                or len(author) > 64 or not author.isprintable()):
         raise ConfigError(f"{path}: author must be a name of 1-64 printable characters")
+    lease_seconds = _number(raw.get("lease_seconds", 60.0), path, "lease_seconds")
+    if not 1.0 <= lease_seconds <= 3600.0:
+        raise ConfigError(f"{path}: lease_seconds must be between 1 and 3600, not {lease_seconds}")
     concurrency = raw.get("concurrency", 2)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"{path}: concurrency must be a whole number of at least 1, "
@@ -295,6 +299,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         prices=prices,
         database_url=database_url,
         author=author.strip() if author else None,
+        lease_seconds=lease_seconds,
     )
 
 

@@ -31,7 +31,6 @@ import itertools
 import json
 import os
 import random
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -54,15 +53,17 @@ from ..models.request import BoundImage, GenParams
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
 from ..storage.media import LocalMediaStore, out_of_space
+from ..storage.slots import SharedSlots
 from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
+from .lease import DEFAULT_LEASE_S, Lease, lease_alive, machine_name
 from .poller import PollLoop
 from .retry import Backoff, RateGate
 from .uploads import UploadCache
 from .writer import GroupWriter
 
-OWNER = f"{os.getpid()}@{socket.gethostname()}"
+OWNER = f"{os.getpid()}@{machine_name()}"
 #: Owner tags (``OWNER#n``) of the engines of this process that are still open. Rows owned by
 #: one of them are live work; rows owned by a closed engine of this process may be taken over.
 _LIVE_OWNERS: set[str] = set()
@@ -89,6 +90,9 @@ class EngineSettings:
     budget: float | None = None
     #: Who asks for this work: recorded on each generation (see ``history --by``).
     author: str | None = None
+    #: Seconds this engine's lease lasts without a heartbeat: how long a ``resume`` elsewhere
+    #: waits before it takes over this engine's work if this engine dies (see lease.py).
+    lease_seconds: float = DEFAULT_LEASE_S
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,13 @@ class Engine:
         self._prepared: dict[int, records.PreparedRequest] = {}
         self.owner = f"{OWNER}#{next(_OWNER_SEQ)}"
         _LIVE_OWNERS.add(self.owner)
+        #: The account's slots shared with every process on this database (PostgreSQL only:
+        #: a SQLite library is one machine's, and the process gate above suffices there).
+        self._shared: SharedSlots | None = None
+        if key is not None and db.dialect == "postgresql":
+            self._shared = SharedSlots(db, key, self.settings.concurrency)
+        self._lease = Lease(db, self.owner, seconds=self.settings.lease_seconds,
+                            author=self.settings.author)
 
     async def __aenter__(self) -> Engine:
         return self
@@ -183,6 +194,9 @@ class Engine:
 
     async def aclose(self) -> None:
         _LIVE_OWNERS.discard(self.owner)
+        await asyncio.to_thread(self._lease.close)
+        if self._shared is not None:
+            await asyncio.to_thread(self._shared.close)
         if self._account is not None:
             account.leave(*self._account)
             self._account = None
@@ -258,7 +272,7 @@ class Engine:
         """
         outcomes: list[Outcome] = []
         stale = [g for g in records.in_states(self.db, ("pending", "submitting", "submitted"))
-                 if g.provider == self.provider.name and not owner_alive(g.owner)]
+                 if g.provider == self.provider.name and not owner_alive(g.owner, self.db)]
         waits = []
         to_send: list[tuple[int, str | None]] = []  # (generation, the owner it was left by)
         for gen in stale:
@@ -319,7 +333,7 @@ class Engine:
         for the first time); leaves the rest ``unknown``, saying why in its note.
         """
         unknowns = [g for g in records.in_states(self.db, ("unknown",))
-                    if g.provider == self.provider.name and not owner_alive(g.owner)]
+                    if g.provider == self.provider.name and not owner_alive(g.owner, self.db)]
         if not unknowns:
             return []
         name = self.provider.name
@@ -426,8 +440,12 @@ class Engine:
         """A place among the tasks in flight: the account's, shared by the whole process."""
         return self._account[0].slot() if self._account is not None else self._local_slots
 
+    def _shared_slot(self) -> AbstractAsyncContextManager[Any]:
+        """A place among the account's tasks in flight on every machine of this library."""
+        return self._shared.slot() if self._shared is not None else contextlib.nullcontext()
+
     async def _drive(self, gen_id: int) -> Outcome:
-        async with self._slot():
+        async with self._slot(), self._shared_slot():
             try:
                 submitted = await self._submit(gen_id)
             except RefstudioError as exc:
@@ -678,8 +696,14 @@ def _raise_unstored(outcomes: Sequence[Outcome]) -> None:
     )
 
 
-def owner_alive(owner: str | None) -> bool:
-    """Whether the process that was driving a generation still runs (on this host)."""
+def owner_alive(owner: str | None, db: Database | None = None) -> bool:
+    """Whether the engine that was driving a generation may still be driving it.
+
+    This process's engines: while open. Another process on this machine whose pid is gone:
+    dead at once. Otherwise its lease in ``db`` decides (alive until it expires); an owner
+    without a lease (written before leases, or no ``db`` given) on another machine is taken
+    for alive, as before.
+    """
     if not owner:
         return False
     process, _, _ = owner.partition("#")
@@ -688,8 +712,16 @@ def owner_alive(owner: str | None) -> bool:
         # This process: live only while that engine is open (another Studio call running now);
         # a closed one's leftovers (or a legacy tag without "#n") are safe to take over.
         return owner in _LIVE_OWNERS
-    if host != socket.gethostname():
-        return True  # another machine's work: leave it alone
+    if host == machine_name() and not _pid_running(pid_text):
+        return False
+    if db is not None:
+        alive = lease_alive(db, owner)
+        if alive is not None:
+            return alive
+    return True  # a live pid here, or another machine's work without a lease: leave it
+
+
+def _pid_running(pid_text: str) -> bool:
     try:
         os.kill(int(pid_text), 0)
     except (ProcessLookupError, ValueError):

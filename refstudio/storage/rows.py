@@ -44,7 +44,7 @@ def ensure_assets(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[s
             select(col(Asset.sha256), col(Asset.id)).where(
                 col(Asset.sha256).in_(shas[start:start + 500]))
         ).all()
-        ids.update({sha: int(asset_id) for sha, asset_id in found})
+        ids.update({sha: int(asset_id) for sha, asset_id in found if asset_id is not None})
     return ids
 
 

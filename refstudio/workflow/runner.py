@@ -296,7 +296,8 @@ def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
     unknown = next((r for r in rows if r.status == "unknown"), None)
     if unknown is not None:
         return unknown
-    return next((r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
+    return next((r for r in rows if r.status == "pending" and not owner_alive(r.owner, db)),
+                None)
 
 
 def _last_completed_of_step(db: Database, workflow: str, step_id: str) -> Generation | None:
