@@ -306,7 +306,7 @@ def _fix(project: Project, report: DoctorReport, media_ok: bool) -> None:
             for finding in report.findings:
                 if finding.kind == "database":
                     finding.fixed = True
-                    finding.message = f"{project.db_path.name} was missing: made a new, empty one"
+                    finding.message = "library.db was missing: made a new, empty one"
             if orphans:
                 _adopt(studio, report, orphans)
 

@@ -276,16 +276,18 @@ class Generations:
         return self.queries.get(generation_id)
 
     def history(
-        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
+        by: str | None = None,
     ) -> list[GenerationInfo]:
-        """Generations, newest first; optionally those using ``ref`` or in one ``status``."""
+        """Generations, newest first; optionally those using ``ref``, in one ``status``, or
+        asked for by author ``by``."""
         from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
             raise InputError(
                 f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
             )
-        return self.queries.history(ref=ref, status=status, limit=limit)
+        return self.queries.history(ref=ref, status=status, limit=limit, by=by)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""

@@ -87,11 +87,12 @@ def history(
     ref: Annotated[str | None, typer.Option(help="Only generations using this reference.")] = None,
     status: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many (newest first).")] = 50,
+    by: Annotated[str | None, typer.Option(help="Only work of this author.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generations with state, prompt, references, seed, time and cost."""
+    """Generations with state, prompt, references, seed, time, cost and author."""
     with open_studio() as studio:
-        gens = studio.history(ref=ref, status=status, limit=limit)
+        gens = studio.history(ref=ref, status=status, limit=limit, by=by)
     if as_json:
         print_json([g.to_dict() for g in gens])
         return

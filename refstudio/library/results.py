@@ -98,6 +98,8 @@ class GenerationInfo:
     note: str = ""
     #: Submits that were, or may have been, accepted and billed.
     paid_attempts: int = 0
+    #: Who asked for it (None: recorded before authors were).
+    author: str | None = None
 
     @property
     def seed(self) -> int | None:
@@ -140,6 +142,7 @@ class GenerationInfo:
             "outputs": [o.to_dict() for o in self.outputs],
             "note": self.note,
             "paid_attempts": self.paid_attempts,
+            "author": self.author,
         }
 
 
@@ -172,9 +175,11 @@ class GenerationQueries:
         return [by_id[i] for i in ids if i in by_id]
 
     def history(
-        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50
+        self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
+        by: str | None = None,
     ) -> list[GenerationInfo]:
-        """Newest first, optionally only those that used reference ``ref`` or in one state."""
+        """Newest first, optionally only those that used reference ``ref``, in one state, or
+        asked for by author ``by``."""
         from ..models.params import check_limit
 
         limit = check_limit(limit)
@@ -182,6 +187,8 @@ class GenerationQueries:
             query = select(Generation.id).order_by(col(Generation.id).desc())
             if status:
                 query = query.where(Generation.status == status)
+            if by:
+                query = query.where(Generation.author == by)
             if ref:
                 # Narrow in SQL, then match names exactly (case-insensitively) in Python.
                 query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
@@ -246,6 +253,7 @@ class GenerationQueries:
                 outputs=tuple(outputs.get(g.id, ())),  # type: ignore[arg-type]
                 note=g.note,
                 paid_attempts=g.paid_attempts,
+                author=g.author,
             )
             for g in gens
         ]
