@@ -81,8 +81,9 @@ class Lease:
 def lease_expiry(db: Database, owner: str) -> datetime | None:
     """When ``owner``'s lease runs out, or None if it holds none (closed, or older code)."""
     with read_session(db) as session:
-        return session.exec(
+        expiry: datetime | None = session.exec(
             select(EngineLease.expires_at).where(EngineLease.owner == owner)).first()
+    return expiry
 
 
 def lease_alive(db: Database, owner: str) -> bool | None:

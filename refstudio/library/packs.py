@@ -670,7 +670,7 @@ class _Obj:
         return None if self.value.get(key) is None else self._typed(key, kind)
 
     def sha(self, key: str) -> str:
-        value = self.get(key, str)
+        value: str = self.get(key, str)
         if not _SHA.fullmatch(value):
             raise _Bad(f"{self.where}.{key} is not a sha256 hex digest")
         return value
@@ -926,10 +926,10 @@ def _insert(session: Session, pack: _Pack, checked: list[_CheckedMedia],
     for g in pack.generations:
         bindings = []
         for b in g.bindings:
-            ref_id, image_id = image_ids.get(b["image"], (None, None)) if b["image"] else (
+            bound_ref, bound_image = image_ids.get(b["image"], (None, None)) if b["image"] else (
                 None, None)
             bindings.append({"name": b["name"], "label": b["label"], "sha256": b["sha256"],
-                             "reference_id": ref_id, "image_id": image_id})
+                             "reference_id": bound_ref, "image_id": bound_image})
         row = gen_rows[g.key]
         row.bindings_json = json.dumps(bindings)
         session.add(row)

@@ -54,9 +54,8 @@ from refstudio.errors import (
     TransientError,
 )
 from refstudio.models import gen4
+from refstudio.models.request import BoundImage, GenParams
 from refstudio.providers.base import (
-    BoundImage,
-    GenParams,
     Provider,
     SubmittedTask,
     TaskHistory,
@@ -436,6 +435,7 @@ class WaveSpeedProvider(Provider):
                 hint="the task may have been created and billed; check before resending",
                 status_code=response.status_code,
             )
+        assert isinstance(data, Mapping)  # it held the task id
         urls = data.get("urls")
         poll_url = urls.get("get") if isinstance(urls, Mapping) else None
         return SubmittedTask(
