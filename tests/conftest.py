@@ -11,6 +11,7 @@ import io
 import os
 import random
 import secrets
+import sqlite3
 import subprocess
 import sys
 import zlib
@@ -172,7 +173,16 @@ def dump_library(root: Path) -> list[str]:
 
     from refstudio.storage.database import Database
 
-    db = Database(library_url(root))
+    url = library_url(root)
+    if url.get_backend_name() == "sqlite":
+        # A plain connection, as refstudio's own pragmas (WAL, checkpoints) must not touch the
+        # file a test compares byte for byte.
+        conn = sqlite3.connect(url.database)
+        try:
+            return list(conn.iterdump())
+        finally:
+            conn.close()
+    db = Database(url)
     dump: list[str] = []
     try:
         with db.engine.connect() as conn:

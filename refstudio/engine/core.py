@@ -183,8 +183,9 @@ class Engine:
         self._shared: SharedSlots | None = None
         if key is not None and db.dialect == "postgresql":
             self._shared = SharedSlots(db, key, self.settings.concurrency)
-        self._lease = Lease(db, self.owner, seconds=self.settings.lease_seconds,
-                            author=self.settings.author)
+        #: Taken when this engine first records or takes work, so a call refused before that
+        #: (bad input, a full disk) leaves the database as it was.
+        self._lease: Lease | None = None
 
     async def __aenter__(self) -> Engine:
         return self
@@ -194,7 +195,9 @@ class Engine:
 
     async def aclose(self) -> None:
         _LIVE_OWNERS.discard(self.owner)
-        await asyncio.to_thread(self._lease.close)
+        if self._lease is not None:
+            await asyncio.to_thread(self._lease.close)
+            self._lease = None
         if self._shared is not None:
             await asyncio.to_thread(self._shared.close)
         if self._account is not None:
@@ -202,6 +205,14 @@ class Engine:
             self._account = None
         await self._poller.stop()
         self._writer.close()
+
+    def _hold_lease(self) -> None:
+        """Hold this engine's lease (once) as it starts to drive work. Only on a database
+        server: a SQLite library is one machine's, where a dead process is known by its pid,
+        and where a refused command must leave library.db byte for byte as it was."""
+        if self._lease is None and self.db.dialect == "postgresql":
+            self._lease = Lease(self.db, self.owner, seconds=self.settings.lease_seconds,
+                                author=self.settings.author)
 
     def emit(self, generation_id: int, state: str, detail: str = "") -> None:
         if self._on_event is not None:
@@ -237,6 +248,10 @@ class Engine:
             cost=cost, owner=self.owner, budget=self.settings.budget,
             author=self.settings.author,
         )
+        # After the rows, not before: a refused batch (budget, a full disk) must leave the
+        # database exactly as it was. Meanwhile the rows' owner has no lease, which every
+        # resume reads as "alive" (a live pid here, or unknown elsewhere): never taken over.
+        self._hold_lease()
         for gen_id, request in zip(ids, requests, strict=True):
             self._prepared[gen_id] = request
             self.emit(gen_id, "pending")
@@ -246,6 +261,7 @@ class Engine:
         """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
         # Ours now: a concurrent resume must leave them alone.
         ids = list(generation_ids)
+        self._hold_lease()
         records.claim(self.db, ids, self.owner)
         # A few workers take generations in order, so a batch of 1,000 is 1,000 rows, not 1,000
         # waiting tasks; the slots (concurrency) still bound what is in flight across all runs.
@@ -271,6 +287,7 @@ class Engine:
         sent, or proven not accepted), which otherwise stays ``pending`` for a later resume.
         """
         outcomes: list[Outcome] = []
+        self._hold_lease()
         stale = [g for g in records.in_states(self.db, ("pending", "submitting", "submitted"))
                  if g.provider == self.provider.name and not owner_alive(g.owner, self.db)]
         waits = []
