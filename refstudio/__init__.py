@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "GenerationFailedError": "refstudio.errors",
     "WorkflowError": "refstudio.errors",
     "StorageError": "refstudio.errors",
+    "DatabaseUnavailableError": "refstudio.errors",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

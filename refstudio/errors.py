@@ -38,7 +38,10 @@ uses, so scripts can tell kinds of failure apart (typer/click usage errors keep 
     ├── GenerationError (11) ........ a generation failed, or is in a state that forbids the action
     │   └── GenerationFailedError
     ├── WorkflowError (12) .......... a workflow file or plan is wrong
-    └── StorageError (13) ........... the database or media folder failed under us
+    └── StorageError (13) ........... the database or media folder failed under us; a library
+        │                             written by a newer refstudio (its schema is refused)
+        └── DatabaseUnavailableError (14)  the database server cannot be reached, refused the
+                                      login, or has no such database: nothing was changed
 """
 
 from __future__ import annotations
@@ -218,6 +221,17 @@ class WorkflowError(RefstudioError):
 
 class StorageError(RefstudioError):
     exit_code = 13
+
+
+class DatabaseUnavailableError(StorageError):
+    """The library's database server is unreachable, refused the login, or lacks the database.
+
+    Its own exit code, so a script can tell "try again later" from a damaged library.
+    """
+
+    exit_code = 14
+    #: The server answered, but has no database by that name.
+    missing_database: bool = False
 
 
 def clause(text: object) -> str:

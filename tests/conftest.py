@@ -5,10 +5,12 @@ Keep this file small and generic; fixtures used by one test module belong in tha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import random
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
+from sqlalchemy.pool import NullPool
 
 from refstudio import Studio
 from refstudio.simulator import Simulator, SimulatorConfig
@@ -128,10 +131,6 @@ BOTH_MEDIA_BACKENDS = {
 }
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if "media_backend" in metafunc.fixturenames and module in BOTH_MEDIA_BACKENDS:
-        metafunc.parametrize("media_backend", ["file", "s3"], indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")
@@ -227,8 +226,8 @@ def run_cli(
 
 def snapshot_project(root: Path) -> tuple[dict[str, str], list[str]]:
     """What a failed command must not change: sha256 of every file (and each folder) under
-    ``media/`` (and every object, when REFSTUDIO_MEDIA_URL names an S3 store), and a full SQL
-    dump of ``library.db``."""
+    ``media/`` (and every object, when REFSTUDIO_MEDIA_URL names an S3 store), and every row
+    of the library, on whichever database it lives."""
     media = root / "media"
     files: dict[str, str] = {}
     for item in sorted(media.rglob("*")):
@@ -240,12 +239,52 @@ def snapshot_project(root: Path) -> tuple[dict[str, str], list[str]]:
 
         for key, sha in stored_objects(os.environ["AWS_ENDPOINT_URL"], media_url).items():
             files[f"s3:{key}"] = sha
-    conn = sqlite3.connect(root / "library.db")
+    return files, dump_library(root)
+
+
+def library_url(root: Path) -> Any:
+    """The database URL of the project at ``root`` as refstudio would choose it, read without
+    checking the rest of its refstudio.toml (tests break that file on purpose)."""
+    import re
+
+    from refstudio.storage.dburl import default_url, parse_database_url
+
+    text = os.environ.get("REFSTUDIO_DATABASE_URL")
+    if not text:
+        found = re.search(r'^database_url\s*=\s*"([^"]*)"', (root / "refstudio.toml").read_text(),
+                          re.MULTILINE)
+        text = found.group(1) if found else None
+    if not text:
+        return default_url(root)
+    return parse_database_url(text, root=root, source="test", allow_password=True)
+
+
+def dump_library(root: Path) -> list[str]:
+    """Every table's rows, in a stable order, as text (a library's whole state)."""
+    from sqlalchemy import inspect, text
+
+    from refstudio.storage.database import Database
+
+    url = library_url(root)
+    if url.get_backend_name() == "sqlite":
+        # A plain connection, as refstudio's own pragmas (WAL, checkpoints) must not touch the
+        # file a test compares byte for byte.
+        conn = sqlite3.connect(url.database)
+        try:
+            return list(conn.iterdump())
+        finally:
+            conn.close()
+    db = Database(url)
+    dump: list[str] = []
     try:
-        dump = list(conn.iterdump())
+        with db.engine.connect() as conn:
+            for table in sorted(inspect(conn).get_table_names()):
+                dump.append(f"-- {table}")
+                rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
+                dump.extend(sorted(repr(tuple(r)) for r in rows))
     finally:
-        conn.close()
-    return files, dump
+        db.dispose()
+    return dump
 
 
 def _patch_png_size(data: bytes, width: int, height: int) -> bytes:
@@ -303,3 +342,146 @@ def make_sim(request: pytest.FixtureRequest) -> Iterator[Callable[..., Simulator
     yield make
     for sim in started:
         sim.stop()
+
+
+# -- the database backends -------------------------------------------------------------------
+#
+# A test module opts in to running every test on both databases with
+# ``BACKENDS = ("sqlite", "postgresql")``. On PostgreSQL each test gets a database name prefix
+# of its own (``rs_<random>_``), and every project it opens gets its own fresh database under
+# that prefix (``REFSTUDIO_DATABASE_URL`` with ``{project}``, created on first use); all are
+# dropped after the test. Random names keep pytest-xdist workers apart.
+
+PG_ADMIN_URL = os.environ.get("REFSTUDIO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: Read at import: the autouse fixture below clears REFSTUDIO_* from each test's environment.
+REQUIRE_PG = os.environ.get("REFSTUDIO_REQUIRE_PG") == "1"
+_PG_STATE: dict[str, str | None] = {}
+
+
+def _pg_admin() -> Any:
+    from sqlalchemy import create_engine
+
+    url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool,
+                         connect_args={"connect_timeout": 5})
+
+
+def pg_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used for tests here, or None when it can (checked once)."""
+    if "reason" not in _PG_STATE:
+        try:
+            engine = _pg_admin()
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            engine.dispose()
+            _PG_STATE["reason"] = None
+        except Exception as exc:  # no driver, no server: the reason is shown in the skip
+            _PG_STATE["reason"] = f"PostgreSQL at {PG_ADMIN_URL} unavailable: {exc}".splitlines()[0]
+    return _PG_STATE["reason"]
+
+
+def require_pg() -> None:
+    """Skip without PostgreSQL, except under REFSTUDIO_REQUIRE_PG=1 (CI), where it fails."""
+    reason = pg_unavailable()
+    if reason is None:
+        return
+    if REQUIRE_PG:
+        pytest.fail(f"{reason} (REFSTUDIO_REQUIRE_PG=1)")
+    pytest.skip(reason)
+
+
+def drop_pg_databases(prefix: str) -> None:
+    engine = _pg_admin()
+    try:
+        with engine.connect() as conn:
+            names = [r[0] for r in conn.exec_driver_sql(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))]
+            for name in names:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def pg_prefix() -> Iterator[str]:
+    """A fresh database-name prefix; every database under it is dropped afterwards."""
+    require_pg()
+    prefix = f"rs_{secrets.token_hex(5)}_"
+    try:
+        yield prefix
+    finally:
+        drop_pg_databases(prefix)
+
+
+def pg_url(database: str) -> str:
+    """The test server's URL for ``database``."""
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (its URL), dropped after the test."""
+    with pg_prefix() as prefix:
+        name = prefix + "db"
+        engine = _pg_admin()
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        finally:
+            engine.dispose()
+        yield pg_url(name)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Media stores and databases are parametrised independently: a module on both of each runs
+    # every pairing (a folder or S3 beside SQLite or PostgreSQL are all real set-ups).
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "media_backend" in metafunc.fixturenames and module in BOTH_MEDIA_BACKENDS:
+        metafunc.parametrize("media_backend", ["file", "s3"], indirect=True, scope="module")
+    backends = getattr(metafunc.module, "BACKENDS", None)
+    if backends and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", backends, indirect=True)
+    if "db_url" in metafunc.fixturenames:
+        metafunc.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest, _clean_env: None,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The database this test's projects use: ``sqlite`` (each project's library.db) unless
+    the module asks for both (``BACKENDS``); on ``postgresql`` every project opened gets a
+    fresh database of its own through ``REFSTUDIO_DATABASE_URL``."""
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        yield name
+        return
+    with pg_prefix() as prefix:
+        monkeypatch.setenv("REFSTUDIO_DATABASE_URL", pg_url(prefix + "{project}"))
+        yield name
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for one library, on each backend in turn: a SQLite file in
+    ``tmp_path``, or a fresh PostgreSQL database (dropped after the test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    with pg_prefix() as prefix:
+        yield pg_url(prefix + "db")
+
+
+def db_rows(root: Path, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (SQLAlchemy ``:name`` parameters) on the library of the project at ``root``,
+    whichever database it lives in."""
+    from sqlalchemy import text
+
+    from refstudio.storage.database import Database
+
+    db = Database(library_url(root))
+    try:
+        with db.engine.begin() as conn:
+            result = conn.execute(text(sql), params or {})
+            return [tuple(r) for r in result.all()] if result.returns_rows else []
+    finally:
+        db.dispose()

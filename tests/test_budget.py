@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ImageMaker, run_cli, snapshot_project
+from conftest import ImageMaker, db_rows, run_cli, snapshot_project
 
 from refstudio import Studio
 from refstudio.errors import BudgetExceededError, ConfigError, ParameterError
 from refstudio.simulator import Simulator, SimulatorConfig
+
+#: Every test here runs on SQLite and on PostgreSQL: on PostgreSQL the budget race is settled
+#: by an advisory lock, not by SQLite's single writer.
+BACKENDS = ("sqlite", "postgresql")
 
 KEY = "sim-key-budget-0123456789"
 BAD_LIMITS = ["nan", "inf", "-inf", "-1", "-0.01"]
@@ -45,11 +48,7 @@ def _one_error(result: subprocess.CompletedProcess[str], code: int) -> str:
 
 
 def _generations(root: Path) -> int:
-    conn = sqlite3.connect(root / "library.db")
-    try:
-        return int(conn.execute("SELECT count(*) FROM generation").fetchone()[0])
-    finally:
-        conn.close()
+    return int(db_rows(root, "SELECT count(*) FROM generation")[0][0])
 
 
 @pytest.mark.parametrize("limit", BAD_LIMITS)
@@ -158,12 +157,7 @@ def test_two_processes_cannot_both_spend_the_last_of_a_budget(
     winner = next(json.loads(out) for code, out, _ in results if code == 0)
     assert [g["status"] for g in winner] == ["completed", "completed"]
     assert submits == 2
-    conn = sqlite3.connect(root / "library.db")
-    try:
-        count, total = conn.execute(
-            "SELECT count(*), sum(cost_estimate) FROM generation").fetchone()
-    finally:
-        conn.close()
+    [(count, total)] = db_rows(root, "SELECT count(*), sum(cost_estimate) FROM generation")
     assert count == 2 and total <= 0.15 + 1e-9
 
 

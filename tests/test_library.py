@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sqlite3
 from pathlib import Path
 
 import pytest
 from conftest import (
     BAD_IMAGE_KINDS,
     ImageMaker,
+    db_rows,
     draw_image,
     media_keys,
     snapshot_project,
@@ -28,6 +28,9 @@ from refstudio import (
     Studio,
 )
 
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.backend).
+BACKENDS = ("sqlite", "postgresql")
+
 
 def media_files(studio: Studio) -> list[str]:
     """Stored blobs (the store's temp folder is not content), on either media backend."""
@@ -35,11 +38,7 @@ def media_files(studio: Studio) -> list[str]:
 
 
 def count_rows(studio: Studio, table: str) -> int:
-    conn = sqlite3.connect(studio.project.db_path)
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+    return int(db_rows(studio.root, f"SELECT count(*) FROM {table}")[0][0])
 
 
 # -- adding ------------------------------------------------------------------------------------

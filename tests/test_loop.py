@@ -24,6 +24,9 @@ from refstudio.errors import (
 )
 from refstudio.simulator import Simulator, SimulatorConfig
 
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.backend).
+BACKENDS = ("sqlite", "postgresql")
+
 KEY = "sim-key-0123456789abcdef"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ImageMaker, encode_image, run_cli, snapshot_project
+from conftest import ImageMaker, db_rows, encode_image, run_cli, snapshot_project
 from sqlmodel import SQLModel
 
 from refstudio import StorageError, Studio
@@ -146,20 +146,68 @@ def test_database_from_an_older_version_opens_and_upgrades(
     assert [r[0] for r in query(db, "SELECT name FROM _migrations ORDER BY rowid")] == ledger
 
 
+def schema(url: Any) -> dict[str, Any]:
+    """A database's schema, normalised so SQLite and PostgreSQL compare: per table its columns
+    (name, type family, nullable unless primary key), primary key, unique and plain indexes
+    (by name and columns) and foreign keys."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = inspect(conn)
+            out: dict[str, Any] = {}
+            for table in sorted(found.get_table_names()):
+                pk = tuple(found.get_pk_constraint(table)["constrained_columns"])
+                out[table] = {
+                    "columns": sorted(
+                        (c["name"], _family(c["type"]), c["name"] in pk or bool(c["nullable"]))
+                        for c in found.get_columns(table)),
+                    "pk": pk,
+                    "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                                      for i in found.get_indexes(table)),
+                    "fks": sorted((tuple(f["constrained_columns"]), f["referred_table"],
+                                   tuple(f["referred_columns"]))
+                                  for f in found.get_foreign_keys(table)),
+                }
+            return out
+    finally:
+        engine.dispose()
+
+
+def _family(column_type: Any) -> str:
+    name = type(column_type).__name__.upper()
+    for family in ("INT", "CHAR", "TEXT", "BOOL", "FLOAT", "REAL", "DOUBLE", "TIME"):
+        if family in name:
+            return {"TEXT": "CHAR", "REAL": "FLOAT", "DOUBLE": "FLOAT"}.get(family, family)
+    return name
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
 def test_upgraded_schema_equals_fresh_schema(tmp_path: Path) -> None:
+    """The two roads to today's schema (migrations from m001, or tables.py at once) meet."""
     old_db, _ = build_m001_project(tmp_path / "old")
     Studio.open(tmp_path / "old").close()
     Studio.init(tmp_path / "new").close()
-    assert table_columns(old_db) == table_columns(tmp_path / "new" / "library.db")
+    assert schema(sqlite_url(old_db)) == schema(sqlite_url(tmp_path / "new" / "library.db"))
 
-    def indexes(db: Path) -> set[str]:
-        return {
-            r[0]
-            for r in query(db, "SELECT name FROM sqlite_master WHERE type='index'")
-            if not r[0].startswith("sqlite_")
-        }
 
-    assert indexes(old_db) == indexes(tmp_path / "new" / "library.db")
+def test_a_postgresql_library_has_the_same_schema(tmp_path: Path, pg_database: str) -> None:
+    Studio.init(tmp_path / "new").close()
+    write_new_project(tmp_path / "pg")
+    toml = tmp_path / "pg" / "refstudio.toml"
+    toml.write_text(f'database_url = "{pg_database}"\n' + toml.read_text())
+    Studio.open(tmp_path / "pg").close()
+    pg = pg_database.replace("postgresql://", "postgresql+psycopg://")
+    assert schema(pg) == schema(sqlite_url(tmp_path / "new" / "library.db"))
+    # Opening again applies nothing; the ledger has every migration once.
+    Studio.open(tmp_path / "pg").close()
+    assert db_rows(tmp_path / "pg", "SELECT name FROM _migrations ORDER BY name") == [
+        (m.name,) for m in MIGRATIONS]
 
 
 def test_schema_matches_the_models(project: Studio) -> None:

@@ -8,30 +8,35 @@ import io
 import json
 import os
 import shutil
-import sqlite3
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import encode_image, media_keys, open_with_media, run_cli, snapshot_project
+from conftest import db_rows, encode_image, media_keys, open_with_media, run_cli, snapshot_project
 
 from refstudio import InputError, NameTakenError, Studio
 from refstudio.library.packs import MANIFEST_NAME
 from refstudio.simulator import Simulator, SimulatorConfig
 
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.backend).
+BACKENDS = ("sqlite", "postgresql")
+
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c-never-export-me"
 
 
-#: REFSTUDIO_MEDIA_URL the shared source project was built under (None: the folder store).
+#: REFSTUDIO_MEDIA_URL the source project was built under (None: the folder store).
 SOURCE_MEDIA: dict[str, str | None] = {}
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory, media_backend: str) -> Iterator[Path]:
+@pytest.fixture
+def source(tmp_path_factory: pytest.TempPathFactory, backend: str,
+           media_backend: str) -> Iterator[Path]:
     """A project with a two-step lineage: @tavern (file) -> @tavern_night (generated on the
-    simulator with a sentinel key) -> @mara's new primary and a labelled view (offline)."""
+    simulator with a sentinel key) -> @mara's new primary and a labelled view (offline).
+
+    Built per test, on the test's database backend."""
     root = tmp_path_factory.mktemp("source")
     files = root / "files"
     files.mkdir()
@@ -118,11 +123,7 @@ def media_files(root: Path) -> list[str]:
 
 
 def count(root: Path, table: str) -> int:
-    conn = sqlite3.connect(root / "library.db")
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+    return int(db_rows(root, f"SELECT count(*) FROM {table}")[0][0])
 
 
 # -- round trip ---------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ from refstudio.app.demo import draw_sources
 from refstudio.simulator import Simulator, SimulatorConfig
 from refstudio.workflow import RunReport
 
+#: Every test here runs on SQLite and on PostgreSQL (see conftest.backend).
+BACKENDS = ("sqlite", "postgresql")
+
 PROJECTS = Path(__file__).resolve().parent.parent / "projects"
 
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import RefstudioError, StorageError
@@ -124,9 +124,11 @@ def _check_layout(project: Project, report: DoctorReport) -> bool:
 
 def _check_database(project: Project, report: DoctorReport, media_ok: bool) -> set[str] | None:
     """Database checks; returns the media paths the asset rows name, or None if unreadable."""
-    path = project.db_path
     if report.database == "damaged":
         return None
+    if project.db_path is None:
+        return _check_server_database(project, report, media_ok)
+    path = project.db_path
     if not path.exists():
         report.database = "missing"
         report.add("database", "problem",
@@ -154,25 +156,7 @@ def _check_database(project: Project, report: DoctorReport, media_ok: bool) -> s
                 report.add("schema", "notice", f"{path.name} is empty: the next command sets "
                            "it up", path)
                 return set()
-            report.schema = [r[0] for r in conn.exec_driver_sql(
-                "SELECT name FROM _migrations ORDER BY rowid")]
-            known = [m.name for m in MIGRATIONS]
-            newer = [name for name in report.schema if name not in known]
-            if newer:
-                report.database = "newer"
-                report.add("schema", "problem",
-                           f"{path.name} was written by a newer refstudio (migrations "
-                           f"{', '.join(newer)}): upgrade refstudio to use it", path)
-                return None
-            missing = [name for name in known if name not in report.schema]
-            if missing:
-                report.add("schema", "notice",
-                           f"{path.name} has an older schema: the next command upgrades it "
-                           f"({', '.join(missing)})", path)
-            paths = _check_assets(conn, project, report, media_ok) if "asset" in tables else set()
-            if "generation" in tables:
-                _check_generations(conn, report)
-            return paths
+            return _check_rows(conn, tables, project, report, media_ok, path.name, str(path))
     except SQLAlchemyError as exc:
         report.database = "damaged"
         reason = getattr(exc, "orig", None) or exc
@@ -189,6 +173,52 @@ def _remote_store(project: Project) -> MediaStore | None:
         return None
     return open_media_store(project.media_url, root=project.root, media_dir=project.media_dir,
                             cache_dir=project.cache_dir)
+def _check_rows(conn: Any, tables: set[str], project: Project, report: DoctorReport,
+                media_ok: bool, name: str, where: str) -> set[str] | None:
+    """Schema ledger, assets and generations of a readable library (either database)."""
+    report.schema = [r[0] for r in conn.exec_driver_sql(
+        "SELECT name FROM _migrations ORDER BY name")]
+    known = [m.name for m in MIGRATIONS]
+    newer = [n for n in report.schema if n not in known]
+    if newer:
+        report.database = "newer"
+        report.add("schema", "problem",
+                   f"{name} was written by a newer refstudio (migrations "
+                   f"{', '.join(newer)}): upgrade refstudio to use it", where)
+        return None
+    missing = [n for n in known if n not in report.schema]
+    if missing:
+        report.add("schema", "notice",
+                   f"{name} has an older schema: the next command upgrades it "
+                   f"({', '.join(missing)})", where)
+    paths = _check_assets(conn, project, report, media_ok) if "asset" in tables else set()
+    if "generation" in tables:
+        _check_generations(conn, report)
+    return paths
+
+
+def _check_server_database(project: Project, report: DoctorReport,
+                           media_ok: bool) -> set[str] | None:
+    """A library on a database server: reachable, a refstudio schema, its rows (the server
+    checks its own pages, so there is no integrity pass to run)."""
+    db = Database(project.database_url)
+    where = db.where
+    try:
+        with db.engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            if "_migrations" not in tables:
+                report.add("schema", "notice", f"the database {where} holds no refstudio "
+                           "library yet: the next command sets it up", where)
+                return set()
+            return _check_rows(conn, tables, project, report, media_ok, "the library", where)
+    except SQLAlchemyError as exc:
+        report.database = "unreachable"
+        unavailable = db.unavailable(exc)
+        report.add("database", "problem", unavailable.message if unavailable else
+                   f"cannot read the library at {where} ({db.reason(exc)})", where)
+        return None
+    finally:
+        db.dispose()
 
 
 def _check_assets(conn: Any, project: Project, report: DoctorReport, media_ok: bool) -> set[str]:
@@ -308,7 +338,7 @@ def _fix(project: Project, report: DoctorReport, media_ok: bool) -> None:
             for finding in report.findings:
                 if finding.kind == "database":
                     finding.fixed = True
-                    finding.message = f"{project.db_path.name} was missing: made a new, empty one"
+                    finding.message = "library.db was missing: made a new, empty one"
             if orphans:
                 _adopt(studio, report, orphans)
 

@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..prompts.names import clean_name, name_key
 from ..storage.database import read_session, write_session
+from ..storage.rows import insert_reference
 from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
 
 if TYPE_CHECKING:
@@ -288,10 +289,11 @@ class Generations:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        model: str | None = None, text: str | None = None,
+        model: str | None = None, text: str | None = None, by: str | None = None,
     ) -> list[GenerationInfo]:
         """Generations, newest first; optionally those using ``ref``, in one ``status``, of
-        one ``model`` (id or alias), or whose prompt contains ``text``."""
+        one ``model`` (id or alias), whose prompt contains ``text``, or asked for by author
+        ``by``."""
         from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
@@ -299,7 +301,7 @@ class Generations:
                 f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
             )
         return self.queries.history(ref=ref, status=status, limit=limit, model=model,
-                                    text=text)
+                                    text=text, by=by)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""
@@ -357,16 +359,14 @@ class Generations:
             asset = session.get(Asset, out_row.asset_id)
             assert asset is not None and out_row.id is not None
             if existing is None:
-                ref = Reference(name=name, name_key=name_key(name), kind=kind or "character",
-                                description=description or gen.prompt[:200])
-                session.add(ref)
-                session.flush()
-                assert ref.id is not None
+                ref_id = insert_reference(
+                    session.connection(), name=name, key=name_key(name),
+                    kind=kind or "character", description=description or gen.prompt[:200],
+                    author=self.library.author)
                 self.library.add_generated_image(
-                    session, reference_id=ref.id, asset_id=asset.id,  # type: ignore[arg-type]
+                    session, reference_id=ref_id, asset_id=asset.id,  # type: ignore[arg-type]
                     label=label, make_primary=True, source_output_id=out_row.id,
                 )
-                ref_id = ref.id
             else:
                 assert existing.id is not None
                 ref_id = existing.id
@@ -539,7 +539,8 @@ class Generations:
             open_rows = [r for r in open_rows if r.provider == provider]
         budget = self.project.config.budget
         if send and budget is not None:
-            unsent = [r for r in open_rows if r.status == "pending" and not owner_alive(r.owner)]
+            unsent = [r for r in open_rows
+                      if r.status == "pending" and not owner_alive(r.owner, db)]
             cost = sum(r.cost_estimate for r in unsent)
             try:
                 with read_session(db) as session:
@@ -611,7 +612,7 @@ class Generations:
         if model is not None and catalog.get(model).id != gen.model_id:
             return await self._on_other_model(gen, catalog.get(model), on_event)
         if gen.status not in ("failed", "unknown", "pending") or (
-            gen.status == "pending" and owner_alive(gen.owner)
+            gen.status == "pending" and owner_alive(gen.owner, self.library.db)
         ):
             raise GenerationError(
                 f"generation #{generation_id} is {gen.status}"
@@ -760,7 +761,9 @@ class Generations:
             # (Runway: more in flight would only wait as THROTTLED); else the project's.
             lag = config.poll_lag if config.poll_lag is not None else provider.default_poll_lag
             settings = EngineSettings(concurrency=concurrency or tier or config.concurrency,
-                                      target_lag=lag, budget=config.budget)
+                                      target_lag=lag, budget=config.budget,
+                                      author=self.project.author,
+                                      lease_seconds=config.lease_seconds)
             return Engine(self.library.db, self.library.store, provider,
                           settings=settings, on_event=on_event)
 

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ProjectExistsError, ProjectNotFoundError, StorageError
+from ..storage.dburl import (
+    ENV_DATABASE_URL,
+    default_url,
+    names_project,
+    parse_database_url,
+    sqlite_path,
+)
 from ..storage.fsutil import ProtectedArea, UnreadableFileError, read_regular_text
 from ..storage.mediaurl import parse_media_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +52,14 @@ max_image_mb = 20
 # Refuse any command whose estimated cost would take this project's total spend over this many
 # US dollars (estimates from the price table). Remove the line for no budget.
 # budget = 10.0
+
+# Where the library's rows live: a SQLite file (the default, library.db here) or a PostgreSQL
+# database a team shares. Never put a password here: libpq reads it from PGPASSWORD or
+# ~/.pgpass. REFSTUDIO_DATABASE_URL, when set, wins over this line.
+# database_url = "postgresql://me@db.example.com:5432/studio"
+
+# Your name on what you generate, promote and add (default: your login name).
+# author = "mara"
 
 # Generations in flight at once. WaveSpeed's default account level runs 2 tasks at a time.
 concurrency = 2
@@ -101,6 +120,9 @@ class ProjectConfig:
     default_model: str | None = None
     #: How order-binding models are told which image is which (see refstudio.prompts.binding).
     order_form: str | None = None
+    database_url: str | None = None  # as written in refstudio.toml (never with a password)
+    lease_seconds: float = 60.0  # an engine's lease without a heartbeat (see engine/lease.py)
+    author: str | None = None  # None: the OS user
 
     @property
     def max_image_bytes(self) -> int:
@@ -115,8 +137,34 @@ class Project:
     config: ProjectConfig
 
     @property
-    def db_path(self) -> Path:
-        return self.root / DB_FILE
+    def database_url(self) -> URL:
+        """The library's database: ``$REFSTUDIO_DATABASE_URL``, else ``database_url`` in
+        ``refstudio.toml``, else ``library.db`` in the project folder."""
+        env = os.environ.get(ENV_DATABASE_URL)
+        if env:
+            return parse_database_url(env, root=self.root, source=ENV_DATABASE_URL,
+                                      allow_password=True)
+        if self.config.database_url is not None:
+            return parse_database_url(self.config.database_url, root=self.root,
+                                      source=str(self.root / CONFIG_FILE),
+                                      allow_password=False)
+        return default_url(self.root)
+
+    @property
+    def database_per_project(self) -> bool:
+        """Whether the URL makes one database per project (created on first use)."""
+        text = os.environ.get(ENV_DATABASE_URL) or self.config.database_url or ""
+        return names_project(text)
+
+    @property
+    def db_path(self) -> Path | None:
+        """The SQLite file of the library, or None when it lives on a database server."""
+        return sqlite_path(self.database_url)
+
+    @property
+    def author(self) -> str:
+        """Whose name goes on what this project's user does."""
+        return self.config.author or os_user()
 
     @property
     def media_dir(self) -> Path:
@@ -145,7 +193,7 @@ class Project:
         ``refstudio.toml``, anything in ``media/`` or the media cache ``.cache/``, and (for
         output folders) the project itself.
         """
-        db = self.db_path
+        db = self.db_path or self.root / DB_FILE
         journals = tuple(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))
         return ProtectedArea(files=(db, *journals, self.root / CONFIG_FILE),
                              folders=(self.media_dir, self.cache_dir), roots=(self.root,))
@@ -227,7 +275,8 @@ def load_config(root: Path) -> ProjectConfig:
 
 
 _TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices",
-             "default_model", "order_form", "media_url", "media_cache_mb"}
+             "default_model", "order_form", "media_url", "media_cache_mb",
+             "database_url", "author", "lease_seconds"}
 #: Below 50 ms a poll is mostly its own round trip; above a minute a task sits done unnoticed.
 POLL_LAG_RANGE = (0.05, 60.0)
 _DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
@@ -258,6 +307,18 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         if not low <= poll_lag <= high:
             raise ConfigError(f"{path}: poll_lag must be between {low} and {high:.0f} seconds, "
                               f"not {poll_lag}")
+    database_url = raw.get("database_url")
+    if database_url is not None:
+        # Checked now (a password in it is refused at once), used when the library opens.
+        parse_database_url(_text(database_url, path, "database_url"), root=path.parent,
+                           source=str(path), allow_password=False)
+    author = raw.get("author")
+    if author is not None and (not isinstance(author, str) or not author.strip()
+                               or len(author) > 64 or not author.isprintable()):
+        raise ConfigError(f"{path}: author must be a name of 1-64 printable characters")
+    lease_seconds = _number(raw.get("lease_seconds", 60.0), path, "lease_seconds")
+    if not 1.0 <= lease_seconds <= 3600.0:
+        raise ConfigError(f"{path}: lease_seconds must be between 1 and 3600, not {lease_seconds}")
     concurrency = raw.get("concurrency", 2)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"{path}: concurrency must be a whole number of at least 1, "
@@ -278,7 +339,20 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         prices=prices,
         default_model=_text(raw.get("default_model", ""), path, "default_model") or None,
         order_form=_text(raw.get("order_form", ""), path, "order_form") or None,
+        database_url=database_url,
+        author=author.strip() if author else None,
+        lease_seconds=lease_seconds,
     )
+
+
+def os_user() -> str:
+    """The login name of whoever runs this process (the default author)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no USER/LOGNAME and no passwd entry (some containers)
+        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def _refuse_unknown(table: dict[str, Any], allowed: set[str], path: Path, prefix: str) -> None:
@@ -294,13 +368,22 @@ def _number(value: Any, path: Path, key: str) -> float:
     # TOML has nan and inf; a NaN budget or price compares false with every cost (fail open).
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or value < 0):
-        raise ConfigError(f"{path}: {key} must be a finite number, 0 or more, not {value!r}")
+        raise ConfigError(f"{path}: {key} must be a finite number, 0 or more, not {_shown(value)}")
     return float(value)
+
+
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]*@")
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` for an error message, with any ``scheme://user:password@`` masked: a
+    database URL put under the wrong key must not print its password."""
+    return _URL_PASSWORD.sub(r"\1***@", repr(value))
 
 
 def _text(value: Any, path: Path, key: str) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"{path}: {key} must be a string in quotes, not {value!r}")
+        raise ConfigError(f"{path}: {key} must be a string in quotes, not {_shown(value)}")
     return value
 
 
@@ -348,7 +431,7 @@ def make_media_dir(project: Project) -> None:
 def check_db_path(project: Project) -> None:
     """:class:`StorageError` when ``library.db`` is a folder (SQLite's own words are obscure)."""
     db = project.db_path
-    if db.is_dir():
+    if db is not None and db.is_dir():
         raise StorageError(f"the library {db} is a folder, not a database",
                            hint=f"move it away (and restore library.db from a backup); {_DOCTOR}")
 

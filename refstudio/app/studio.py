@@ -28,9 +28,11 @@ from ..library.references import AddedImage, ImageInfo, Library, ReferenceInfo
 from ..storage.database import Database
 from ..storage.media import MediaStore, count_media_files
 from ..storage.mediaurl import open_media_store
+from ..storage.migrations import MIGRATIONS
 from .generation import Generations
 from .models_service import Models
 from .project import (
+    DB_FILE,
     Project,
     check_layout,
     load_config,
@@ -102,18 +104,27 @@ class _StudioBase:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        fresh = not project.db_path.exists()
+        url = project.database_url  # a bad one is refused before anything is made
+        db_path = project.db_path  # None: the library lives on a database server
+        fresh = db_path is not None and not db_path.exists()
         if fresh:
             # A project without its library yet (a copied example, a checkout): nothing can be
             # lost by making media/. Beside an existing library, a missing media/ is refused.
             make_media_dir(project)
-        check_layout(project)
+        if db_path is not None:
+            check_layout(project)
         #: Things the user should hear about this project, said once by whoever opened it (the
         #: CLI prints each as a ``warning:`` line), e.g. a library.db made anew beside old media.
         self.notices: list[str] = []
-        self.db = Database(project.db_path)
+        self.db = Database(url, create_missing=project.database_per_project)
         try:
-            self.db.migrate()
+            created = self.db.migrate() == [m.name for m in MIGRATIONS]
+            if db_path is None:
+                # On a server, "new" is known only once the database answers: a library just
+                # created there may get its media folder, an existing one must have it.
+                if created:
+                    make_media_dir(project)
+                check_layout(project)
         except BaseException:
             self.db.dispose()  # don't leave a pool open behind a library we refused to open
             raise
@@ -129,7 +140,7 @@ class _StudioBase:
             unknown = count_media_files(project.media_dir)
             if unknown:
                 self.notices.append(
-                    f"{project.db_path.name} was missing and is now a new, empty library, but "
+                    f"{DB_FILE} was missing and is now a new, empty library, but "
                     f"media/ holds {unknown} image file(s) it does not know: run `refstudio "
                     "doctor` to list them (`refstudio doctor --fix` adopts them as @recovered)"
                 )
@@ -138,6 +149,7 @@ class _StudioBase:
             self.store,
             max_image_bytes=project.config.max_image_bytes,
             quality_check=_quality_check(),
+            author=project.author,
         )
         self.generations = Generations(project, self.library)
         self.queries = self.generations.queries

@@ -91,11 +91,12 @@ def history(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Only generations of this model.")
     ] = None,
+    by: Annotated[str | None, typer.Option(help="Only work of this author.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generations with state, prompt, references, seed, time and cost."""
+    """Generations with state, prompt, references, seed, time, cost and author."""
     with open_studio() as studio:
-        gens = studio.history(ref=ref, status=status, limit=limit, model=model)
+        gens = studio.history(ref=ref, status=status, limit=limit, model=model, by=by)
     if as_json:
         print_json([g.to_dict() for g in gens])
         return

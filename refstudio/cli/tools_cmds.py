@@ -101,6 +101,9 @@ def config_show(
     # The same function `gen`, `render` and `run` choose their provider with, so this shows
     # what they will do here (a project's [defaults].provider included, when in one).
     settings = config.effective_settings(project_provider=_project_provider()).to_dict()
+    database = _project_database()
+    if database is not None:
+        settings["database"], settings["author"] = database
     if as_json:
         print_json(settings)
         return
@@ -118,6 +121,21 @@ def _project_provider() -> str | None:
         return open_project(state.project).config.provider
     except ProjectError:
         return None  # no project here (or a broken one): user-level settings only
+
+
+def _project_database() -> tuple[str, str] | None:
+    """Where the library of the project here lives (a URL's password masked), and the
+    author its work is recorded under; None outside a project."""
+    from ..app.project import open_project
+    from ..errors import ProjectError
+    from ..storage.dburl import display_url
+    from ._common import state
+
+    try:
+        project = open_project(state.project)
+        return display_url(project.database_url), project.author
+    except ProjectError:
+        return None
 
 
 @config_app.command("set-key")

@@ -31,7 +31,6 @@ import itertools
 import json
 import os
 import random
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -58,15 +57,17 @@ from ..models.spec import ModelSpec
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
 from ..storage.media import MediaStore, out_of_space
+from ..storage.slots import SharedSlots
 from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
+from .lease import DEFAULT_LEASE_S, Lease, lease_alive, machine_name
 from .poller import PollLoop
 from .retry import Backoff, RateGate
 from .uploads import UploadCache
 from .writer import GroupWriter
 
-OWNER = f"{os.getpid()}@{socket.gethostname()}"
+OWNER = f"{os.getpid()}@{machine_name()}"
 #: Owner tags (``OWNER#n``) of the engines of this process that are still open. Rows owned by
 #: one of them are live work; rows owned by a closed engine of this process may be taken over.
 _LIVE_OWNERS: set[str] = set()
@@ -91,6 +92,11 @@ class EngineSettings:
     #: The project's budget (US dollars) or None: checked and recorded atomically with each
     #: batch (see records.create_pending_many), so concurrent processes cannot overrun it.
     budget: float | None = None
+    #: Who asks for this work: recorded on each generation (see ``history --by``).
+    author: str | None = None
+    #: Seconds this engine's lease lasts without a heartbeat: how long a ``resume`` elsewhere
+    #: waits before it takes over this engine's work if this engine dies (see lease.py).
+    lease_seconds: float = DEFAULT_LEASE_S
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,14 @@ class Engine:
         self._halted: str | None = None
         #: Task id -> generation, for progress notes from the poll loop.
         self._task_gens: dict[str, int] = {}
+        #: The account's slots shared with every process on this database (PostgreSQL only:
+        #: a SQLite library is one machine's, and the process gate above suffices there).
+        self._shared: SharedSlots | None = None
+        if key is not None and db.dialect == "postgresql":
+            self._shared = SharedSlots(db, key, self.settings.concurrency)
+        #: Taken when this engine first records or takes work, so a call refused before that
+        #: (bad input, a full disk) leaves the database as it was.
+        self._lease: Lease | None = None
 
     async def __aenter__(self) -> Engine:
         return self
@@ -190,11 +204,24 @@ class Engine:
 
     async def aclose(self) -> None:
         _LIVE_OWNERS.discard(self.owner)
+        if self._lease is not None:
+            await asyncio.to_thread(self._lease.close)
+            self._lease = None
+        if self._shared is not None:
+            await asyncio.to_thread(self._shared.close)
         if self._account is not None:
             account.leave(*self._account)
             self._account = None
         await self._poller.stop()
         self._writer.close()
+
+    def _hold_lease(self) -> None:
+        """Hold this engine's lease (once) as it starts to drive work. Only on a database
+        server: a SQLite library is one machine's, where a dead process is known by its pid,
+        and where a refused command must leave library.db byte for byte as it was."""
+        if self._lease is None and self.db.dialect == "postgresql":
+            self._lease = Lease(self.db, self.owner, seconds=self.settings.lease_seconds,
+                                author=self.settings.author)
 
     def emit(self, generation_id: int, state: str, detail: str = "") -> None:
         if self._on_event is not None:
@@ -239,8 +266,12 @@ class Engine:
             costs = [0.0] * len(requests)
         ids = records.create_pending_many(
             self.db, list(requests), provider=self.provider.name, costs=costs,
-            owner=self.owner, budget=self.settings.budget,
+            owner=self.owner, budget=self.settings.budget, author=self.settings.author,
         )
+        # After the rows, not before: a refused batch (budget, a full disk) must leave the
+        # database exactly as it was. Meanwhile the rows' owner has no lease, which every
+        # resume reads as "alive" (a live pid here, or unknown elsewhere): never taken over.
+        self._hold_lease()
         for gen_id, request in zip(ids, requests, strict=True):
             self._prepared[gen_id] = request
             self.emit(gen_id, "pending")
@@ -250,6 +281,7 @@ class Engine:
         """Drive recorded generations (pending, or failed/unknown being retried) to an end."""
         # Ours now: a concurrent resume must leave them alone.
         ids = list(generation_ids)
+        self._hold_lease()
         records.claim(self.db, ids, self.owner)
         # A few workers take generations in order, so a batch of 1,000 is 1,000 rows, not 1,000
         # waiting tasks; the slots (concurrency) still bound what is in flight across all runs.
@@ -275,8 +307,9 @@ class Engine:
         sent, or proven not accepted), which otherwise stays ``pending`` for a later resume.
         """
         outcomes: list[Outcome] = []
+        self._hold_lease()
         stale = [g for g in records.in_states(self.db, ("pending", "submitting", "submitted"))
-                 if g.provider == self.provider.name and not owner_alive(g.owner)]
+                 if g.provider == self.provider.name and not owner_alive(g.owner, self.db)]
         waits = []
         to_send: list[tuple[int, str | None]] = []  # (generation, the owner it was left by)
         for gen in stale:
@@ -337,7 +370,7 @@ class Engine:
         for the first time); leaves the rest ``unknown``, saying why in its note.
         """
         unknowns = [g for g in records.in_states(self.db, ("unknown",))
-                    if g.provider == self.provider.name and not owner_alive(g.owner)]
+                    if g.provider == self.provider.name and not owner_alive(g.owner, self.db)]
         if not unknowns:
             return []
         name = self.provider.name
@@ -444,8 +477,12 @@ class Engine:
         """A place among the tasks in flight: the account's, shared by the whole process."""
         return self._account[0].slot() if self._account is not None else self._local_slots
 
+    def _shared_slot(self) -> AbstractAsyncContextManager[Any]:
+        """A place among the account's tasks in flight on every machine of this library."""
+        return self._shared.slot() if self._shared is not None else contextlib.nullcontext()
+
     async def _drive(self, gen_id: int) -> Outcome:
-        async with self._slot():
+        async with self._slot(), self._shared_slot():
             try:
                 submitted = await self._submit(gen_id)
             except RefstudioError as exc:
@@ -729,8 +766,14 @@ def _raise_unstored(outcomes: Sequence[Outcome]) -> None:
     )
 
 
-def owner_alive(owner: str | None) -> bool:
-    """Whether the process that was driving a generation still runs (on this host)."""
+def owner_alive(owner: str | None, db: Database | None = None) -> bool:
+    """Whether the engine that was driving a generation may still be driving it.
+
+    This process's engines: while open. Another process on this machine whose pid is gone:
+    dead at once. Otherwise its lease in ``db`` decides (alive until it expires); an owner
+    without a lease (written before leases, or no ``db`` given) on another machine is taken
+    for alive, as before.
+    """
     if not owner:
         return False
     process, _, _ = owner.partition("#")
@@ -739,8 +782,16 @@ def owner_alive(owner: str | None) -> bool:
         # This process: live only while that engine is open (another Studio call running now);
         # a closed one's leftovers (or a legacy tag without "#n") are safe to take over.
         return owner in _LIVE_OWNERS
-    if host != socket.gethostname():
-        return True  # another machine's work: leave it alone
+    if host == machine_name() and not _pid_running(pid_text):
+        return False
+    if db is not None:
+        alive = lease_alive(db, owner)
+        if alive is not None:
+            return alive
+    return True  # a live pid here, or another machine's work without a lease: leave it
+
+
+def _pid_running(pid_text: str) -> bool:
     try:
         os.kill(int(pid_text), 0)
     except (ProcessLookupError, ValueError):

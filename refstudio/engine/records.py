@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, func
 from sqlalchemy import case as sa_case
-from sqlalchemy import insert as sa_insert
 from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, select
 
@@ -27,8 +26,16 @@ from ..errors import BudgetExceededError, GenerationError, GenerationNotFoundErr
 from ..models import catalog
 from ..models.sizes import Size
 from ..models.spec import ModelSpec
-from ..storage.database import Database, lock_budget, read_session, write_session
-from ..storage.tables import Asset, Generation, Output
+from ..storage.database import (
+    Database,
+    advisory_xact_lock,
+    insert_ignoring,
+    lock_budget,
+    read_session,
+    write_session,
+)
+from ..storage.rows import ensure_assets
+from ..storage.tables import Generation, Output
 
 
 def now_utc() -> datetime:
@@ -160,6 +167,7 @@ def create_pending_many(
     costs: Sequence[float],
     owner: str | None = None,
     budget: float | None = None,
+    author: str | None = None,
 ) -> list[int]:
     """Write-ahead rows for a batch in one transaction (all exist before any is sent).
 
@@ -191,6 +199,7 @@ def create_pending_many(
                 run_id=request.run_id,
                 step_id=request.step_id,
                 owner=owner,
+                author=author,
                 created_at=now_utc(),
                 updated_at=now_utc(),
             )
@@ -216,7 +225,9 @@ def requeue(db: Database, generation_id: int, *, budget: float | None = None,
     with write_session(db) as session:
         if budget is not None:
             lock_budget(session)
-        row = session.get(Generation, generation_id)
+        # Locked until commit: two retries of one generation racing on PostgreSQL must not both
+        # see it failed and both send it (SQLite's write lock already orders them).
+        row = session.get(Generation, generation_id, with_for_update=True)
         if row is None:
             raise GenerationNotFoundError(f"no generation #{generation_id}")
         taken = row.status == "pending" and row.owner != seen_owner
@@ -361,12 +372,12 @@ _COMPLETED = (
     .values(status="completed", completed_at=bindparam("new_at"),
             inference_ms=bindparam("new_ms"), error="", updated_at=bindparam("new_at"))
 )
-_ASSET_BY_SHA = select(Asset.id).where(Asset.sha256 == bindparam("sha"))
-_OUTPUT_AT = select(Output.id).where(
-    Output.generation_id == bindparam("target_id"), Output.index == bindparam("at_index")
-)
-_INSERT_ASSET = sa_insert(Asset)
-_INSERT_OUTPUT = sa_insert(Output)
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_output(dialect: str) -> Any:
+    return insert_ignoring(Output.__table__, dialect,  # type: ignore[attr-defined]
+                           ("generation_id", "index"))
 
 
 def changed(generation_id: int, **values: Any) -> Change:
@@ -462,6 +473,10 @@ def mark_not_accepted(db: Database, generation_id: int, note: str) -> bool:
         return bool(result.rowcount)
 
 
+#: Advisory lock serialising :func:`adopt` on PostgreSQL.
+ADOPT_LOCK_KEY = 0x7265_6661_646F  # "refado"
+
+
 def adopt(db: Database, generation_id: int, request_id: str, poll_url: str | None,
           created_at: datetime | None, note: str, owner: str) -> bool:
     """An ``unknown`` submit matched to the provider's task: ``submitted``, with that task's id.
@@ -471,6 +486,8 @@ def adopt(db: Database, generation_id: int, request_id: str, poll_url: str | Non
     """
     at = now_utc()
     with write_session(db) as session:
+        # One adopter at a time: two reconciles must not give one task to two generations.
+        advisory_xact_lock(session, ADOPT_LOCK_KEY)
         claimed = session.exec(
             select(Generation.id).where(Generation.request_id == request_id)
         ).first()
@@ -498,22 +515,16 @@ def completed(
 
     def change(session: Session) -> None:
         conn = session.connection()
-        for index, (sha, key, fmt, width, height, size, nsfw, url) in enumerate(outputs):
-            asset_id = conn.execute(_ASSET_BY_SHA, {"sha": sha}).scalar()
-            if asset_id is None:
-                # Built as a model so its defaults (created_at) apply, inserted through Core.
-                asset = Asset(sha256=sha, path=key, format=fmt, width=width, height=height,
-                              bytes=size)
-                inserted = conn.execute(
-                    _INSERT_ASSET, asset.model_dump(exclude={"id"})
-                ).inserted_primary_key
-                assert inserted is not None  # an INSERT always has one
-                asset_id = inserted[0]
-            if conn.execute(_OUTPUT_AT, {"target_id": generation_id, "at_index": index}).first():
-                continue
-            output = Output(generation_id=generation_id, index=index, asset_id=asset_id,
-                            nsfw=nsfw, source_url=url)
-            conn.execute(_INSERT_OUTPUT, output.model_dump(exclude={"id"}))
+        asset_ids = ensure_assets(conn, [
+            {"sha256": sha, "path": key, "format": fmt, "width": width, "height": height,
+             "bytes": size} for sha, key, fmt, width, height, size, _, _ in outputs])
+        at = now_utc()
+        rows = [{"generation_id": generation_id, "index": index, "asset_id": asset_ids[sha],
+                 "nsfw": nsfw, "source_url": url, "created_at": at}
+                for index, (sha, _, _, _, _, _, nsfw, url) in enumerate(outputs)]
+        if rows:
+            # An output stored already (a resume finishing what a crash left) is kept as is.
+            conn.execute(_insert_output(conn.dialect.name), rows)
         conn.execute(_COMPLETED, {"target_id": generation_id, "new_at": now_utc(),
                                   "new_ms": inference_ms})
 

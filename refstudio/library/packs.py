@@ -51,6 +51,7 @@ from ..storage.fsutil import (
 )
 from ..storage.media import EXTENSIONS, blob_key
 from ..storage.migrations import LEGACY_MODEL_ID
+from ..storage.rows import add_tags, ensure_assets, insert_reference
 from ..storage.tables import (
     Asset,
     Generation,
@@ -863,7 +864,7 @@ def _write(
         with write_session(library.db) as session:
             # Checked again under the write lock: another process may have taken a name.
             _refuse_clashes_in(session, pack.references)
-            _insert(session, pack, checked)
+            _insert(session, pack, checked, library.author)
     except BaseException:
         _remove_unreferenced(library.db, store, added)
         raise
@@ -877,22 +878,13 @@ def _write(
     )
 
 
-def _insert(session: Session, pack: _Pack, checked: list[_CheckedMedia]) -> None:
+def _insert(session: Session, pack: _Pack, checked: list[_CheckedMedia],
+            author: str | None) -> None:
     # Assets: reuse a row holding the same content, so each image is stored once.
-    asset_ids: dict[str, int] = {}
-    existing = session.exec(
-        select(Asset).where(col(Asset.sha256).in_([m.sha256 for m in checked]))).all()
-    for asset in existing:
-        asset_ids[asset.sha256] = asset.id  # type: ignore[assignment]
-    for m in checked:
-        if m.sha256 in asset_ids:
-            continue
-        asset = Asset(sha256=m.sha256, path=blob_key(m.sha256, EXTENSIONS[m.format]),
-                      format=m.format, width=m.width, height=m.height, bytes=m.size,
-                      quality_json=m.quality_json)
-        session.add(asset)
-        session.flush()
-        asset_ids[m.sha256] = asset.id  # type: ignore[assignment]
+    asset_ids = ensure_assets(session.connection(), [
+        {"sha256": m.sha256, "path": blob_key(m.sha256, EXTENSIONS[m.format]),
+         "format": m.format, "width": m.width, "height": m.height, "bytes": m.size,
+         "quality_json": m.quality_json} for m in checked])
 
     # Generations first (new ids, completed), with bindings filled in once image ids exist.
     gen_rows: dict[str, Generation] = {}
@@ -902,7 +894,7 @@ def _insert(session: Session, pack: _Pack, checked: list[_CheckedMedia]) -> None
         d = g.data
         row = Generation(
             status="completed", provider=d["provider"], model=d["model"],
-            model_id=d["model_id"],
+            model_id=d["model_id"], author=author,
             template_source=d["template_source"], prompt=d["prompt"],
             params_json=json.dumps(d["params"]), payload_json="{}", bindings_json="[]",
             request_hash=d["request_hash"], request_id=d["request_id"],
@@ -923,30 +915,27 @@ def _insert(session: Session, pack: _Pack, checked: list[_CheckedMedia]) -> None
 
     image_ids: dict[str, tuple[int, int]] = {}  # pack image key -> (reference id, image id)
     for r in pack.references:
-        ref = Reference(name=r.name, name_key=name_key(r.name), kind=r.kind,
-                        description=r.description)
-        session.add(ref)
-        session.flush()
-        for tag in r.tags:
-            session.add(ReferenceTag(reference_id=ref.id, tag=tag))  # type: ignore[arg-type]
+        ref_id = insert_reference(session.connection(), name=r.name, key=name_key(r.name),
+                                  kind=r.kind, description=r.description, author=author)
+        add_tags(session.connection(), ref_id, r.tags)
         for img in r.images:
             row_img = ReferenceImage(
-                reference_id=ref.id,  # type: ignore[arg-type]
+                reference_id=ref_id, author=author,
                 asset_id=asset_ids[img.sha256], label=img.label, is_primary=img.primary,
                 position=img.position, source_file=img.source_file,
                 source_output_id=output_ids[img.source_output] if img.source_output else None,
             )
             session.add(row_img)
             session.flush()
-            image_ids[img.key] = (ref.id, row_img.id)  # type: ignore[assignment]
+            image_ids[img.key] = (ref_id, row_img.id)  # type: ignore[assignment]
 
     for g in pack.generations:
         bindings = []
         for b in g.bindings:
-            ref_id, image_id = image_ids.get(b["image"], (None, None)) if b["image"] else (
+            bound_ref, bound_image = image_ids.get(b["image"], (None, None)) if b["image"] else (
                 None, None)
             bindings.append({"name": b["name"], "label": b["label"], "sha256": b["sha256"],
-                             "reference_id": ref_id, "image_id": image_id})
+                             "reference_id": bound_ref, "image_id": bound_image})
         row = gen_rows[g.key]
         row.bindings_json = json.dumps(bindings)
         session.add(row)

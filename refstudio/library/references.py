@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from ..errors import (
@@ -34,6 +35,7 @@ from ..prompts.names import clean_name, name_key, suggest
 from ..storage.database import Database, read_session, write_session
 from ..storage.fsutil import UnreadableFileError, read_regular
 from ..storage.media import EXTENSIONS, MediaStore, StoredBlob
+from ..storage.rows import add_tags, ensure_assets, insert_reference
 from ..storage.tables import REFERENCE_KINDS, Asset, Reference, ReferenceImage, ReferenceTag, utcnow
 from .imaging import ProbedImage, open_image, probe_image
 
@@ -159,11 +161,14 @@ class Library:
         *,
         max_image_bytes: int,
         quality_check: Any = None,
+        author: str | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.max_image_bytes = max_image_bytes
         self._quality_check = quality_check
+        #: Recorded on every reference and image this library object adds.
+        self.author = author
 
     # -- importing images -------------------------------------------------------------------
 
@@ -189,31 +194,20 @@ class Library:
             data, source=source, max_bytes=self.max_image_bytes, inspect=self._quality_check
         )
 
-    def _store_asset(self, session: Session, probed: ProbedImage) -> Asset:
+    def _store_asset(self, session: Session, probed: ProbedImage) -> int:
+        """Store checked bytes (once) and return their asset id."""
         blob = self.store.put_bytes(probed.data, extension=EXTENSIONS[probed.format])
-        asset: Asset | None = session.exec(
-            select(Asset).where(Asset.sha256 == blob.sha256)
-        ).first()
-        if asset is None:
-            asset = Asset(
-                sha256=blob.sha256,
-                path=blob.key,
-                format=probed.format,
-                width=probed.width,
-                height=probed.height,
-                bytes=blob.size,
-                quality_json=json.dumps(_warning_texts(probed.inspection)),
-            )
-            session.add(asset)
-            session.flush()
-        return asset
+        ids = ensure_assets(session.connection(), [{
+            "sha256": blob.sha256, "path": blob.key, "format": probed.format,
+            "width": probed.width, "height": probed.height, "bytes": blob.size,
+            "quality_json": json.dumps(_warning_texts(probed.inspection)),
+        }])
+        return ids[blob.sha256]
 
     def store_probed(self, probed: ProbedImage) -> int:
         """Store checked image bytes as an asset (once) and return the asset id."""
         with write_session(self.db) as session:
-            asset = self._store_asset(session, probed)
-            assert asset.id is not None
-            return asset.id
+            return self._store_asset(session, probed)
 
     def _probe_files(self, images: Sequence[Path | str]) -> list[_Staged]:
         """Check image files; keep only what storing them needs (bytes are read again then).
@@ -275,31 +269,14 @@ class Library:
     def _asset_ids(
         self, session: Session, staged: Sequence[_Staged], blobs: Sequence[StoredBlob]
     ) -> list[int]:
-        """Asset ids for stored blobs, inserting the new ones: one query, one insert."""
-        shas = sorted({b.sha256 for b in blobs})
-        ids: dict[str, int] = {}
-        for start in range(0, len(shas), 500):
-            found = session.exec(
-                select(Asset.sha256, Asset.id).where(col(Asset.sha256).in_(shas[start:start + 500]))
-            ).all()
-            ids.update({sha: asset_id for sha, asset_id in found if asset_id is not None})
-        new: dict[str, Asset] = {}
-        for item, blob in zip(staged, blobs, strict=True):
-            if blob.sha256 in ids or blob.sha256 in new:
-                continue
-            new[blob.sha256] = Asset(
-                sha256=blob.sha256,
-                path=blob.key,
-                format=item.probed.format,
-                width=item.probed.width,
-                height=item.probed.height,
-                bytes=blob.size,
-                quality_json=json.dumps(_warning_texts(item.probed.inspection)),
-            )
-        if new:
-            session.add_all(new.values())
-            session.flush()
-            ids.update({sha: asset.id for sha, asset in new.items()})  # type: ignore[misc]
+        """Asset ids for stored blobs, inserting the new ones (a content stored meanwhile by
+        another process is reused, not duplicated)."""
+        ids = ensure_assets(session.connection(), [
+            {"sha256": blob.sha256, "path": blob.key, "format": item.probed.format,
+             "width": item.probed.width, "height": item.probed.height, "bytes": blob.size,
+             "quality_json": json.dumps(_warning_texts(item.probed.inspection))}
+            for item, blob in zip(staged, blobs, strict=True)
+        ])
         return [ids[b.sha256] for b in blobs]
 
     # -- references ---------------------------------------------------------------------------
@@ -358,20 +335,20 @@ class Library:
         try:
             with write_session(self.db) as session:
                 asset_ids = iter(self._asset_ids(session, flat, blobs))
-                refs = [Reference(name=plan.name, name_key=plan.key, kind=plan.kind,
-                                  description=plan.description) for plan in plans]
-                session.add_all(refs)
-                session.flush()
-                for plan, ref in zip(plans, refs, strict=True):
-                    assert ref.id is not None
-                    ref_ids.append(ref.id)
-                    session.add_all(ReferenceTag(reference_id=ref.id, tag=tag)
-                                    for tag in plan.tags)
+                conn = session.connection()
+                for plan in plans:
+                    # The unique index on the name decides, even against a racing process.
+                    ref_id = insert_reference(conn, name=plan.name, key=plan.key,
+                                              kind=plan.kind, description=plan.description,
+                                              author=self.author)
+                    ref_ids.append(ref_id)
+                    add_tags(conn, ref_id, plan.tags)
                     for position, (path, label) in enumerate(zip(plan.images, plan.labels,
                                                                  strict=True)):
                         session.add(
                             ReferenceImage(
-                                reference_id=ref.id,
+                                reference_id=ref_id,
+                                author=self.author,
                                 asset_id=next(asset_ids),
                                 label=label,
                                 is_primary=position == 0,
@@ -417,6 +394,7 @@ class Library:
         blobs = self._store_staged(staged)
         try:
             with write_session(self.db) as session:
+                lock_reference(session, ref.id)  # positions and the primary, one at a time
                 position = _next_position(session, ref.id)
                 asset_ids = self._asset_ids(session, staged, blobs)
                 new_ids = []
@@ -428,6 +406,7 @@ class Library:
                         label=label,
                         position=position + offset,
                         source_file=str(Path(path).resolve()),
+                        author=self.author,
                     )
                     session.add(row)
                     session.flush()
@@ -452,7 +431,9 @@ class Library:
         source_output_id: int,
     ) -> int:
         """Within ``session``, attach a stored output to a reference (the lineage edge)."""
+        lock_reference(session, reference_id)
         row = ReferenceImage(
+            author=self.author,
             reference_id=reference_id,
             asset_id=asset_id,
             label=label,
@@ -477,6 +458,7 @@ class Library:
                 hint=f"remove the whole reference with `refstudio ref rm {ref.name}`",
             )
         with write_session(self.db) as session:
+            lock_reference(session, ref.id)
             row = session.get(ReferenceImage, image.id)
             session.delete(row)
             session.flush()
@@ -491,6 +473,7 @@ class Library:
         ref = self.get(name)
         image = _select_image(ref, selector)
         with write_session(self.db) as session:
+            lock_reference(session, ref.id)
             _set_primary(session, ref.id, image.id)
             _touch(session, ref.id)
         return self.get_by_id(ref.id)
@@ -506,6 +489,13 @@ class Library:
             assert row is not None
             row.name, row.name_key, row.updated_at = new, name_key(new), utcnow()
             session.add(row)
+            try:
+                # In a savepoint: only this one change can break the unique index on names,
+                # so its IntegrityError is the name clash (another process took it meanwhile).
+                with session.begin_nested():
+                    session.flush()
+            except IntegrityError:
+                raise NameTakenError(f"a reference named {new!r} already exists") from None
         return self.get_by_id(ref.id)
 
     def remove(self, name: str) -> ReferenceInfo:
@@ -542,8 +532,7 @@ class Library:
                 row = session.get(ReferenceTag, (ref.id, tag))
                 if row is not None:
                     session.delete(row)
-            for tag in to_add - set(ref.tags):
-                session.add(ReferenceTag(reference_id=ref.id, tag=tag))
+            add_tags(session.connection(), ref.id, sorted(to_add - set(ref.tags)))
             _touch(session, ref.id)
         return self.get_by_id(ref.id)
 
@@ -625,7 +614,7 @@ class Library:
         return (self._load(ids=ids) if ids else []), total  # type: ignore[arg-type]
 
     def asset_path(self, sha256: str) -> Path:
-        """The stored file of the image with content hash ``sha256`` (64 hex digits), or
+        """A local copy of the image with content hash ``sha256`` (64 hex digits), or
         ImageNotFoundError. Only hashes the library knows resolve: never a path from outside."""
         sha = sha256.lower()
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
@@ -634,7 +623,7 @@ class Library:
             key = session.exec(select(Asset.path).where(Asset.sha256 == sha)).first()
         if key is None:
             raise ImageNotFoundError(f"no image {sha[:12]}")
-        return self.store.local_path(key)
+        return self.store.local_copy(key, sha)
 
     # Below this method, `list` in an annotation of this class would name the method: they
     # spell the type `builtins.list`.
@@ -783,6 +772,12 @@ def _select_image(ref: ReferenceInfo, selector: str) -> ImageInfo:
     raise ImageNotFoundError(
         f"{ref.name} has no image {selector!r}", hint=f"its images: {', '.join(labels)}"
     )
+
+
+def lock_reference(session: Session, reference_id: int) -> None:
+    """Hold one reference's row until the transaction ends: its images' positions and primary
+    flag are read, then written, by one writer at a time (SQLite's write lock already does)."""
+    session.exec(select(Reference.id).where(Reference.id == reference_id).with_for_update())
 
 
 def _next_position(session: Session, reference_id: int) -> int:

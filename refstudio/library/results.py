@@ -118,6 +118,8 @@ class GenerationInfo:
     paid_attempts: int = 0
     #: The catalog id of the model asked for (``wavespeed:google/nano-banana/edit``).
     model_id: str = ""
+    #: Who asked for it (None: recorded before authors were).
+    author: str | None = None
 
     @property
     def seed(self) -> int | None:
@@ -161,6 +163,7 @@ class GenerationInfo:
             "outputs": [o.to_dict() for o in self.outputs],
             "note": self.note,
             "paid_attempts": self.paid_attempts,
+            "author": self.author,
         }
 
 
@@ -194,11 +197,11 @@ class GenerationQueries:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        model: str | None = None, text: str | None = None,
+        model: str | None = None, text: str | None = None, by: str | None = None,
     ) -> list[GenerationInfo]:
         """Newest first, optionally only those that used reference ``ref``, in one state, of
-        one model (a catalog id or alias; UnknownModelError with a did-you-mean), or whose
-        prompt contains ``text`` (any case)."""
+        one model (a catalog id or alias; UnknownModelError with a did-you-mean), whose
+        prompt contains ``text`` (any case), or asked for by author ``by``."""
         from sqlmodel import func
 
         from ..models import catalog
@@ -215,6 +218,8 @@ class GenerationQueries:
             if text:
                 query = query.where(
                     func.lower(Generation.prompt).contains(text.lower(), autoescape=True))
+            if by:
+                query = query.where(Generation.author == by)
             if ref:
                 # Narrow in SQL, then match names exactly (case-insensitively) in Python.
                 query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
@@ -281,6 +286,7 @@ class GenerationQueries:
                 outputs=tuple(outputs.get(g.id, ())),  # type: ignore[arg-type]
                 note=g.note,
                 paid_attempts=g.paid_attempts,
+                author=g.author,
             )
             for g in gens
         ]

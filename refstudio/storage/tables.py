@@ -1,8 +1,8 @@
-"""SQLModel tables of a project's library.
+"""SQLModel tables of a project's library: the one source of truth for its schema.
 
-The schema itself is created and evolved by :mod:`refstudio.storage.migrations` (plain, ordered
-SQL), so these classes describe the tables for queries and must stay in step with the
-migrations; the schema snapshot test checks that they do.
+A new library (SQLite or PostgreSQL) is created from these classes' metadata; libraries written
+by older releases are brought to the same schema by :mod:`refstudio.storage.migrations`, and a
+test checks that both roads end at the same tables, columns and indexes on both databases.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Optional
 
+from sqlalchemy import BigInteger, Index, Integer
 from sqlmodel import Field, SQLModel
 
 REFERENCE_KINDS: tuple[str, ...] = ("character", "location", "style", "object", "other")
@@ -25,14 +26,21 @@ GENERATION_STATES: tuple[str, ...] = (
 
 
 def utcnow() -> datetime:
-    """Timezone-aware UTC now; stored as ISO text by SQLAlchemy."""
+    """Timezone-aware UTC now. SQLModel stores datetimes as UTC (``timestamptz`` on
+    PostgreSQL, zone-less text on SQLite) and reads them back aware, in UTC."""
     return datetime.now(timezone.utc)
+
+
+#: Row ids: 64-bit on PostgreSQL (as SQLite's rowids are, and as the CLI accepts); on SQLite the
+#: column must be spelled INTEGER to be the rowid itself.
+ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Asset(SQLModel, table=True):
     """One unique image content. Images are never stored twice."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045 - SQLModel needs it
+    # Optional[...] rather than "int | None": SQLModel needs it.
+    id: Optional[int] = Field(default=None, primary_key=True, sa_type=ID)  # noqa: UP045
     sha256: str = Field(unique=True, index=True)
     path: str  # relative to the media store root
     format: str  # PNG, JPEG, WEBP
@@ -46,40 +54,47 @@ class Asset(SQLModel, table=True):
 class Reference(SQLModel, table=True):
     """A named character, location, style or object."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    id: Optional[int] = Field(default=None, primary_key=True, sa_type=ID)  # noqa: UP045
     name: str  # as the user wrote it
     name_key: str = Field(unique=True, index=True)  # lower-cased: names are unique ignoring case
     kind: str = "character"
     description: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    author: Optional[str] = None  # noqa: UP045 - who created it
 
 
 class ReferenceTag(SQLModel, table=True):
-    reference_id: int = Field(foreign_key="reference.id", primary_key=True, ondelete="CASCADE")
+    reference_id: int = Field(foreign_key="reference.id", sa_type=ID, primary_key=True,
+                              ondelete="CASCADE")
     tag: str = Field(primary_key=True, index=True)
 
 
 class ReferenceImage(SQLModel, table=True):
     """An image of a reference. ``source_output_id`` is the lineage edge to a generation."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    reference_id: int = Field(foreign_key="reference.id", index=True, ondelete="CASCADE")
-    asset_id: int = Field(foreign_key="asset.id", index=True)
+    # A label names one image of one reference.
+    __table_args__ = (Index("ux_referenceimage_label", "reference_id", "label", unique=True),)
+
+    id: Optional[int] = Field(default=None, primary_key=True, sa_type=ID)  # noqa: UP045
+    reference_id: int = Field(foreign_key="reference.id", sa_type=ID, index=True,
+                              ondelete="CASCADE")
+    asset_id: int = Field(foreign_key="asset.id", sa_type=ID, index=True)
     label: Optional[str] = None  # noqa: UP045
     is_primary: bool = False
     position: int = 0
     source_file: Optional[str] = None  # noqa: UP045 - the file it was imported from
-    source_output_id: Optional[int] = Field(  # noqa: UP045
-        default=None, foreign_key="output.id", index=True
-    )
     created_at: datetime = Field(default_factory=utcnow)
+    source_output_id: Optional[int] = Field(  # noqa: UP045
+        default=None, foreign_key="output.id", sa_type=ID, index=True
+    )
+    author: Optional[str] = None  # noqa: UP045 - who added or promoted it
 
 
 class Run(SQLModel, table=True):
     """One run of a workflow file."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    id: Optional[int] = Field(default=None, primary_key=True, sa_type=ID)  # noqa: UP045
     workflow: str
     workflow_hash: str
     status: str = "running"
@@ -91,7 +106,7 @@ class Run(SQLModel, table=True):
 class Generation(SQLModel, table=True):
     """One paid request, recorded before it is sent (write-ahead)."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
+    id: Optional[int] = Field(default=None, primary_key=True, sa_type=ID)  # noqa: UP045
     status: str = Field(default="pending", index=True)
     provider: str  # who ran it: wavespeed, runway, offline
     model: str  # the provider's own name of the model (the WaveSpeed path part)
@@ -109,7 +124,8 @@ class Generation(SQLModel, table=True):
     cost_estimate: float = 0.0
     inference_ms: Optional[int] = None  # noqa: UP045
     attempts: int = 0
-    run_id: Optional[int] = Field(default=None, foreign_key="run.id", index=True)  # noqa: UP045
+    run_id: Optional[int] = Field(  # noqa: UP045
+        default=None, foreign_key="run.id", sa_type=ID, index=True)
     step_id: Optional[str] = None  # noqa: UP045
     owner: Optional[str] = None  # noqa: UP045 - "pid@host" of the process driving it
     created_at: datetime = Field(default_factory=utcnow)
@@ -124,15 +140,20 @@ class Generation(SQLModel, table=True):
     sent_until: Optional[datetime] = None  # noqa: UP045
     sent_to: Optional[str] = None  # noqa: UP045 - the provider account/endpoint (no secrets)
     note: str = ""  # what was found out afterwards, e.g. by reconcile
+    author: Optional[str] = None  # noqa: UP045 - who asked for it (configured name / OS user)
 
 
 class Output(SQLModel, table=True):
     """One image a generation produced, stored in media/."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    generation_id: int = Field(foreign_key="generation.id", index=True)
+    __table_args__ = (
+        Index("ux_output_generation_index", "generation_id", "index", unique=True),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True, sa_type=ID)  # noqa: UP045
+    generation_id: int = Field(foreign_key="generation.id", sa_type=ID, index=True)
     index: int
-    asset_id: int = Field(foreign_key="asset.id")
+    asset_id: int = Field(foreign_key="asset.id", sa_type=ID)
     nsfw: bool = False
     source_url: str = ""  # where it was downloaded from ("base64" for inline outputs)
     created_at: datetime = Field(default_factory=utcnow)
@@ -141,9 +162,27 @@ class Output(SQLModel, table=True):
 class Upload(SQLModel, table=True):
     """An asset made readable by a provider: uploaded once while its URL lives."""
 
-    id: Optional[int] = Field(default=None, primary_key=True)  # noqa: UP045
-    asset_id: int = Field(foreign_key="asset.id", index=True)
+    id: Optional[int] = Field(default=None, primary_key=True, sa_type=ID)  # noqa: UP045
+    asset_id: int = Field(foreign_key="asset.id", sa_type=ID, index=True)
     provider: str = Field(index=True)
     url: str
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: Optional[datetime] = None  # noqa: UP045
+
+
+class EngineLease(SQLModel, table=True):
+    """An engine driving generations somewhere, alive while it renews ``expires_at``.
+
+    ``Generation.owner`` names a lease; a ``resume`` on any machine leaves a generation alone
+    while its owner's lease runs, and takes it over once the lease has expired (the engine died
+    or lost its database for longer than the lease).
+    """
+
+    __tablename__ = "engine_lease"
+
+    owner: str = Field(primary_key=True)  # "pid@host#n"
+    host: str
+    pid: int
+    author: Optional[str] = None  # noqa: UP045
+    started_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime

@@ -300,7 +300,7 @@ def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
     if unknown is not None:
         return unknown
     never_sent: Generation | None = next(
-        (r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
+        (r for r in rows if r.status == "pending" and not owner_alive(r.owner, db)), None)
     return never_sent
 
 
