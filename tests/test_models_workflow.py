@@ -3,7 +3,7 @@ another model, and libraries written before the model layer."""
 
 from __future__ import annotations
 
-import sqlite3
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,24 +125,17 @@ def test_retry_on_another_model_sends_the_prompt_as_written(sim: Simulator,
     assert back.prompt == "@mara in @tavern" and back.model_id == first.model_id
 
 
-def test_a_library_from_before_the_model_layer_reads_as_gen4(project: Studio) -> None:
-    """m004 gives every existing generation the model it was: Gen-4 Image on WaveSpeed."""
-    db = project.root / "library.db"
-    project.close()
-    with sqlite3.connect(db) as conn:
-        conn.execute("DELETE FROM _migrations WHERE name = 'm004_model_id'")
-        conn.execute("DROP INDEX ix_generation_model_id")
-        conn.execute("ALTER TABLE generation DROP COLUMN model_id")
-        conn.execute(
-            "INSERT INTO generation (status, provider, model, prompt, params_json, request_hash,"
-            " created_at) VALUES ('completed', 'offline', 'refstudio/offline-preview', 'old',"
-            " '{\"aspect_ratio\": \"16:9\", \"resolution\": \"720p\", \"seed\": 3}', 'h',"
-            " '2026-01-01 00:00:00')")
-    studio = Studio.open(project.root)
+def test_a_library_from_before_the_model_layer_reads_as_gen4(tmp_path: Path) -> None:
+    """m004 gives every existing generation the model it was: Gen-4 Image on WaveSpeed. The
+    library is the one refstudio 0.1.0 wrote (tests/fixtures/library_0_1_0), kept as it was."""
+    root = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "library_0_1_0", root)
+    studio = Studio.open(root)
     try:
-        [old] = studio.history()
-        assert old.model_id == "wavespeed:runwayml/gen4-image"
-        assert studio.history(model="gen4") == [old]
+        old = studio.history()
+        assert len(old) == 5
+        assert {g.model_id for g in old} == {"wavespeed:runwayml/gen4-image"}
+        assert studio.history(model="gen4") == old
         assert studio.history(model="nano-banana") == []
     finally:
         studio.close()

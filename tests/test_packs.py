@@ -43,8 +43,14 @@ def source(tmp_path_factory: pytest.TempPathFactory, backend: str,
     (files / "mara.png").write_bytes(encode_image((400, 500), seed=1))
     (files / "tavern.png").write_bytes(encode_image((640, 360), seed=2))
     (files / "other.png").write_bytes(encode_image((300, 300), seed=3))
-    SOURCE_MEDIA["url"] = os.environ.get("REFSTUDIO_MEDIA_URL")
-    studio = Studio.init(root / "a")
+    url = os.environ.get("REFSTUDIO_MEDIA_URL")
+    # On S3 the source keeps its images under a prefix of its own: in the test's prefix, the
+    # target would find every pack image already stored.
+    SOURCE_MEDIA["url"] = f"{url}-source" if url else None
+    with pytest.MonkeyPatch.context() as patch:
+        if url:
+            patch.setenv("REFSTUDIO_MEDIA_URL", f"{url}-source")
+        studio = Studio.init(root / "a")
     try:
         studio.provider_options["offline"] = {"cache_dir": root / "offline"}
         studio.add_reference("mara", [files / "mara.png"], description="a traveller",
