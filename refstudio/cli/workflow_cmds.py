@@ -1,11 +1,14 @@
 """``refstudio run``: multi-step compositions from workflow files."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._common import console, err_console, open_studio, print_json
+
+if TYPE_CHECKING:
+    from ..app.studio import Studio
 
 
 def register(app: typer.Typer) -> None:
@@ -71,20 +74,22 @@ def run(
         raise typer.Exit(0)
 
 
-def _print_plan(studio: object, workflow: str, variables: dict, allow_outside: bool,
-                model: str | None = None) -> None:
+def _print_plan(
+    studio: "Studio", workflow: str, variables: dict[str, Any], allow_outside: bool,
+    model: str | None = None,
+) -> None:
     from rich.table import Table
 
     from ..models import catalog
     from ..workflow.runner import bound_names, estimate
 
-    plan = studio.plan_workflow(  # type: ignore[attr-defined]
-        workflow, variables=variables, allow_outside=allow_outside, model=model)
-    names = {n.lower(): n for n in studio.library.all_names()}  # type: ignore[attr-defined]
-    provider = studio.project.config.provider  # type: ignore[attr-defined]
+    plan = studio.plan_workflow(workflow, variables=variables, allow_outside=allow_outside,
+                                model=model)
+    names = {n.lower(): n for n in studio.library.all_names()}
+    provider = studio.project.config.provider
     from ..providers.registry import default_provider_name
 
-    _, notes = estimate(studio, plan, default_provider_name(provider))
+    _, notes = estimate(studio.generations, plan, default_provider_name(provider))
     table = Table("level", "step", "references", "models", "seeds", "size", "promotes", "note")
     for step in plan.steps:
         promote = step.spec.promote

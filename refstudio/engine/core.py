@@ -664,7 +664,7 @@ def _image_size(path: os.PathLike[str] | str) -> tuple[int, int]:
 
     try:
         with Image.open(path) as img:
-            size = img.size
+            size: tuple[int, int] = img.size
             img.verify()  # checks structure and CRCs without a full decode
         return size
     except Exception as exc:  # any Pillow complaint means the bytes we got are unusable

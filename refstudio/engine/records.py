@@ -504,9 +504,11 @@ def completed(
                 # Built as a model so its defaults (created_at) apply, inserted through Core.
                 asset = Asset(sha256=sha, path=key, format=fmt, width=width, height=height,
                               bytes=size)
-                asset_id = conn.execute(
+                inserted = conn.execute(
                     _INSERT_ASSET, asset.model_dump(exclude={"id"})
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert inserted is not None  # an INSERT always has one
+                asset_id = inserted[0]
             if conn.execute(_OUTPUT_AT, {"target_id": generation_id, "at_index": index}).first():
                 continue
             output = Output(generation_id=generation_id, index=index, asset_id=asset_id,

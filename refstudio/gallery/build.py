@@ -46,7 +46,14 @@ if TYPE_CHECKING:
     from ..library.references import ImageInfo, ReferenceInfo
     from ..library.results import GenerationInfo
     from ..storage.database import Database
+    from ..storage.fsutil import ProtectedArea
     from ..storage.media import LocalMediaStore
+
+
+class GalleryProject(Protocol):
+    """The part of a project the gallery asks about: which files it must never replace."""
+
+    def protected_area(self) -> ProtectedArea: ...
 
 
 class GallerySource(Protocol):
@@ -60,6 +67,9 @@ class GallerySource(Protocol):
 
     @property
     def root(self) -> Path: ...
+
+    @property
+    def project(self) -> GalleryProject: ...
 
     def references(self) -> list[ReferenceInfo]: ...
 
@@ -203,7 +213,7 @@ def _collect(studio: GallerySource, model: str | None = None) -> _ProjectData:
         refs=studio.references(),
         gens=studio.history(limit=None, model=model),
         sources={sha: studio.store.local_path(path) for sha, path in assets},
-        output_ids={oid: (gid, idx) for oid, gid, idx in outputs},
+        output_ids={oid: (gid, idx) for oid, gid, idx in outputs if oid is not None},
     )
 
 

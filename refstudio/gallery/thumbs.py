@@ -44,10 +44,10 @@ def make_thumbnail(source: Path, dest: Path, size: int = THUMB_SIZE) -> None:
     """
     from PIL import Image, ImageOps
 
-    with Image.open(source) as img:
+    with Image.open(source) as opened:
         # JPEG sources decode straight at a reduced scale: far cheaper than a full decode.
-        img.draft("RGB", (size, size))
-        img = ImageOps.exif_transpose(img)
+        opened.draft("RGB", (size, size))
+        img = ImageOps.exif_transpose(opened)
         img.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
         if img.mode in ("RGBA", "LA", "P", "PA"):
             rgba = img.convert("RGBA")

@@ -673,7 +673,7 @@ class _Obj:
         return None if self.value.get(key) is None else self._typed(key, kind)
 
     def sha(self, key: str) -> str:
-        value = self.get(key, str)
+        value: str = self.get(key, str)
         if not _SHA.fullmatch(value):
             raise _Bad(f"{self.where}.{key} is not a sha256 hex digest")
         return value

@@ -263,9 +263,16 @@ def _analysis_copy(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
         # Judged after shrinking, which is cheaper than a full-size getextrema(); a transparent
         # speck that averages away is too small to matter anyway.
         alpha = _shrink(alpha)
-        if alpha.getextrema()[0] < _OPAQUE_ALPHA:
+        if _extrema(alpha)[0] < _OPAQUE_ALPHA:
             opaque = alpha.point(lambda a: 255 if a >= _OPAQUE_ALPHA else 0)
     return lum, opaque
+
+
+def _extrema(plane: Image.Image) -> tuple[float, float]:
+    """Lowest and highest value of a one-band image (Pillow types the many-band form too)."""
+    low, high = plane.getextrema()
+    assert isinstance(low, (int, float)) and isinstance(high, (int, float))
+    return low, high
 
 
 def _shrink(plane: Image.Image) -> Image.Image:
@@ -290,7 +297,7 @@ def _to_luminance(im: Image.Image) -> Image.Image:
     # convert("L") clips rather than scales, which would turn a 16-bit image white. The mode does
     # not say the intended range, so infer it from the data: 0-1 floats, 8-bit values, 16-bit
     # values, or (anything larger) the maximum itself.
-    top = im.getextrema()[1]
+    top = _extrema(im)[1]
     if im.mode == "F" and top <= 1.0:
         full = 1.0
     elif top <= 255:

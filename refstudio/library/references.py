@@ -7,6 +7,7 @@ anything, so a bad call leaves the database and ``media/`` exactly as they were.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -162,7 +163,9 @@ class Library:
 
     def _store_asset(self, session: Session, probed: ProbedImage) -> Asset:
         blob = self.store.put_bytes(probed.data, extension=EXTENSIONS[probed.format])
-        asset = session.exec(select(Asset).where(Asset.sha256 == blob.sha256)).first()
+        asset: Asset | None = session.exec(
+            select(Asset).where(Asset.sha256 == blob.sha256)
+        ).first()
         if asset is None:
             asset = Asset(
                 sha256=blob.sha256,
@@ -521,7 +524,10 @@ class Library:
         """The stored row of reference ``name`` (any case, ``@`` optional), or None."""
         key = name_key(name[1:] if name.startswith("@") else name)
         with read_session(self.db) as session:
-            return session.exec(select(Reference).where(Reference.name_key == key)).first()
+            row: Reference | None = session.exec(
+                select(Reference).where(Reference.name_key == key)
+            ).first()
+        return row
 
     def get(self, name: str) -> ReferenceInfo:
         """The reference called ``name`` (any case, ``@`` optional), or ReferenceNotFoundError."""
@@ -546,13 +552,17 @@ class Library:
             raise ReferenceNotFoundError(f"no reference with id {ref_id}")
         return infos[0]
 
-    def list(self, *, kind: str | None = None, tag: str | None = None) -> list[ReferenceInfo]:
+    # Below this method, `list` in an annotation of this class would name the method: they
+    # spell the type `builtins.list`.
+    def list(
+        self, *, kind: str | None = None, tag: str | None = None
+    ) -> builtins.list[ReferenceInfo]:
         """All references, by name, optionally only one kind or one tag."""
         if kind is not None:
             check_kind(kind)
         return self._load(kind=kind, tag=tag)
 
-    def all_names(self) -> list[str]:
+    def all_names(self) -> builtins.list[str]:
         with read_session(self.db) as session:
             return list(session.exec(select(Reference.name)).all())
 
@@ -561,12 +571,17 @@ class Library:
             return int(session.exec(select(func.count()).select_from(Reference)).one())
 
     def _load(
-        self, *, ids: list[int] | None = None, kind: str | None = None, tag: str | None = None
-    ) -> list[ReferenceInfo]:
+        self,
+        *,
+        ids: builtins.list[int] | None = None,
+        kind: str | None = None,
+        tag: str | None = None,
+    ) -> builtins.list[ReferenceInfo]:
         # Three queries whatever the library size: references, their tags, their images. Plain
         # column rows, not ORM objects: listing 10,000 references is dominated by object setup.
         with read_session(self.db) as session:
-            query = select(
+            # sqlmodel types select() for at most four columns.
+            query = select(  # type: ignore[call-overload]
                 Reference.id, Reference.name, Reference.kind, Reference.description,
                 Reference.created_at, Reference.updated_at,
             ).order_by(Reference.name_key)
@@ -589,7 +604,7 @@ class Library:
                 ReferenceTag.tag
             )
             image_query = (
-                select(
+                select(  # type: ignore[call-overload]
                     ReferenceImage.reference_id, ReferenceImage.id, ReferenceImage.label,
                     ReferenceImage.is_primary, ReferenceImage.position,
                     ReferenceImage.source_file, ReferenceImage.source_output_id,
@@ -635,7 +650,7 @@ class Library:
             for ref_id, name, ref_kind, description, created_at, updated_at in refs
         ]
 
-    def check(self, name: str) -> list[tuple[ImageInfo, list[str]]]:
+    def check(self, name: str) -> builtins.list[tuple[ImageInfo, builtins.list[str]]]:
         """Re-run the quality check on each image of a reference (from the stored bytes)."""
         ref = self.get(name)
         results = []

@@ -214,7 +214,7 @@ class GenerationQueries:
                 select(Output, Asset)
                 .join(Asset, col(Asset.id) == Output.asset_id)
                 .where(col(Output.generation_id).in_(ids))
-                .order_by(Output.generation_id, Output.index)
+                .order_by(col(Output.generation_id), col(Output.index))
             ).all()
             bindings = _current_bindings(session, gens)
         outputs: dict[int, list[OutputInfo]] = {}

@@ -197,7 +197,7 @@ class _ConfinedLoader(jinja2.FileSystemLoader):
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+    ) -> tuple[str, str, Callable[[], bool]]:
         # FileSystemLoader's own lookup, but confined before anything is read, and read with a
         # bound: a template that is (or links to) a FIFO, a device or a huge file is refused.
         filename = os.path.join(str(self._root), *split_template_path(template))

@@ -46,7 +46,7 @@ def load_user_config() -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(read_regular_text(path, limit=MAX_USER_CONFIG_BYTES))
+        data: dict[str, Any] = tomllib.loads(read_regular_text(path, limit=MAX_USER_CONFIG_BYTES))
     except UnreadableFileError as exc:
         raise ConfigError(f"cannot read {exc}") from None
     except tomllib.TOMLDecodeError as exc:

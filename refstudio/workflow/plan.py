@@ -332,7 +332,7 @@ class _AsTheStepSeesIt:
         return RefImage(self._next_id, label, primary, "", "", 0, 0)
 
     def find(self, name: str) -> RefRecord | None:
-        record = self.lookup.find(name)
+        record: RefRecord | None = self.lookup.find(name)
         key = name.lower()
         refs = {n.lower(): n for n in self.workflow.spec.refs}
         if key in refs and (record is None or not record.images):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -285,7 +285,7 @@ class WorkflowRunner:
 
 def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
     with read_session(db) as session:
-        rows = session.exec(
+        rows: Sequence[Generation] = session.exec(
             select(Generation).where(Generation.request_hash == request_hash)
             .order_by(col(Generation.id).desc())
         ).all()
@@ -296,20 +296,23 @@ def _latest_with_hash(db: Database, request_hash: str) -> Generation | None:
     for row in rows:
         if row.status == "completed":
             return row
-    unknown = next((r for r in rows if r.status == "unknown"), None)
+    unknown: Generation | None = next((r for r in rows if r.status == "unknown"), None)
     if unknown is not None:
         return unknown
-    return next((r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
+    never_sent: Generation | None = next(
+        (r for r in rows if r.status == "pending" and not owner_alive(r.owner)), None)
+    return never_sent
 
 
 def _last_completed_of_step(db: Database, workflow: str, step_id: str) -> Generation | None:
     with read_session(db) as session:
-        return session.exec(
+        row: Generation | None = session.exec(
             select(Generation).join(Run, col(Generation.run_id) == col(Run.id))
             .where(Run.workflow == workflow, Generation.step_id == step_id,
                    Generation.status == "completed")
             .order_by(col(Generation.id).desc())
         ).first()
+    return row
 
 
 def _made_by_steps(db: Database, output_id: int | None, step_ids: set[str]) -> bool:
@@ -327,7 +330,7 @@ def image_step_of(db: Database, workflow: str) -> Callable[[int], str | None]:
 
     def image_step(image_id: int) -> str | None:
         with read_session(db) as session:
-            row = session.exec(
+            row: str | None = session.exec(
                 select(Generation.step_id)
                 .join(Output, col(Output.generation_id) == col(Generation.id))
                 .join(ReferenceImage, col(ReferenceImage.source_output_id) == col(Output.id))

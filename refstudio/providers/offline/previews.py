@@ -77,12 +77,12 @@ def _decode_reference(data: bytes, box: int) -> Image.Image | None:
             # A decompression-bomb *warning* is turned into an error so the image is skipped
             # instead of decoded (and so tests running with warnings-as-errors stay quiet).
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                if im.width * im.height > _MAX_REFERENCE_PIXELS:
+            with Image.open(io.BytesIO(data)) as opened:
+                if opened.width * opened.height > _MAX_REFERENCE_PIXELS:
                     return None
                 # JPEG can decode at 1/2, 1/4, 1/8 scale directly: much faster for big photos.
-                im.draft("RGB", (box, box))
-                im = ImageOps.exif_transpose(im)
+                opened.draft("RGB", (box, box))
+                im = ImageOps.exif_transpose(opened)
                 if im.mode in ("RGBA", "LA", "PA") or (
                     im.mode == "P" and "transparency" in im.info
                 ):

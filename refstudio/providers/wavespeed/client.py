@@ -432,6 +432,7 @@ class WaveSpeedProvider(Provider):
                 hint="the task may have been created and billed; check before resending",
                 status_code=response.status_code,
             )
+        assert isinstance(data, Mapping)  # it held the task id
         urls = data.get("urls")
         poll_url = urls.get("get") if isinstance(urls, Mapping) else None
         return SubmittedTask(
