@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "ProviderError": "refstudio.errors",
     "AuthenticationError": "refstudio.errors",
     "NotAcceptedError": "refstudio.errors",
+    "LimitReachedError": "refstudio.errors",
     "AmbiguousSubmitError": "refstudio.errors",
     "RequestRejectedError": "refstudio.errors",
     "TransientError": "refstudio.errors",

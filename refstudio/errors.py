@@ -30,6 +30,7 @@ uses, so scripts can tell kinds of failure apart (typer/click usage errors keep 
     ├── ProviderError (10) .......... the provider said no, or could not be reached
     │   ├── AuthenticationError
     │   ├── NotAcceptedError ........ 429/503/refused before the body left: safe to retry
+    │   │   └── LimitReachedError ... a daily limit is spent: stop the batch, send later
     │   ├── AmbiguousSubmitError .... the submit may have been accepted: never resent on our own
     │   ├── RequestRejectedError .... 4xx for the request itself: fix the request
     │   ├── TransientError .......... poll/download hiccup: retry freely
@@ -179,6 +180,12 @@ class AuthenticationError(ProviderError):
 
 class NotAcceptedError(ProviderError):
     """The provider certainly did not take the request (429, 503, connection refused)."""
+
+
+class LimitReachedError(NotAcceptedError):
+    """Not accepted because an account's daily limit is spent (Runway's 429): retrying within
+    seconds cannot help, so a batch stops and keeps the rest unsent. ``retry_after``: seconds
+    until the window frees, when the provider said."""
 
 
 class AmbiguousSubmitError(ProviderError):

@@ -30,12 +30,20 @@ BAD_IMAGE_KINDS = ("text", "empty", "truncated", "bomb_header", "bomb_real", "ic
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
+               media_backend: str) -> None:
     """No test sees the developer's keys, project or config: drop WAVESPEED_*/REFSTUDIO_* and
-    point HOME and XDG_CONFIG_HOME at a fresh temporary folder."""
+    point HOME and XDG_CONFIG_HOME at a fresh temporary folder. On the S3 media backend the
+    test gets a bucket prefix of its own (see :func:`open_with_media`)."""
     for key in list(os.environ):
-        if key.startswith(("WAVESPEED_", "REFSTUDIO_")):
+        if key.startswith(("WAVESPEED_", "REFSTUDIO_")) and key != "REFSTUDIO_MEDIA_URL":
             monkeypatch.delenv(key, raising=False)
+    if media_backend == "s3":
+        from s3support import new_media_url
+
+        monkeypatch.setenv("REFSTUDIO_MEDIA_URL", new_media_url())
+    else:
+        monkeypatch.delenv("REFSTUDIO_MEDIA_URL", raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
@@ -110,6 +118,87 @@ def make_image() -> ImageMaker:
     return make
 
 
+# -- media backends ----------------------------------------------------------------------------
+#: Test modules that run on both media stores: the folder (``file:``) and an S3 bucket on a
+#: real S3-protocol server (moto's, on 127.0.0.1). The Studio reads REFSTUDIO_MEDIA_URL, so the
+#: same tests, subprocess CLI calls included, run unchanged against either.
+BOTH_MEDIA_BACKENDS = {
+    "test_library", "test_loop", "test_packs", "test_cli_loop", "test_workflow_run",
+    "test_provenance", "test_batch_import", "test_media_store",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "media_backend" in metafunc.fixturenames and module in BOTH_MEDIA_BACKENDS:
+        metafunc.parametrize("media_backend", ["file", "s3"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[Any]:
+    """moto's S3 server for this test process (one per xdist worker)."""
+    from s3support import start_endpoint
+
+    endpoint = start_endpoint()
+    try:
+        yield endpoint
+    finally:
+        endpoint.server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def media_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``file`` (every module), or ``s3`` for the modules in BOTH_MEDIA_BACKENDS: then AWS_*
+    reach moto and REFSTUDIO_MEDIA_URL names a prefix of the test bucket, one per module here
+    (for module-scoped projects; a module fixture that builds one must request this fixture)
+    and a fresh one per test in ``_clean_env``."""
+    backend = str(getattr(request, "param", "file"))
+    if backend != "s3":
+        yield backend
+        return
+    from s3support import new_media_url
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in endpoint.env().items():
+            patch.setenv(key, value)
+        patch.setenv("REFSTUDIO_MEDIA_URL", new_media_url())
+        yield backend
+
+
+def open_with_media(root: Path, media_url: str | None) -> Studio:
+    """Open a project built under another REFSTUDIO_MEDIA_URL (a module-scoped project on the
+    S3 backend lives in the module's prefix, each test in a prefix of its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if media_url:
+            patch.setenv("REFSTUDIO_MEDIA_URL", media_url)
+        return Studio.open(root)
+
+
+def file_media_only(backend: str) -> None:
+    """For a test about the media *folder* itself (its files, permissions, a full disk)."""
+    if backend != "file":
+        pytest.skip("about the media folder; the S3 store has its own tests "
+                    "(tests/test_media_store.py)")
+
+
+def media_stored(location: str) -> bool:
+    """Whether a stored image's ``path`` as JSON shows it (a file, or an ``s3://`` object)
+    exists."""
+    if not location.startswith("s3://"):
+        return Path(location).is_file()
+    import boto3
+
+    bucket, _, key = location[len("s3://"):].partition("/")
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    return client.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+
+
+def media_keys(studio: Studio) -> list[str]:
+    """Every blob key in the studio's media store, whichever backend."""
+    return sorted(studio.store.keys())
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Studio]:
     """An initialised, open Studio in ``tmp_path / "proj"``; closed after the test."""
@@ -138,12 +227,19 @@ def run_cli(
 
 def snapshot_project(root: Path) -> tuple[dict[str, str], list[str]]:
     """What a failed command must not change: sha256 of every file (and each folder) under
-    ``media/``, and a full SQL dump of ``library.db``."""
+    ``media/`` (and every object, when REFSTUDIO_MEDIA_URL names an S3 store), and a full SQL
+    dump of ``library.db``."""
     media = root / "media"
     files: dict[str, str] = {}
     for item in sorted(media.rglob("*")):
         rel = item.relative_to(media).as_posix()
         files[rel] = hashlib.sha256(item.read_bytes()).hexdigest() if item.is_file() else "<dir>"
+    media_url = os.environ.get("REFSTUDIO_MEDIA_URL", "")
+    if media_url.startswith("s3://"):
+        from s3support import stored_objects
+
+        for key, sha in stored_objects(os.environ["AWS_ENDPOINT_URL"], media_url).items():
+            files[f"s3:{key}"] = sha
     conn = sqlite3.connect(root / "library.db")
     try:
         dump = list(conn.iterdump())

@@ -17,7 +17,7 @@ from conftest import ImageMaker
 from refstudio import AsyncStudio, Studio
 
 PROVIDER_VERBS = ("generate", "resume", "reconcile", "retry", "run_workflow", "compare",
-                  "sync_models", "account")
+                  "sync_models", "account", "cancel", "accounts")
 
 
 def _public(cls: type) -> set[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import gen4_facts as gen4
 import pytest
-from conftest import ImageMaker, run_cli, snapshot_project
+from conftest import ImageMaker, media_stored, run_cli, snapshot_project
 
 from refstudio.simulator import Simulator, SimulatorConfig
 
@@ -97,7 +97,7 @@ def test_full_loop_offline(proj: Path, env: dict[str, str]) -> None:
         assert g["provider"] == "offline"
         assert [b["name"] for b in g["bindings"]] == ["mara", "tavern"]
         [out] = g["outputs"]
-        assert Path(out["path"]).is_file()
+        assert media_stored(out["path"])
         assert (out["width"], out["height"]) == gen4.output_size("4:3", "720p")
     second = gens[1]
 

@@ -74,7 +74,9 @@ def test_two_hundred_generations_with_mixed_faults_never_pay_twice(
     started = time.monotonic()
     outcomes = asyncio.run(main())
     elapsed = time.monotonic() - started
-    assert elapsed < 60, f"the fault matrix took {elapsed:.1f}s"
+    # A hang guard, not a speed measure (benchmarks/faults.py measures): generous enough for a
+    # loaded two-core CI machine, short enough that a stuck engine still fails the test.
+    assert elapsed < 300, f"the fault matrix took {elapsed:.1f}s: the engine seems stuck"
 
     stats = faulty_sim.stats()
     # The dice really did roll every kind of fault.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Callable
 
 import gen4_facts as gen4
 import pytest
@@ -82,27 +80,6 @@ def test_png_roundtrip() -> None:
     with Image.open(io.BytesIO(data)) as back:
         assert back.size == (1280, 720)
         assert back.convert("RGB").tobytes() == img.tobytes()
-
-
-def test_1080p_renders_fast() -> None:
-    refs = [_png((200, 10, 10), (1600, 1200)), _png((10, 200, 10)), _png((10, 10, 200))]
-    render_preview(width=1920, height=1080, prompt="warm-up", references=refs, seed=1)
-    best = min(
-        _timed(
-            lambda: render_preview(
-                width=1920, height=1080, prompt="p" * 300, references=refs, seed=2
-            )
-        )
-        for _ in range(3)
-    )
-    # The target is "well under 100 ms"; the bound is loose so a busy CI box does not flake.
-    assert best < 0.25, f"1920x1080 render took {best * 1000:.0f} ms"
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def _count(img: Image.Image, color: tuple[int, int, int]) -> int:

@@ -2,7 +2,8 @@
 
 The layers, top to bottom (``design.md``)::
 
-    cli                      typer commands: thin shells over app
+    cli                      typer commands: thin shells over app (serve starts web)
+    web                      the web studio: ASGI routes, as thin over app as the CLI
     app                      Studio / AsyncStudio, the public API
     workflow, gallery        multi-step runs; static pages
     engine                   write-ahead records, uploads, submit, poll, download
@@ -37,7 +38,8 @@ RANK: dict[str, int] = {
     "workflow": 6,
     "gallery": 6,
     "app": 7,
-    "cli": 8,
+    "web": 8,
+    "cli": 9,
 }
 #: Modules at the package root that are not a layer: the re-exports and the entry point.
 ROOT_MODULES = {"__init__", "__main__", "_version"}

@@ -8,7 +8,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import BAD_IMAGE_KINDS, ImageMaker, draw_image, snapshot_project, write_bad_image
+from conftest import (
+    BAD_IMAGE_KINDS,
+    ImageMaker,
+    draw_image,
+    media_keys,
+    snapshot_project,
+    write_bad_image,
+)
 from PIL import Image, ImageFilter
 
 from refstudio import (
@@ -22,9 +29,9 @@ from refstudio import (
 )
 
 
-def media_files(studio: Studio) -> list[Path]:
-    """Stored blobs (the store's temp folder is not content)."""
-    return sorted(p for p in studio.store.root.rglob("*") if p.is_file() and ".tmp" not in p.parts)
+def media_files(studio: Studio) -> list[str]:
+    """Stored blobs (the store's temp folder is not content), on either media backend."""
+    return media_keys(studio)
 
 
 def count_rows(studio: Studio, table: str) -> int:
@@ -63,7 +70,8 @@ def test_add_with_images_labels_tags(
         data = src.read_bytes()
         assert image.sha256 == hashlib.sha256(data).hexdigest()
         assert Path(image.path).read_bytes() == data
-        assert Path(image.path).is_relative_to(project.root / "media")
+        # Stored in the project's store: its media/ folder, or its bucket prefix.
+        assert image.location.startswith(project.store.url.removeprefix("file:"))
         assert (image.format, image.width, image.height, image.bytes) == (
             "PNG",
             800,

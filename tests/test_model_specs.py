@@ -15,7 +15,8 @@ from refstudio.models.request import BoundImage
 from refstudio.models.sizes import Size
 from refstudio.models.spec import ModelOptions, ModelSpec, Price
 
-ALIASES = ["gen4", "gen4-turbo", "nano-banana", "seedream-v4", "kontext-multi"]
+ALIASES = ["gen4", "gen4-turbo", "nano-banana", "seedream-v4", "kontext-multi", "runway-gen4",
+           "runway-gen4-turbo", "runway-gemini-flash"]
 
 
 def test_every_builtin_model_is_registered_with_its_limits() -> None:
@@ -27,6 +28,9 @@ def test_every_builtin_model_is_registered_with_its_limits() -> None:
         "nano-banana": ("wavespeed:google/nano-banana/edit", "order", 1, 10),
         "seedream-v4": ("wavespeed:bytedance/seedream-v4/edit", "order", 1, 10),
         "kontext-multi": ("wavespeed:wavespeed-ai/flux-kontext-pro/multi", "order", 1, 5),
+        "runway-gen4": ("runway:gen4_image", "tag", 0, 3),
+        "runway-gen4-turbo": ("runway:gen4_image_turbo", "tag", 1, 3),
+        "runway-gemini-flash": ("runway:gemini_2.5_flash", "tag", 0, 3),
     }
     assert catalog.default_model().alias == "gen4"
 

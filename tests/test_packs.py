@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 import zipfile
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import encode_image, run_cli, snapshot_project
+from conftest import encode_image, media_keys, open_with_media, run_cli, snapshot_project
 
 from refstudio import InputError, NameTakenError, Studio
 from refstudio.library.packs import MANIFEST_NAME
@@ -23,8 +24,12 @@ from refstudio.simulator import Simulator, SimulatorConfig
 SENTINEL_KEY = "sk-SENTINEL-7f3a9c-never-export-me"
 
 
+#: REFSTUDIO_MEDIA_URL the shared source project was built under (None: the folder store).
+SOURCE_MEDIA: dict[str, str | None] = {}
+
+
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def source(tmp_path_factory: pytest.TempPathFactory, media_backend: str) -> Iterator[Path]:
     """A project with a two-step lineage: @tavern (file) -> @tavern_night (generated on the
     simulator with a sentinel key) -> @mara's new primary and a labelled view (offline)."""
     root = tmp_path_factory.mktemp("source")
@@ -33,6 +38,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (files / "mara.png").write_bytes(encode_image((400, 500), seed=1))
     (files / "tavern.png").write_bytes(encode_image((640, 360), seed=2))
     (files / "other.png").write_bytes(encode_image((300, 300), seed=3))
+    SOURCE_MEDIA["url"] = os.environ.get("REFSTUDIO_MEDIA_URL")
     studio = Studio.init(root / "a")
     try:
         studio.provider_options["offline"] = {"cache_dir": root / "offline"}
@@ -58,7 +64,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def pack(source: Path, tmp_path: Path) -> Path:
-    with Studio.open(source) as studio:
+    with open_source(source) as studio:
         result = studio.export_pack(["mara"], tmp_path / "mara.zip")
     assert result.references == ("mara",)
     assert result.dependencies == ("tavern", "tavern_night")
@@ -96,8 +102,19 @@ def add_image(manifest: dict[str, Any], sha: str) -> None:
         "source_file": None, "source_output": None})
 
 
-def media_files(root: Path) -> list[Path]:
-    return [p for p in (root / "media").rglob("*") if p.is_file() and ".tmp" not in p.parts]
+def open_source(source: Path) -> Studio:
+    return open_with_media(source, SOURCE_MEDIA.get("url"))
+
+
+def source_env() -> dict[str, str]:
+    url = SOURCE_MEDIA.get("url")
+    return {"REFSTUDIO_MEDIA_URL": url} if url else {}
+
+
+def media_files(root: Path) -> list[str]:
+    """Every stored image key of the project at ``root`` (folder or bucket)."""
+    with Studio.open(root) as studio:
+        return media_keys(studio)
 
 
 def count(root: Path, table: str) -> int:
@@ -115,7 +132,7 @@ def test_round_trip_keeps_lineage(source: Path, pack: Path, target: Studio) -> N
     result = target.import_pack(pack)
     assert result.references == ("mara", "tavern", "tavern_night")
     assert result.generations == 3  # the tavern at night, and both scene variants
-    with Studio.open(source) as studio:
+    with open_source(source) as studio:
         for name in ("mara", "tavern_night", "tavern"):
             before, after = studio.lineage(name), target.lineage(name)
             assert shape(after) == shape(before), name
@@ -165,7 +182,7 @@ def test_manifest_format(pack: Path) -> None:
 def test_each_image_is_stored_once(source: Path, pack: Path, target: Studio,
                                    tmp_path: Path) -> None:
     # The target already holds @tavern's picture (same bytes, under another name).
-    with Studio.open(source) as studio:
+    with open_source(source) as studio:
         tavern_file = tmp_path / "t.png"
         tavern_file.write_bytes(Path(studio.reference("tavern").images[0].path).read_bytes())
     target.add_reference("pub", [tavern_file], kind="location")
@@ -176,7 +193,8 @@ def test_each_image_is_stored_once(source: Path, pack: Path, target: Studio,
     assert result.media_reused == 1 and result.media_added == unique - 1
     assert count(target.root, "asset") == assets_before + unique - 1
     assert len(media_files(target.root)) == files_before + unique - 1
-    shas = [hashlib.sha256(p.read_bytes()).hexdigest() for p in media_files(target.root)]
+    shas = [hashlib.sha256(target.store.read_bytes(k)).hexdigest()
+            for k in media_files(target.root)]
     assert len(shas) == len(set(shas))
     # A second import (under new names) adds rows but no media at all.
     again = target.import_pack(pack, rename={"mara": "mara_b", "tavern": "tavern_b",
@@ -220,7 +238,7 @@ def test_bad_renames(pack: Path, target: Studio) -> None:
 def test_unknown_reference_is_not_exported(source: Path, tmp_path: Path) -> None:
     from refstudio import ReferenceNotFoundError
 
-    with Studio.open(source) as studio, pytest.raises(ReferenceNotFoundError):
+    with open_source(source) as studio, pytest.raises(ReferenceNotFoundError):
         studio.export_pack(["marra"], tmp_path / "x.zip")
     assert not (tmp_path / "x.zip").exists()
 
@@ -230,7 +248,7 @@ def test_the_key_is_in_no_exported_file(source: Path, pack: Path, tmp_path: Path
     with zipfile.ZipFile(pack) as zf:
         for name in zf.namelist():
             assert SENTINEL_KEY.encode() not in zf.read(name), name
-    with Studio.open(source) as studio:
+    with open_source(source) as studio:
         for gen in studio.history():
             png = studio.export_image(gen.id, 0, tmp_path / f"g{gen.id}.png")
             assert SENTINEL_KEY.encode() not in png.read_bytes()
@@ -241,7 +259,8 @@ def test_the_key_is_in_no_exported_file(source: Path, pack: Path, tmp_path: Path
 
 def test_cli_round_trip(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli.zip"
-    done = run_cli("-p", str(source), "export", "mara", "tavern", "--out", str(out), "--json")
+    done = run_cli("-p", str(source), "export", "mara", "tavern", "--out", str(out), "--json",
+                   env=source_env())
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["dependencies"] == ["tavern_night"]
     Studio.init(tmp_path / "c").close()

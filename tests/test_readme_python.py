@@ -23,6 +23,9 @@ from refstudio.app.studio import AsyncStudio, Studio
 
 REPO = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
+#: A block that opens with a comment naming a module of the package is a file listing, not a
+#: script: tests/test_models_wavespeed.py registers and runs the "Adding a model" one.
+MODULE_LISTING = re.compile(r"# refstudio/\S+\.py\n")
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ def readme_examples() -> list[Example]:
     blocks = list(FENCE.finditer(text))
     examples = []
     for i, block in enumerate(blocks):
-        if block.group(1) != "python":
+        if block.group(1) != "python" or MODULE_LISTING.match(block.group(2)):
             continue
         output = None
         if i + 1 < len(blocks) and blocks[i + 1].group(1) == "text":

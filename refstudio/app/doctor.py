@@ -33,7 +33,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import RefstudioError, StorageError
 from ..storage.database import Database
-from ..storage.media import TMP_DIR, blob_key, media_files
+from ..storage.media import TMP_DIR, MediaStore, blob_key, media_files
+from ..storage.mediaurl import open_media_store, parse_media_url
 from ..storage.migrations import MIGRATIONS
 from .project import Project, check_db_path, check_media_dir, find_project_root, load_config
 
@@ -182,9 +183,18 @@ def _check_database(project: Project, report: DoctorReport, media_ok: bool) -> s
         db.dispose()
 
 
+def _remote_store(project: Project) -> MediaStore | None:
+    """The project's media store when it is not a local folder (``s3://``), else None."""
+    if parse_media_url(project.media_url).scheme == "file":
+        return None
+    return open_media_store(project.media_url, root=project.root, media_dir=project.media_dir,
+                            cache_dir=project.cache_dir)
+
+
 def _check_assets(conn: Any, project: Project, report: DoctorReport, media_ok: bool) -> set[str]:
     paths: set[str] = set()
     media = project.media_dir
+    remote = _remote_store(project)
     for asset_id, sha256, rel in conn.execute(text("SELECT id, sha256, path FROM asset")):
         report.assets_checked += 1
         key = PurePosixPath(str(rel))
@@ -193,6 +203,19 @@ def _check_assets(conn: Any, project: Project, report: DoctorReport, media_ok: b
                        f"asset #{asset_id} names {rel!r}, a path outside media/", str(rel))
             continue
         paths.add(key.as_posix())
+        if remote is not None:
+            # A remote store: each object is there (a HEAD each); a hash check would download
+            # the whole library, and the store's PUTs are whole or absent.
+            try:
+                if remote.size(key.as_posix()) is None:
+                    report.add("missing-file", "problem", f"asset #{asset_id}: its object "
+                               f"{remote.location(key.as_posix())} is missing",
+                               remote.location(key.as_posix()))
+            except StorageError as exc:
+                report.add("media", "problem", exc.message, remote.url)
+                remote = None
+                media_ok = False
+            continue
         if not media_ok:
             continue
         file = media / key
@@ -227,6 +250,17 @@ def _check_generations(conn: Any, report: DoctorReport) -> None:
 
 
 def _check_media(project: Project, report: DoctorReport, known: set[str] | None) -> None:
+    remote = _remote_store(project)
+    if remote is not None:
+        if known is not None:
+            try:
+                for key in sorted(set(remote.keys()) - known):
+                    report.add("orphan-object", "notice", f"{remote.location(key)} is in the "
+                               "media store but not in the library", remote.location(key))
+            except StorageError as exc:
+                report.add("media", "problem", exc.message, remote.url)
+        remote.close()
+        return
     media = project.media_dir
     if known is not None:
         for file in media_files(media):

@@ -5,7 +5,8 @@ Split from :mod:`refstudio.app.studio` so that module stays about opening projec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..errors import (
     InputError,
     NameTakenError,
     OutputNotFoundError,
+    ProviderError,
 )
 from ..prompts.names import clean_name, name_key
 from ..storage.database import read_session, write_session
@@ -154,6 +156,9 @@ class Generations:
             raise InputError("give a prompt or a template (one of them)")
         config = self.project.config
         spec = choose_model(model, config.default_model)
+        if model is None and provider is not None and not provider_class(provider).serves(spec):
+            # `--provider runway` alone: that provider's own default model, not a refusal.
+            spec = provider_class(provider).default_model()
         chosen = compose_options(spec, aspect_ratio=aspect_ratio, resolution=resolution,
                                  seed=seed, options=options,
                                  defaults=(config.aspect_ratio, config.resolution))
@@ -283,17 +288,18 @@ class Generations:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        model: str | None = None,
+        model: str | None = None, text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Generations, newest first; optionally those using ``ref``, in one ``status``, or of
-        one ``model`` (id or alias)."""
+        """Generations, newest first; optionally those using ``ref``, in one ``status``, of
+        one ``model`` (id or alias), or whose prompt contains ``text``."""
         from ..storage.tables import GENERATION_STATES
 
         if status is not None and status not in GENERATION_STATES:
             raise InputError(
                 f"unknown status {status!r}; choose one of: {', '.join(GENERATION_STATES)}"
             )
-        return self.queries.history(ref=ref, status=status, limit=limit, model=model)
+        return self.queries.history(ref=ref, status=status, limit=limit, model=model,
+                                    text=text)
 
     def lineage(self, name: str) -> dict[str, Any]:
         """A tree of where each image of a reference came from, down to imported files."""
@@ -475,6 +481,7 @@ class Generations:
         step_id: str | None = None,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[GenerationInfo]:
         """Generate ``n`` variants of a prompt with one model and store their outputs.
 
@@ -482,7 +489,8 @@ class Generations:
         its own options. Seeds: a given ``seed`` S gives S, S+1, …; otherwise random seeds
         (always recorded; models without seeds get none). Checks the budget before anything is
         sent. With ``promote``, the first output of the first completed generation becomes (a
-        new version of) that reference.
+        new version of) that reference. ``on_recorded`` hears the new generation ids once they
+        are written down, before any is sent (a front end shows them at once).
         """
         from ..models.params import check_cost_limit
 
@@ -496,7 +504,7 @@ class Generations:
         )
         self.check_budget(rendered.cost_estimate * n, max_cost)
         outcomes = await self._drive(rendered.provider, requests, rendered.cost_estimate,
-                                     on_event)
+                                     on_event, on_recorded)
         infos = self.queries.many([o.generation_id for o in outcomes])
         if promote is not None:
             done = next((g for g in infos if g.status == "completed" and g.outputs), None)
@@ -524,6 +532,9 @@ class Generations:
         from ..engine.records import check_within_budget, committed_cost, in_states
 
         db = self.library.db
+        # Paid outputs a remote store refused earlier wait in the local spool: store them
+        # first, so they are in the store before their generations are collected again.
+        await asyncio.to_thread(self.library.store.flush_spool)
         open_rows = in_states(db, ("pending", "submitting", "submitted"))
         if provider:
             open_rows = [r for r in open_rows if r.provider == provider]
@@ -620,6 +631,67 @@ class Generations:
             await engine.run([generation_id])
         return self.queries.get(generation_id)
 
+    async def accounts(self, provider: str | None = None) -> list[dict[str, Any]]:
+        """What each configured provider's account holds and allows (free, sends no work).
+
+        One entry per provider with a key set (or just ``provider``): WaveSpeed's balance;
+        Runway's credit balance, tier limits and today's usage per model; a provider that
+        tells nothing says so. (:meth:`Models.account` adds WaveSpeed's price quotes.)
+        """
+        from ..providers import config
+
+        settings = config.effective_settings()
+        names = [provider] if provider else [
+            n for n in ("wavespeed", "runway") if settings.key_for(n)]
+        found: list[dict[str, Any]] = []
+        for name in names:
+            client = self.make_provider(name)
+            try:
+                summary = await client.account_summary()
+            finally:
+                await client.aclose()
+            found.append(summary if summary is not None else {
+                "provider": name, "note": "this provider's account cannot be read"})
+        return found
+
+    async def cancel(self, generation_ids: Sequence[int]) -> list[GenerationInfo]:
+        """Cancel running tasks at their provider (Runway: ``DELETE /v1/tasks/{id}``).
+
+        Each generation must be ``submitted`` (its task id known) and its provider able to
+        cancel; the check covers every id before anything is sent. A cancelled generation is
+        ``failed`` ("cancelled"); one that finished first keeps its result (a later poll or
+        `resume` stores it). Raises GenerationError naming the first one that cannot be
+        cancelled.
+        """
+        from ..engine.records import apply, changed, load, now_utc
+        from ..providers.registry import provider_class
+
+        gens = [load(self.library.db, g) for g in _unique(generation_ids)]
+        for gen in gens:
+            if gen.status != "submitted" or not gen.request_id:
+                raise GenerationError(
+                    f"generation #{gen.id} is {gen.status}; only submitted (running) "
+                    "generations can be cancelled", hint="nothing was cancelled")
+            if not provider_class(gen.provider).supports_cancel:
+                raise GenerationError(
+                    f"generation #{gen.id} runs at {gen.provider}, which cannot cancel tasks",
+                    hint="nothing was cancelled")
+        for name in sorted({g.provider for g in gens}):
+            provider = self.make_provider(name)
+            try:
+                for gen in (g for g in gens if g.provider == name):
+                    assert gen.request_id is not None and gen.id is not None
+                    await provider.cancel(gen.request_id)
+                    status = await provider.fetch_status(gen.request_id, gen.poll_url)
+                    if status.state == "failed":  # cancelled; a finished task keeps its result
+                        apply(self.library.db, [changed(
+                            gen.id, status="failed", owner=None, updated_at=now_utc(),
+                            error="cancelled by `refstudio cancel` (Runway refunds what was "
+                            "not run)")])
+            finally:
+                await provider.aclose()
+        return [self.queries.get(g.id) for g in gens if g.id is not None]
+
     async def _on_other_model(
         self, gen: Generation, spec: ModelSpec, on_event: Callable[[Event], None] | None,
     ) -> GenerationInfo:
@@ -654,6 +726,18 @@ class Generations:
             options = {"api_key": settings.api_key, "base_url": settings.base_url,
                        "max_connections": min(8, in_flight + 2), **overrides}
             return create(name, **options)
+        if name == "runway":
+            settings = config.effective_settings(name)
+            in_flight = self.project.config.concurrency
+            # A Runway key that is the WaveSpeed key is refused before anything is sent.
+            import os
+
+            options = {"api_key": settings.runway_api_key, "base_url": settings.runway_base_url,
+                       "max_connections": min(8, in_flight + 2),
+                       # The documented fallback: images inline as data: URIs (<= 5 MB).
+                       "uploads": os.environ.get("REFSTUDIO_RUNWAY_UPLOADS") or "runway",
+                       "other_keys": {"WaveSpeed": settings.api_key}, **overrides}
+            return create(name, **options)
         return create(name, **overrides)
 
     def engine(
@@ -661,16 +745,27 @@ class Generations:
         provider_name: str,
         on_event: Callable[[Event], None] | None = None,
         concurrency: int | None = None,
+        model: str | None = None,
     ) -> AbstractAsyncContextManager[Engine]:
-        """An engine on a new provider of that name, both closed when the ``async with`` ends."""
+        """An engine on a new provider of that name, both closed when the ``async with`` ends.
+
+        Without ``concurrency``, a provider that knows its account's tier (Runway) sizes it for
+        ``model`` (None: the provider's default model)."""
         from ..engine import Engine, EngineSettings
 
         provider = self.make_provider(provider_name)
         config = self.project.config
-        settings = EngineSettings(concurrency=concurrency or config.concurrency,
-                                  target_lag=config.poll_lag, budget=config.budget)
-        return _EngineScope(Engine(self.library.db, self.library.store, provider,
-                                   settings=settings, on_event=on_event), provider)
+
+        def build(tier: int | None) -> Engine:
+            # An explicit concurrency wins; else the account's tier when the provider tells it
+            # (Runway: more in flight would only wait as THROTTLED); else the project's.
+            lag = config.poll_lag if config.poll_lag is not None else provider.default_poll_lag
+            settings = EngineSettings(concurrency=concurrency or tier or config.concurrency,
+                                      target_lag=lag, budget=config.budget)
+            return Engine(self.library.db, self.library.store, provider,
+                          settings=settings, on_event=on_event)
+
+        return _EngineScope(build, provider, ask_tier=concurrency is None, model=model)
 
     async def _drive(
         self,
@@ -678,24 +773,60 @@ class Generations:
         requests: list[PreparedRequest],
         cost: float | list[float],
         on_event: Callable[[Event], None] | None,
+        on_recorded: Callable[[list[int]], None] | None = None,
     ) -> list[Outcome]:
-        async with self.engine(provider_name, on_event) as engine:
+        model = requests[0].spec.id if requests else None
+        async with self.engine(provider_name, on_event, model=model) as engine:
+            # What the account cannot run today (credits, daily generations) is refused whole,
+            # before anything is recorded or sent.
+            sizes = self._image_bytes(requests)
+            await engine.provider.preflight([
+                {**r.params(), "model": r.spec.id,
+                 "images": [{"tag": b.name, "bytes": sizes.get(b.sha256)} for b in r.bindings]}
+                for r in requests])
             # Work a stopped process left behind is finished first: it was already paid for.
             await engine.resume()
             ids = engine.record_many(requests, cost)
+            if on_recorded is not None:
+                on_recorded(list(ids))
             return await engine.run(ids)
 
 
+    def _image_bytes(self, requests: Sequence[PreparedRequest]) -> dict[str, int]:
+        """Size in bytes of each bound image (by sha256), for the provider's preflight."""
+        wanted = sorted({b.sha256 for r in requests for b in r.bindings})
+        if not wanted:
+            return {}
+        with read_session(self.library.db) as session:
+            rows = session.exec(select(Asset.sha256, Asset.bytes)
+                                .where(col(Asset.sha256).in_(wanted))).all()
+        return dict(rows)
+
+
 class _EngineScope:
-    def __init__(self, engine: Engine, provider: Provider) -> None:
-        self.engine = engine
+    """Opens the engine on entry, sized from the account's tier when the provider knows it."""
+
+    def __init__(self, build: Callable[[int | None], Engine], provider: Provider, *,
+                 ask_tier: bool = True, model: str | None = None) -> None:
+        self._build = build
+        self._ask_tier = ask_tier
+        self._model = model
+        self.engine: Engine | None = None
         self.provider = provider
 
     async def __aenter__(self) -> Engine:
+        tier = None
+        if self._ask_tier:
+            try:
+                tier = await self.provider.concurrency_limit(self._model)
+            except ProviderError:
+                tier = None  # unread: the project's setting holds; the submit says the rest
+        self.engine = self._build(tier)
         return self.engine
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.engine.aclose()
+        if self.engine is not None:
+            await self.engine.aclose()
         await self.provider.aclose()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError, ProjectExistsError, ProjectNotFoundError, StorageError
 from ..storage.fsutil import ProtectedArea, UnreadableFileError, read_regular_text
+from ..storage.mediaurl import parse_media_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +26,7 @@ CONFIG_FILE = "refstudio.toml"
 DB_FILE = "library.db"
 PROJECT_DIRS = ("media", "templates", "workflows")
 ENV_PROJECT = "REFSTUDIO_PROJECT"
+ENV_MEDIA_URL = "REFSTUDIO_MEDIA_URL"
 #: Largest refstudio.toml read; the default one is 1.5 KB.
 MAX_CONFIG_BYTES = 1_000_000
 
@@ -53,6 +55,13 @@ concurrency = 2
 # How models that bind images by position (nano-banana, seedream-v4, kontext-multi) are told
 # which image is which: each reference's first mention becomes this ({{name}}, {{n}}, {{label}}).
 # order_form = "{{name}} (image {{n}})"
+
+# Where images are stored: "file:" is this project's media/ folder; "s3://bucket/prefix" an
+# S3-compatible store (AWS S3, R2, MinIO), endpoint and credentials from the AWS environment
+# variables or ~/.aws, never from this file. REFSTUDIO_MEDIA_URL overrides it.
+# media_url = "file:"
+# Local copies of images from an s3:// store are cached up to this many megabytes.
+# media_cache_mb = 2000
 
 [defaults]
 aspect_ratio = "16:9"
@@ -85,6 +94,8 @@ class ProjectConfig:
     provider: str | None = None
     concurrency: int = 2
     poll_lag: float | None = None  # None: the engine's automatic lag
+    media_url: str = "file:"
+    media_cache_mb: float = 2000.0
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Model id or alias used when a command names none (None: the catalog's default, Gen-4).
     default_model: str | None = None
@@ -112,6 +123,16 @@ class Project:
         return self.root / "media"
 
     @property
+    def cache_dir(self) -> Path:
+        """Local copies of remote media, and outputs waiting to be stored (``.cache/``)."""
+        return self.root / ".cache"
+
+    @property
+    def media_url(self) -> str:
+        """``$REFSTUDIO_MEDIA_URL``, else ``media_url`` from refstudio.toml (``file:``)."""
+        return os.environ.get(ENV_MEDIA_URL) or self.config.media_url
+
+    @property
     def templates_dir(self) -> Path:
         return self.root / "templates"
 
@@ -121,12 +142,13 @@ class Project:
 
     def protected_area(self) -> ProtectedArea:
         """What output a user names must never replace: the library and its SQLite journals,
-        ``refstudio.toml``, anything in ``media/``, and (for output folders) the project itself.
+        ``refstudio.toml``, anything in ``media/`` or the media cache ``.cache/``, and (for
+        output folders) the project itself.
         """
         db = self.db_path
         journals = tuple(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))
         return ProtectedArea(files=(db, *journals, self.root / CONFIG_FILE),
-                             folders=(self.media_dir,), roots=(self.root,))
+                             folders=(self.media_dir, self.cache_dir), roots=(self.root,))
 
 
 def find_project_root(explicit: Path | str | None = None, cwd: Path | None = None) -> Path:
@@ -205,7 +227,7 @@ def load_config(root: Path) -> ProjectConfig:
 
 
 _TOP_KEYS = {"name", "max_image_mb", "budget", "concurrency", "poll_lag", "defaults", "prices",
-             "default_model", "order_form"}
+             "default_model", "order_form", "media_url", "media_cache_mb"}
 #: Below 50 ms a poll is mostly its own round trip; above a minute a task sits done unnoticed.
 POLL_LAG_RANGE = (0.05, 60.0)
 _DEFAULT_KEYS = {"aspect_ratio", "resolution", "provider"}
@@ -240,7 +262,11 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"{path}: concurrency must be a whole number of at least 1, "
                           f"not {concurrency!r}")
+    media_url = _text(raw.get("media_url", "file:"), path, "media_url")
+    parse_media_url(media_url, source=f"{path}: media_url")
     return ProjectConfig(
+        media_url=media_url,
+        media_cache_mb=_number(raw.get("media_cache_mb", 2000), path, "media_cache_mb"),
         name=_text(raw.get("name", "refstudio"), path, "name"),
         max_image_mb=_number(raw.get("max_image_mb", 20), path, "max_image_mb"),
         budget=None if budget is None else _number(budget, path, "budget"),

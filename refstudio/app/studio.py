@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import functools
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -25,7 +26,8 @@ from ..library.packs import PackExportResult, PackImportResult, export_pack, imp
 from ..library.provenance import export_image
 from ..library.references import AddedImage, ImageInfo, Library, ReferenceInfo
 from ..storage.database import Database
-from ..storage.media import LocalMediaStore, count_media_files
+from ..storage.media import MediaStore, count_media_files
+from ..storage.mediaurl import open_media_store
 from .generation import Generations
 from .models_service import Models
 from .project import (
@@ -115,8 +117,15 @@ class _StudioBase:
         except BaseException:
             self.db.dispose()  # don't leave a pool open behind a library we refused to open
             raise
-        self.store = LocalMediaStore(project.media_dir)
-        if fresh:
+        try:
+            self.store: MediaStore = open_media_store(
+                project.media_url, root=project.root, media_dir=project.media_dir,
+                cache_dir=project.cache_dir,
+                cache_bytes=int(project.config.media_cache_mb * 1_000_000))
+        except BaseException:
+            self.db.dispose()
+            raise
+        if fresh and self.store.is_local:
             unknown = count_media_files(project.media_dir)
             if unknown:
                 self.notices.append(
@@ -164,6 +173,7 @@ class _StudioBase:
         return self.project.root
 
     def close(self) -> None:
+        self.store.close()
         self.db.dispose()
 
     def __enter__(self: StudioT) -> StudioT:
@@ -315,6 +325,99 @@ class _StudioBase:
         """Quality hints for each image of a reference (warnings, never refusals)."""
         return self.library.check(name)
 
+    # -- browsing (what a front end pages through) ---------------------------------------------
+
+    def find_references(
+        self,
+        text: str = "",
+        *,
+        kind: str | None = None,
+        tag: str | None = None,
+        prefix: bool = False,
+        offset: int = 0,
+        limit: int = 60,
+    ) -> tuple[list[ReferenceInfo], int]:
+        """One page of references matching ``text`` in name, description or tags (``prefix``:
+        names starting with it), sorted by name, and the number matching in all."""
+        return self.library.search(text, kind=kind, tag=tag, prefix=prefix, offset=offset,
+                                   limit=limit)
+
+    def image_file(self, sha256: str) -> Path:
+        """The stored file of a library image, by content hash (ImageNotFoundError if unknown)."""
+        return self.library.asset_path(sha256)
+
+    def workflow_names(self) -> list[str]:
+        """Names of the workflow files in the project's ``workflows/`` folder, sorted."""
+        folder = self.project.workflows_dir
+        return sorted(p.stem for p in folder.glob("*.toml") if p.is_file())
+
+    def provider_names(self) -> list[str]:
+        """Every installed provider (``refstudio.providers`` entry points), sorted."""
+        from ..providers.registry import available
+
+        return sorted(available())
+
+    def default_provider(self) -> str:
+        """The provider a generation uses when none is chosen (as ``gen`` decides it)."""
+        from ..providers.registry import default_provider_name
+
+        return default_provider_name(self.project.config.provider)
+
+    def account_summary(self) -> AccountSummary:
+        """What this machine knows of the provider account, with no secret in it."""
+        from ..providers.config import effective_settings
+
+        settings = effective_settings(project_provider=self.project.config.provider)
+        budget = self.project.config.budget
+        if settings.api_key:
+            key = "set (in the environment)" if _key_in_env() else "set (in the user config)"
+        else:
+            key = "not set: generations use the offline provider"
+        return AccountSummary(
+            provider=settings.default_provider,
+            provider_source=settings.provider_source,
+            key=key,
+            providers=self.provider_names(),
+            concurrency=self.project.config.concurrency,
+            budget="none" if budget is None else f"${budget:.2f}",
+            spent=f"${self.spent():.2f}",
+            balance="not reported: the provider client does not read the balance yet",
+        )
+
+    def generation_counts(self) -> dict[str, int]:
+        """How many generations are in each state (states with none are left out)."""
+        from sqlmodel import func, select
+
+        from ..storage.database import read_session
+        from ..storage.tables import Generation
+
+        with read_session(self.db) as session:
+            rows = session.exec(
+                select(Generation.status, func.count()).group_by(Generation.status)).all()
+        return {status: int(count) for status, count in rows}
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    """The account page's facts (:meth:`Studio.account_summary`); never holds the key."""
+
+    provider: str
+    provider_source: str
+    key: str
+    providers: list[str]
+    concurrency: int
+    budget: str
+    spent: str
+    balance: str
+
+
+def _key_in_env() -> bool:
+    import os
+
+    from ..providers.config import ENV_KEY
+
+    return bool(os.environ.get(ENV_KEY))
+
 
 def _blocking(
     method: Callable[P, Coroutine[Any, Any, R]],
@@ -339,6 +442,8 @@ _generate = _delegate_async(_generations, Generations.generate)
 _resume = _delegate_async(_generations, Generations.resume)
 _reconcile = _delegate_async(_generations, Generations.reconcile)
 _retry = _delegate_async(_generations, Generations.retry)
+_cancel = _delegate_async(_generations, Generations.cancel)
+_accounts = _delegate_async(_generations, Generations.accounts)
 _run_workflow = _delegate_async(_workflows, Workflows.run_workflow)
 _compare = _delegate_async(_models, Models.compare)
 _sync_models = _delegate_async(_models, Models.sync_models)
@@ -355,6 +460,8 @@ class Studio(_StudioBase):
     resume = _blocking(_resume)
     reconcile = _blocking(_reconcile)
     retry = _blocking(_retry)
+    cancel = _blocking(_cancel)
+    accounts = _blocking(_accounts)
     run_workflow = _blocking(_run_workflow)
     compare = _blocking(_compare)
     sync_models = _blocking(_sync_models)
@@ -369,6 +476,8 @@ class AsyncStudio(_StudioBase):
     resume = _resume
     reconcile = _reconcile
     retry = _retry
+    cancel = _cancel
+    accounts = _accounts
     run_workflow = _run_workflow
     compare = _compare
     sync_models = _sync_models

@@ -20,6 +20,8 @@ from .models_cmds import register as _register_models
 from .pack_cmds import register as _register_packs
 from .project_cmds import register as _register_project
 from .ref import ref_app
+from .storage_cmds import storage_app
+from .serve_cmds import register as _register_serve
 from .tools_cmds import register as _register_tools
 from .workflow_cmds import register as _register_workflow
 
@@ -57,6 +59,8 @@ _register_workflow(app)
 _register_gallery(app)
 _register_packs(app)
 _register_models(app)
+app.add_typer(storage_app, name="storage")
+_register_serve(app)
 
 
 def main() -> None:

@@ -185,7 +185,7 @@ def _print_generations(gens: list[Any]) -> None:
     for g in gens:
         if g.status == "completed":
             for o in g.outputs:
-                out.print(f"#{g.id}:{o.index}  seed {g.seed}  {o.path}")
+                out.print(f"#{g.id}:{o.index}  seed {g.seed}  {o.location}")
         else:
             out.print(f"#{g.id}  [red]{g.status}[/red]  {g.error}")
 

@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command("history")(history)
     app.command("show")(show)
     app.command("retry")(retry)
+    app.command("cancel")(cancel)
     app.command("resume")(resume)
     app.command("reconcile")(reconcile)
 
@@ -131,7 +132,7 @@ def show(generation_id: int, as_json: JsonOpt = False) -> None:
     for b in g.bindings:
         out.print(f"reference @{b['name']} {b.get('label') or ''} {b['sha256'][:12]}")
     for o in g.outputs:
-        out.print(f"output {o.ref}: {o.path} ({o.width}x{o.height})")
+        out.print(f"output {o.ref}: {o.location} ({o.width}x{o.height})")
 
 
 def retry(
@@ -186,6 +187,20 @@ def retry(
         console().print(f"#{g.id} {g.status} {g.error}")
     if g.status != "completed":
         raise typer.Exit(11)
+
+
+def cancel(
+    generation_ids: Annotated[list[int], typer.Argument(help="Generations to cancel.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel running generations at their provider (Runway); free."""
+    with open_studio() as studio:
+        gens = studio.cancel(generation_ids)
+    if as_json:
+        print_json([g.to_dict() for g in gens])
+        return
+    for g in gens:
+        console().print(f"#{g.id} {g.status} {g.error}", markup=False)
 
 
 def resume(

@@ -171,20 +171,54 @@ def account(
     n: Annotated[int, typer.Option("-n", help="Images to price.")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """The WaveSpeed account: balance (GET /api/v3/balance) and, with --model, the service's
-    price of n images (POST /api/v3/model/pricing) next to refstudio's estimate. Free."""
+    """Each configured provider's account. WaveSpeed: balance (GET /api/v3/balance) and, with
+    --model, the service's price of n images next to refstudio's estimate. Runway: credits,
+    the tier's limits and today's use per model (GET /v1/organization). Free."""
+    from ..models import catalog
+    from ..providers.config import effective_settings
+
+    settings = effective_settings()
+    spec = catalog.get(model) if model is not None else None
+    wavespeed = (spec.provider == "wavespeed" if spec is not None
+                 else bool(settings.key_for("wavespeed") or not settings.key_for("runway")))
+    runway = bool(settings.key_for("runway")) and (spec is None or spec.provider == "runway")
+    entries: list[dict[str, Any]] = []
     with open_studio() as studio:
-        info = studio.account(model, n)
+        info = studio.account(model, n) if wavespeed else None
+        others = studio.accounts("runway") if runway else []
+    if info is not None:
+        entries.append(info.to_dict())
+    entries += others
     if as_json:
-        print_json(info.to_dict())
+        print_json(entries)
         return
     out = console()
-    out.print(f"WaveSpeed balance: ${info.balance:.2f}", highlight=False)
-    if info.model is not None:
-        quoted = ("no quote from the service" if info.quoted_unit_price is None else
-                  f"quoted ${info.quoted_unit_price:.4f} per image, ${info.quoted_total:.2f} "
-                  f"for {info.n}")
-        out.print(f"{info.model}: {quoted}; refstudio estimates "
-                  f"${info.estimated_unit_price or 0:.4f} per image", highlight=False)
-        if info.quoted_total is not None and info.quoted_total > info.balance:
-            out.print("[yellow]the balance does not cover this batch[/yellow]")
+    if info is not None:
+        out.print(f"WaveSpeed balance: ${info.balance:.2f}", highlight=False)
+        if info.model is not None:
+            quoted = ("no quote from the service" if info.quoted_unit_price is None else
+                      f"quoted ${info.quoted_unit_price:.4f} per image, ${info.quoted_total:.2f} "
+                      f"for {info.n}")
+            out.print(f"{info.model}: {quoted}; refstudio estimates "
+                      f"${info.estimated_unit_price or 0:.4f} per image", highlight=False)
+            if info.quoted_total is not None and info.quoted_total > info.balance:
+                out.print("[yellow]the balance does not cover this batch[/yellow]")
+    for entry in others:
+        _print_runway(entry)
+
+
+def _print_runway(entry: dict[str, Any]) -> None:
+    """Runway's organisation: credits, then per model the tier's limits and today's use."""
+    out = console()
+    out.print(f"Runway credits: {entry['credit_balance']:,}"
+              + (f" (tier: at most {entry['max_monthly_credit_spend']:,} a month)"
+                 if entry.get("max_monthly_credit_spend") else ""), markup=False)
+    out.print(f"  {'model':<20} {'at once':>7} {'today':>6} {'per day':>8} {'left':>6}",
+              markup=False)
+
+    def show(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    for name, m in entry["models"].items():
+        out.print(f"  {name:<20} {show(m['max_concurrent']):>7} {m['used_today']:>6} "
+                  f"{show(m['max_daily']):>8} {show(m['remaining_today']):>6}", markup=False)

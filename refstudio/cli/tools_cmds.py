@@ -45,21 +45,34 @@ def simulator(
     catalog_drift: Annotated[
         bool, typer.Option(help="Publish a catalog drifted from refstudio's (for models sync).")
     ] = False,
+    runway_concurrency: Annotated[
+        int | None, typer.Option(help="Runway: tasks per model at once; later ones THROTTLED.")
+    ] = None,
+    runway_daily_limit: Annotated[
+        int | None, typer.Option(help="Runway: generations per model per day before 429.")
+    ] = None,
+    runway_credits: Annotated[int, typer.Option(help="Runway: the organisation's credits.")
+                              ] = 100_000,
 ) -> None:
-    """Run a local HTTP server that speaks the WaveSpeed protocol (for tests and demos)."""
+    """Run a local HTTP server that speaks the WaveSpeed and Runway protocols (for tests and
+    demos)."""
     import re
 
     from ..errors import InputError, ParameterError
     from ..simulator import SimulatorConfig, run_forever
 
     flags = {"port", "latency", "jitter", "fail_rate", "rate_429", "rate_5xx", "drop_rate",
-             "rate_lost", "key", "account_concurrency", "balance"}
+             "rate_lost", "key", "account_concurrency", "balance", "runway_concurrency",
+             "runway_daily_limit", "runway_credits"}
     try:
         config = SimulatorConfig(host=host, port=port, latency=latency, jitter=jitter,
                                  fail_rate=fail_rate, rate_429=rate_429, rate_5xx=rate_5xx,
                                  drop_rate=drop_rate, rate_lost=rate_lost, key=key,
                                  account_concurrency=account_concurrency, balance=balance,
-                                 catalog_drift=catalog_drift)
+                                 catalog_drift=catalog_drift,
+                                 runway_concurrency=runway_concurrency,
+                                 runway_daily_limit=runway_daily_limit,
+                                 runway_credits=runway_credits)
     except ValueError as exc:
         # The config names its fields; the user typed flags: say --fail-rate, not fail_rate.
         message = re.sub(r"^\w+", lambda m: "--" + m.group().replace("_", "-")
@@ -108,8 +121,10 @@ def _project_provider() -> str | None:
 
 
 @config_app.command("set-key")
-def set_key() -> None:
-    """Store the WaveSpeed API key in the user config file (asked for, never echoed).
+def set_key(
+    provider: Annotated[str, typer.Option(help="Whose key: wavespeed or runway.")] = "wavespeed",
+) -> None:
+    """Store a provider's API key in the user config file (asked for, never echoed).
 
     Without a terminal the key is read from the first line of standard input
     (``refstudio config set-key < keyfile``)."""
@@ -118,8 +133,13 @@ def set_key() -> None:
     from ..providers import config
     from ._common import EXIT_USAGE, fail
 
+    if provider not in config.KEY_SETTINGS:
+        fail(f"no API key setting for provider {provider!r}", code=EXIT_USAGE,
+             hint=f"one of: {', '.join(sorted(config.KEY_SETTINGS))}")
+    env = config.KEY_SETTINGS[provider][1]
     if sys.stdin.isatty():
-        key = typer.prompt("WaveSpeed API key", hide_input=True)
+        key = typer.prompt(f"{'Runway' if provider == 'runway' else 'WaveSpeed'} API key",
+                           hide_input=True)
     else:
         key = sys.stdin.readline(4096).strip()
         if not key:
@@ -128,8 +148,8 @@ def set_key() -> None:
             fail("no key saved: `config set-key` asks for the key, and there is no terminal "
                  "to ask and no key on standard input", code=EXIT_USAGE,
                  hint="run it in a terminal, pipe the key in (`refstudio config set-key < "
-                 "keyfile`), or set WAVESPEED_API_KEY in the environment instead")
-    path = config.save_api_key(key)
+                 f"keyfile`), or set {env} in the environment instead")
+    path = config.save_api_key(key, provider)
     console().print(f"saved to {path} ({config.masked(key)})", markup=False)
 
 
@@ -151,7 +171,7 @@ def demo(
         for step in result.report.steps:
             for gen in studio.queries.many(step.generation_ids):
                 for output in gen.outputs:
-                    console().print(f"  {step.id}: {output.path}", markup=False)
+                    console().print(f"  {step.id}: {output.location}", markup=False)
     console().print(
         f"\nnext: cd {target} && refstudio ref list && refstudio lineage mara_hearth "
         "&& refstudio history", markup=False,

@@ -83,8 +83,8 @@ def _print_plan(
     from ..models import catalog
     from ..workflow.runner import bound_names, estimate
 
-    plan = studio.plan_workflow(workflow, variables=variables, allow_outside=allow_outside,
-                                model=model)
+    plan = studio.plan_workflow(
+        workflow, variables=variables, allow_outside=allow_outside, model=model)
     names = {n.lower(): n for n in studio.library.all_names()}
     provider = studio.project.config.provider
     from ..providers.registry import default_provider_name

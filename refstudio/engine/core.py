@@ -42,6 +42,7 @@ from ..errors import (
     AmbiguousSubmitError,
     AuthenticationError,
     GenerationError,
+    LimitReachedError,
     NotAcceptedError,
     ParameterError,
     ProtocolError,
@@ -56,7 +57,7 @@ from ..models.request import BoundImage
 from ..models.spec import ModelSpec
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
-from ..storage.media import LocalMediaStore, out_of_space
+from ..storage.media import MediaStore, out_of_space
 from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
@@ -148,7 +149,7 @@ class Engine:
     def __init__(
         self,
         db: Database,
-        store: LocalMediaStore,
+        store: MediaStore,
         provider: Provider,
         *,
         settings: EngineSettings | None = None,
@@ -175,6 +176,11 @@ class Engine:
         self._prepared: dict[int, records.PreparedRequest] = {}
         self.owner = f"{OWNER}#{next(_OWNER_SEQ)}"
         _LIVE_OWNERS.add(self.owner)
+        #: Set when the account's daily limit is spent (LimitReachedError): nothing more is
+        #: sent by this engine; what was not sent stays `pending` for a later resume.
+        self._halted: str | None = None
+        #: Task id -> generation, for progress notes from the poll loop.
+        self._task_gens: dict[str, int] = {}
 
     async def __aenter__(self) -> Engine:
         return self
@@ -466,6 +472,8 @@ class Engine:
             params = json.loads(gen.params_json)
             bindings = json.loads(gen.bindings_json)
             spec = catalog.get(gen.model_id)
+        if self._halted is not None:  # the day's limit is spent: not even the uploads
+            return await self._leave_unsent(gen_id, self._halted)
         self.emit(gen_id, "uploading" if bindings else "submitting")
         urls = [await self._upload_with_retry(b["sha256"]) for b in bindings]
         images = [BoundImage(tag=b["name"], url=u) for b, u in zip(bindings, urls, strict=True)]
@@ -474,6 +482,8 @@ class Engine:
         while True:
             attempt += 1
             await self.gate.wait()
+            if self._halted is not None:
+                return await self._leave_unsent(gen_id, self._halted)
             # Committed before the request leaves (group commit: see writer.py). Database and
             # file work stays off the event loop so it never delays a poll (detection lag).
             await self._writer.write(records.submitting(gen_id, body, self.provider.account))
@@ -481,6 +491,11 @@ class Engine:
             try:
                 task = await self.provider.submit(body, model=spec)
                 accepted_at = asyncio.get_running_loop().time()
+            except LimitReachedError as exc:
+                # The day's generations are spent: a retry in seconds cannot help. Stop the
+                # batch here; this one and the rest stay `pending` (nothing was paid).
+                self._halted = f"{clause(exc)}" + (f"; {exc.hint}" if exc.hint else "")
+                return await self._leave_unsent(gen_id, self._halted)
             except NotAcceptedError as exc:
                 # Certainly not taken: safe to send again after a pause everyone respects.
                 await self._writer.write(records.changed(gen_id, status="pending",
@@ -495,10 +510,13 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             except (AmbiguousSubmitError, ProtocolError) as exc:
+                look = ("`refstudio reconcile` looks for it in the provider's records"
+                        if self.provider.supports_history else
+                        f"{self.provider.name} keeps no task list, so `refstudio reconcile` "
+                        "cannot settle it: check the provider's dashboard")
                 message = (f"{clause(exc)}. The request may have been accepted and "
-                           "billed, so it was not resent; `refstudio reconcile` looks for it "
-                           f"in the provider's records, `refstudio retry {gen_id}` resends it "
-                           "(may cost again)")
+                           f"billed, so it was not resent; {look}, `refstudio retry {gen_id}` "
+                           "resends it (may cost again)")
                 # An answer (a 5xx, a 200 without id) means the server was done with the
                 # request; without one it may still create the task a little later.
                 until = records.now_utc()
@@ -529,15 +547,25 @@ class Engine:
                     self.gate.close_for(delay)
                 await asyncio.sleep(delay)
 
+    def note_progress(self, task_id: str, status: TaskStatus) -> None:
+        """A running task's progress note (queued, running 40%) for the displays."""
+        gen_id = self._task_gens.get(task_id)
+        if gen_id is not None:
+            self.emit(gen_id, "queued" if status.state == "created" else "running",
+                      status.detail)
+
     async def _follow(
         self, gen_id: int, task_id: str, poll_url: str | None, elapsed: float, kind: str
     ) -> Outcome:
+        self._task_gens[task_id] = gen_id
         try:
             status = await self._poller.wait(task_id, poll_url, elapsed, kind)
         except AuthenticationError as exc:
             return await self._keep_submitted(
                 gen_id, f"{clause(exc)}; the task was accepted and may be paid, so it stays "
                 "submitted: fix the key, then `refstudio resume`")
+        finally:
+            self._task_gens.pop(task_id, None)
         if status is None:
             return await self._keep_submitted(
                 gen_id, f"still running after {self.settings.poll_deadline:.0f}s; "
@@ -561,6 +589,13 @@ class Engine:
         await self._writer.write(records.completed(gen_id, stored, status.inference_ms))
         self.emit(gen_id, "completed", f"{len(stored)} output(s)")
         return Outcome(gen_id, "completed")
+
+    async def _leave_unsent(self, gen_id: int, message: str) -> Outcome:
+        """Keep a generation `pending` (never sent, nothing paid), released for a resume."""
+        await self._writer.write(records.changed(gen_id, status="pending", error=message,
+                                                 owner=None))
+        self.emit(gen_id, "pending", message)
+        return Outcome(gen_id, "pending", message)
 
     async def _keep_submitted(self, gen_id: int, message: str) -> Outcome:
         """Leave a paid task `submitted`, released to whoever resumes it, saying why."""

@@ -154,6 +154,9 @@ class PollLoop:
                 watch.future.set_result(TaskStatus(watch.task_id, "failed", error=str(exc)))
             return
         watch.failures = 0
+        if status.detail and status.detail != watch.detail:
+            watch.detail = status.detail  # queued / running 40%: for progress displays
+            engine.note_progress(watch.task_id, status)
         if status.state in ("completed", "failed"):
             seconds = status.inference_ms / 1000 if status.inference_ms is not None else elapsed
             if status.state == "completed":
@@ -191,3 +194,4 @@ class Watch:
     failures: int = 0
     straggler_polls: int = 0
     planned: float = 0.0  # seconds after submit this watch's next poll is meant to arrive
+    detail: str = ""  # the provider's last progress note, shown once per change

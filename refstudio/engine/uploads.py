@@ -73,17 +73,25 @@ class UploadCache:
 
     def _lookup(self, sha256: str) -> str | None:
         # Treat a URL as dead a margin before its expiry: a request may queue a while before the
-        # provider fetches the image.
-        fresh_after = _naive_utc() - self.ttl
+        # provider fetches the image. A provider that says when its URL expires (Runway's
+        # uploads: ~24 h, given with the margin taken off) is taken at its word too.
+        now = _naive_utc()
+        fresh_after = now - self.ttl
         with read_session(self.db) as session:
-            row = session.exec(
+            row: Upload | None = session.exec(
                 select(Upload)
                 .join(Asset, col(Asset.id) == Upload.asset_id)
                 .where(Asset.sha256 == sha256, Upload.provider == self.provider.name)
                 .where(col(Upload.created_at) > fresh_after)
                 .order_by(col(Upload.created_at).desc())
             ).first()
-            return row.url if row else None
+            if row is None:
+                return None
+            expires = row.expires_at
+            if expires is not None and _aware(expires) <= now:
+                return None
+            url: str = row.url
+            return url
 
     async def _upload(self, sha256: str) -> str:
         with read_session(self.db) as session:
@@ -106,6 +114,11 @@ class UploadCache:
                 )
             )
         return uploaded.url
+
+
+def _aware(when: datetime) -> datetime:
+    """Databases may hand back naive UTC datetimes: compare them as UTC."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def _naive_utc() -> datetime:

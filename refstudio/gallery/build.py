@@ -15,7 +15,10 @@ Layout of ``<out>/`` (default ``<project>/gallery/``)::
     .refstudio-gallery      marks the folder as a gallery's, so a rebuild may replace its files
 
 Full-size images are linked where they already live (``../media/…`` for the default location)
-instead of being copied: a gallery of a big project costs only its thumbnails on disk.
+instead of being copied: a gallery of a big project costs only its thumbnails on disk. A project
+whose media are in a remote store (``s3://``) has no such place: its images are copied once,
+hash-checked, into ``<out>/media/<key>`` (kept across rebuilds), so the gallery still works
+from ``file://``.
 
 The build only reads the project. It never sees the API key: nothing here reads configuration
 or the environment, and provider payloads (which hold upload URLs) are not shown.
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from ..library.results import GenerationInfo
     from ..storage.database import Database
     from ..storage.fsutil import ProtectedArea
-    from ..storage.media import LocalMediaStore
+    from ..storage.media import MediaStore
 
 
 class GalleryProject(Protocol):
@@ -63,7 +66,7 @@ class GallerySource(Protocol):
     """
 
     db: Database
-    store: LocalMediaStore
+    store: MediaStore
 
     @property
     def root(self) -> Path: ...
@@ -142,7 +145,7 @@ def build_gallery(
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
-    data = _collect(studio, model)
+    data = _collect(studio, out, model)
     site = _Site(out, data, page_size)
     thumbs = ensure_thumbnails(data.sources, out / "thumbs", site.wanted_thumbnails(), workers)
     site.missing = thumbs.missing
@@ -197,7 +200,7 @@ class _ProjectData:
     output_ids: dict[int, tuple[int, int]]  # Output.id -> (generation id, index)
 
 
-def _collect(studio: GallerySource, model: str | None = None) -> _ProjectData:
+def _collect(studio: GallerySource, out: Path, model: str | None = None) -> _ProjectData:
     # Read-only, three bulk queries beyond the public API: assets (to thumbnail any image a
     # lineage mentions, even one no longer attached to a reference) and output ids (the
     # lineage edge ImageInfo.source_output_id points at).
@@ -212,9 +215,30 @@ def _collect(studio: GallerySource, model: str | None = None) -> _ProjectData:
     return _ProjectData(
         refs=studio.references(),
         gens=studio.history(limit=None, model=model),
-        sources={sha: studio.store.local_path(path) for sha, path in assets},
+        sources=_sources(studio.store, assets, out),
         output_ids={oid: (gid, idx) for oid, gid, idx in outputs if oid is not None},
     )
+
+
+def _sources(store: MediaStore, assets: Iterable[tuple[str, str]], out: Path) -> dict[str, Path]:
+    """sha256 -> a local file of every asset: the stored file for a folder store, else a copy
+    under ``out/media`` made once (a missing or damaged object simply gets no file)."""
+    if store.is_local:
+        return {sha: store.local_copy(key, sha) for sha, key in assets}
+    from ..errors import StorageError
+
+    sources: dict[str, Path] = {}
+    for sha, key in assets:
+        target = out / "media" / key
+        if not target.is_file():
+            try:
+                data = store.local_copy(key, sha).read_bytes()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(target, data)
+            except (StorageError, OSError):
+                continue
+        sources[sha] = target
+    return sources
 
 
 # -- turning it into what templates show --------------------------------------------------------

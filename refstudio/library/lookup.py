@@ -18,7 +18,7 @@ def to_record(info: ReferenceInfo) -> RefRecord:
                 label=i.label,
                 is_primary=i.is_primary,
                 sha256=i.sha256,
-                path=i.path,
+                path=i.location,
                 width=i.width,
                 height=i.height,
                 warnings=i.warnings,

@@ -24,6 +24,7 @@ one write transaction; on failure the media files this import added are removed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -64,7 +65,7 @@ from .references import check_kind, check_label, check_tag
 
 if TYPE_CHECKING:
     from ..storage.database import Database
-    from ..storage.media import LocalMediaStore
+    from ..storage.media import MediaStore
     from .references import Library
 
 PACK_FORMAT = "refstudio-pack"
@@ -326,7 +327,7 @@ def _media_name(sha: str, fmt: str) -> str:
 
 
 def _write_zip(
-    store: LocalMediaStore, manifest: dict[str, Any], media: Mapping[str, Asset], target: Path
+    store: MediaStore, manifest: dict[str, Any], media: Mapping[str, Asset], target: Path
 ) -> int:
     """Write the zip next to ``target`` and rename it into place (no half-written pack)."""
     try:
@@ -951,7 +952,7 @@ def _insert(session: Session, pack: _Pack, checked: list[_CheckedMedia]) -> None
         session.add(row)
 
 
-def _remove_unreferenced(db: Database, store: LocalMediaStore, keys: list[str]) -> None:
+def _remove_unreferenced(db: Database, store: MediaStore, keys: list[str]) -> None:
     """Undo this import's media writes, sparing any file a row (from elsewhere) now uses."""
     if not keys:
         return
@@ -962,7 +963,8 @@ def _remove_unreferenced(db: Database, store: LocalMediaStore, keys: list[str]) 
         return  # cannot tell: leaving a stray file is safer than deleting a used one
     for key in keys:
         if key not in used:
-            store.local_path(key).unlink(missing_ok=True)
+            with contextlib.suppress(StorageError):  # a stray blob is harmless
+                store.delete(key)
 
 
 # -- the Studio face ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ WebP outputs are converted to PNG. The stored original in ``media/`` is only eve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 import zlib
@@ -28,7 +27,6 @@ from ..storage.fsutil import (
     check_output_file,
     read_regular,
 )
-from ..storage.media import DAMAGED_HINT
 
 if TYPE_CHECKING:
     from .results import GenerationInfo, GenerationQueries, OutputInfo
@@ -260,18 +258,14 @@ def export_image(
         have = ", ".join(o.ref for o in gen.outputs) or "none"
         raise OutputNotFoundError(f"generation #{generation_id} has no output {index} "
                                   f"(status {gen.status}; outputs: {have})")
-    original = output.path.resolve()
-    if given.resolve() == original:
+    # The stored file, or (remote store) its cached copy: both are the original.
+    if given.resolve() in (Path(output.location).resolve(), output.path.resolve()):
         raise InputError(f"{given} is the stored original; choose another file")
     target = check_output_file(given, protected=protected, overwrite=overwrite)
     try:
-        data = read_regular(original, limit=MAX_READ_BYTES)
-    except UnreadableFileError as exc:
-        raise StorageError(f"the stored output {original} is missing or unreadable "
-                           f"({exc.reason})") from exc
-    if hashlib.sha256(data).hexdigest() != output.sha256:
-        raise StorageError(f"media file {original} does not match its recorded hash; "
-                           "nothing was exported", hint=DAMAGED_HINT)
+        data = output.data()  # through the media store, checked against the recorded hash
+    except StorageError as exc:
+        raise StorageError(f"{exc.message}; nothing was exported", hint=exc.hint) from exc
     png = png_with_provenance(data, provenance_of(gen, output))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

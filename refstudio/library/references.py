@@ -8,12 +8,13 @@ anything, so a bad call leaves the database and ``media/`` exactly as they were.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,12 @@ from ..errors import (
     NameTakenError,
     ReferenceNotFoundError,
     RefstudioError,
+    StorageError,
 )
 from ..prompts.names import clean_name, name_key, suggest
 from ..storage.database import Database, read_session, write_session
 from ..storage.fsutil import UnreadableFileError, read_regular
-from ..storage.media import EXTENSIONS, LocalMediaStore, StoredBlob
+from ..storage.media import EXTENSIONS, MediaStore, StoredBlob
 from ..storage.tables import REFERENCE_KINDS, Asset, Reference, ReferenceImage, ReferenceTag, utcnow
 from .imaging import ProbedImage, open_image, probe_image
 
@@ -43,14 +45,18 @@ PARALLEL_PROBE_MIN = 8
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """One image of a reference, as the API returns it."""
+    """One image of a reference, as the API returns it.
+
+    ``key`` names it in the media store; :attr:`path` is a local file holding it, fetched on
+    demand (for the default folder store, the stored file itself); :attr:`location` says
+    where it is stored without fetching it."""
 
     id: int
     label: str | None
     is_primary: bool
     position: int
     sha256: str
-    path: str  # absolute path of the stored file
+    key: str
     format: str
     width: int
     height: int
@@ -58,6 +64,27 @@ class ImageInfo:
     source_file: str | None
     source_output_id: int | None
     warnings: tuple[str, ...] = ()
+    _store: MediaStore | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def path(self) -> str:
+        """A local copy of the image (downloaded and hash-checked first for a remote store)."""
+        if self._store is None:
+            return self.key
+        return str(self._store.local_copy(self.key, self.sha256))
+
+    @property
+    def location(self) -> str:
+        """Where the image is stored: an absolute path, or an ``s3://`` URL."""
+        return self.key if self._store is None else self._store.location(self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one image (``path`` is where it is stored)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("key", "_store")}
+        data["path"] = self.location
+        data["warnings"] = list(self.warnings)
+        return data
 
 
 @dataclass(frozen=True)
@@ -81,9 +108,10 @@ class ReferenceInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``ref show --json`` / ``ref list --json``."""
-        data = asdict(self)
+        # Not asdict(): it would deep-copy each image's media store.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["tags"] = list(self.tags)
-        data["images"] = [{**asdict(i), "warnings": list(i.warnings)} for i in self.images]
+        data["images"] = [i.to_dict() for i in self.images]
         data["created_at"] = self.created_at.isoformat()
         data["updated_at"] = self.updated_at.isoformat()
         data.pop("warnings")
@@ -127,7 +155,7 @@ class Library:
     def __init__(
         self,
         db: Database,
-        store: LocalMediaStore,
+        store: MediaStore,
         *,
         max_image_bytes: int,
         quality_check: Any = None,
@@ -209,7 +237,7 @@ class Library:
         return _Staged(replace(probed, data=b""), sha, Path(image))
 
     def _store_staged(self, staged: Sequence[_Staged]) -> list[StoredBlob]:
-        """Write the files of a batch, durable together (see :meth:`LocalMediaStore.put_many`).
+        """Write the files of a batch, durable together (see :meth:`MediaStore.put_many`).
 
         Raises InputError, leaving nothing behind, if a file changed since it was checked.
         """
@@ -241,7 +269,8 @@ class Library:
             return  # cannot tell: a stray file is safer than deleting one in use
         for key in created:
             if key not in used:
-                self.store.local_path(key).unlink(missing_ok=True)
+                with contextlib.suppress(StorageError):  # a stray blob is harmless
+                    self.store.delete(key)
 
     def _asset_ids(
         self, session: Session, staged: Sequence[_Staged], blobs: Sequence[StoredBlob]
@@ -552,6 +581,61 @@ class Library:
             raise ReferenceNotFoundError(f"no reference with id {ref_id}")
         return infos[0]
 
+    def search(
+        self,
+        text: str = "",
+        *,
+        kind: str | None = None,
+        tag: str | None = None,
+        prefix: bool = False,
+        offset: int = 0,
+        limit: int = 60,
+    ) -> tuple[list[ReferenceInfo], int]:
+        """One page of references whose name, description or a tag contains ``text`` (any
+        case), by name, and how many match in all. ``prefix``: names that start with ``text``.
+
+        Paged in SQL, so a page of a 10,000-reference library loads 60 rows, not 10,000.
+        """
+        if kind is not None:
+            check_kind(kind)
+        needle = text.strip().lstrip("@").lower()
+        with read_session(self.db) as session:
+            query = select(Reference.id)
+            if needle and prefix:
+                query = query.where(col(Reference.name_key).startswith(needle, autoescape=True))
+            elif needle:
+                query = query.where(
+                    col(Reference.name_key).contains(needle, autoescape=True)
+                    | func.lower(Reference.description).contains(needle, autoescape=True)
+                    | col(Reference.id).in_(
+                        select(ReferenceTag.reference_id).where(
+                            func.lower(ReferenceTag.tag).contains(needle, autoescape=True))
+                    )
+                )
+            if kind is not None:
+                query = query.where(Reference.kind == kind)
+            if tag is not None:
+                query = query.where(col(Reference.id).in_(
+                    select(ReferenceTag.reference_id).where(ReferenceTag.tag == tag)))
+            total = int(session.exec(
+                select(func.count()).select_from(query.subquery())).one())
+            ids = list(session.exec(
+                query.order_by(Reference.name_key).offset(max(0, offset)).limit(max(0, limit))
+            ).all())
+        return (self._load(ids=ids) if ids else []), total  # type: ignore[arg-type]
+
+    def asset_path(self, sha256: str) -> Path:
+        """The stored file of the image with content hash ``sha256`` (64 hex digits), or
+        ImageNotFoundError. Only hashes the library knows resolve: never a path from outside."""
+        sha = sha256.lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ImageNotFoundError(f"no image {sha256[:80]!r}")
+        with read_session(self.db) as session:
+            key = session.exec(select(Asset.path).where(Asset.sha256 == sha)).first()
+        if key is None:
+            raise ImageNotFoundError(f"no image {sha[:12]}")
+        return self.store.local_path(key)
+
     # Below this method, `list` in an annotation of this class would name the method: they
     # spell the type `builtins.list`.
     def list(
@@ -631,7 +715,7 @@ class Library:
             images.setdefault(ref_id, []).append(
                 ImageInfo(
                     id=image_id, label=label, is_primary=primary, position=position,
-                    sha256=sha, path=str(self.store.local_path(key)), format=fmt,
+                    sha256=sha, key=key, _store=self.store, format=fmt,
                     width=width, height=height, bytes=size, source_file=source_file,
                     source_output_id=source_output_id, warnings=warnings,
                 )
@@ -657,7 +741,7 @@ class Library:
         for image in ref.images:
             warnings: list[str] = []
             if self._quality_check is not None:
-                data = Path(image.path).read_bytes()
+                data = self.store.read_bytes(image.key)
                 warnings = _warning_texts(self._quality_check(open_image(data)))
             results.append((image, warnings))
         return results

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from ..errors import GenerationNotFoundError
 from ..storage.database import Database, read_session
-from ..storage.media import LocalMediaStore
+from ..storage.media import MediaStore
 from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImage
 
 if TYPE_CHECKING:
@@ -23,16 +23,34 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class OutputInfo:
-    """One stored output image. In Jupyter it displays itself."""
+    """One stored output image. In Jupyter it displays itself.
+
+    ``key`` names it in the media store; :attr:`path` is a local file holding it, fetched on
+    demand (for the default folder store, the stored file itself)."""
 
     generation_id: int
     index: int
-    path: Path
+    key: str
     sha256: str
     width: int
     height: int
     nsfw: bool
+    _store: MediaStore = field(repr=False, compare=False)
     _promote: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def path(self) -> Path:
+        """A local copy of the image (downloaded and hash-checked first for a remote store)."""
+        return self._store.local_copy(self.key, self.sha256)
+
+    @property
+    def location(self) -> str:
+        """Where the image is stored (a file path, or an ``s3://`` URL), without fetching it."""
+        return self._store.location(self.key)
+
+    def data(self) -> bytes:
+        """The stored bytes, refused (StorageError) when they no longer match :attr:`sha256`."""
+        return self._store.read_verified(self.key, self.sha256)
 
     @property
     def ref(self) -> str:
@@ -43,7 +61,7 @@ class OutputInfo:
         """The output as a loaded Pillow image."""
         from .imaging import open_image
 
-        return open_image(self.path.read_bytes())
+        return open_image(self.data())
 
     def promote(self, name: str, **options: Any) -> Any:
         """Make this output a reference (or a new primary image of one); see Studio.promote."""
@@ -62,7 +80,7 @@ class OutputInfo:
         return {
             "generation_id": self.generation_id,
             "index": self.index,
-            "path": str(self.path),
+            "path": self.location,
             "sha256": self.sha256,
             "width": self.width,
             "height": self.height,
@@ -154,7 +172,7 @@ class GenerationQueries:
     """Read-only queries over generations and outputs."""
 
     def __init__(
-        self, db: Database, store: LocalMediaStore, promote: Callable[..., Any] | None = None
+        self, db: Database, store: MediaStore, promote: Callable[..., Any] | None = None
     ) -> None:
         self.db = db
         self.store = store
@@ -176,10 +194,13 @@ class GenerationQueries:
 
     def history(
         self, *, ref: str | None = None, status: str | None = None, limit: int | None = 50,
-        model: str | None = None,
+        model: str | None = None, text: str | None = None,
     ) -> list[GenerationInfo]:
-        """Newest first, optionally only those that used reference ``ref``, in one state, or
-        of one model (a catalog id or alias; UnknownModelError with a did-you-mean)."""
+        """Newest first, optionally only those that used reference ``ref``, in one state, of
+        one model (a catalog id or alias; UnknownModelError with a did-you-mean), or whose
+        prompt contains ``text`` (any case)."""
+        from sqlmodel import func
+
         from ..models import catalog
         from ..models.params import check_limit
 
@@ -191,6 +212,9 @@ class GenerationQueries:
                 query = query.where(Generation.status == status)
             if model_id:
                 query = query.where(Generation.model_id == model_id)
+            if text:
+                query = query.where(
+                    func.lower(Generation.prompt).contains(text.lower(), autoescape=True))
             if ref:
                 # Narrow in SQL, then match names exactly (case-insensitively) in Python.
                 query = query.where(col(Generation.bindings_json).ilike(f"%{ref.lstrip('@')}%"))
@@ -223,11 +247,12 @@ class GenerationQueries:
                 OutputInfo(
                     generation_id=out.generation_id,
                     index=out.index,
-                    path=self.store.local_path(asset.path),
+                    key=asset.path,
                     sha256=asset.sha256,
                     width=asset.width,
                     height=asset.height,
                     nsfw=out.nsfw,
+                    _store=self.store,
                     _promote=self._promote,
                 )
             )

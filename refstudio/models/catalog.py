@@ -24,7 +24,8 @@ ENTRY_POINT_GROUP = "refstudio.models"
 
 #: Modules of this package holding one built-in model each; the first is the default model.
 _BUILTINS = ("wavespeed_gen4", "wavespeed_gen4_turbo", "wavespeed_nano_banana",
-             "wavespeed_seedream_v4", "wavespeed_kontext_multi")
+             "wavespeed_seedream_v4", "wavespeed_kontext_multi", "runway_gen4_image",
+             "runway_gen4_image_turbo", "runway_gemini_flash")
 
 _lock = threading.Lock()
 _by_id: dict[str, ModelSpec] = {}

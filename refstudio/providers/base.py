@@ -13,7 +13,7 @@ on our own).
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -57,6 +57,9 @@ class TaskStatus:
     error: str = ""
     inference_ms: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: A short note for progress displays while the task runs ("queued: THROTTLED",
+    #: "running 40%"); empty when the provider says nothing more than the state.
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,32 @@ class Provider(abc.ABC):
         Only for providers with ``supports_history``; the others keep no such records.
         """
         raise NotImplementedError(f"the {self.name} provider keeps no task history")
+
+    #: The mean detection lag (seconds) polls aim for when the project sets no ``poll_lag``;
+    #: None: the engine's automatic lag (2 % of the typical task time, at least 0.18 s).
+    default_poll_lag: ClassVar[float | None] = None
+    #: True when :meth:`cancel` can stop a task at the provider (Runway's DELETE).
+    supports_cancel: ClassVar[bool] = False
+
+    async def cancel(self, task_id: str) -> None:
+        """Cancel a running task at the provider (free). Only for ``supports_cancel``."""
+        raise NotImplementedError(f"the {self.name} provider cannot cancel tasks")
+
+    async def account_summary(self) -> dict[str, Any] | None:
+        """What the account holds and allows (credits, limits, today's use), for
+        ``refstudio account``; None when the provider tells nothing (free, one call)."""
+        return None
+
+    async def concurrency_limit(self, model: str | None = None) -> int | None:
+        """Tasks of ``model`` the account runs at once (its tier), or None when unknown: the
+        engine then keeps the project's setting."""
+        return None
+
+    async def preflight(self, requests: Sequence[Mapping[str, Any]]) -> None:
+        """Refuse, before anything is recorded or sent, a batch the account cannot run
+        (credits, remaining daily generations). Each request is its parameters (with
+        ``model``). The default accepts everything."""
+        return None
 
     @property
     def account_key(self) -> str | None:

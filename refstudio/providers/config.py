@@ -28,7 +28,14 @@ else:  # pragma: no cover
 ENV_KEY = "WAVESPEED_API_KEY"
 ENV_BASE_URL = "WAVESPEED_BASE_URL"
 ENV_CONFIG = "REFSTUDIO_CONFIG"
-_KNOWN = {"wavespeed_api_key", "wavespeed_base_url", "default_provider"}
+#: Runway's own variables, the names its official SDK reads.
+ENV_RUNWAY_KEY = "RUNWAYML_API_SECRET"
+ENV_RUNWAY_BASE_URL = "RUNWAYML_BASE_URL"
+_KNOWN = {"wavespeed_api_key", "wavespeed_base_url", "default_provider", "runway_api_key",
+          "runway_base_url"}
+#: Per provider: (user-config key of its API key, environment variable of it).
+KEY_SETTINGS = {"wavespeed": ("wavespeed_api_key", ENV_KEY),
+                "runway": ("runway_api_key", ENV_RUNWAY_KEY)}
 MAX_USER_CONFIG_BYTES = 1_000_000
 
 
@@ -69,6 +76,7 @@ def base_url() -> str | None:
 
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+DEFAULT_RUNWAY_BASE_URL = "https://api.dev.runwayml.com"
 
 
 @dataclass(frozen=True)
@@ -81,10 +89,20 @@ class EffectiveSettings:
     default_provider: str
     #: Why that provider: "given", "refstudio.toml", "user config", "API key" or "no API key".
     provider_source: str
+    runway_api_key: str | None = None
+    runway_base_url: str = DEFAULT_RUNWAY_BASE_URL
 
     def __repr__(self) -> str:  # the key never shows, even in a debugger or a log
         return (f"EffectiveSettings(default_provider={self.default_provider!r}, "
-                f"api_key={masked(self.api_key)!r}, base_url={self.base_url!r})")
+                f"api_key={masked(self.api_key)!r}, base_url={self.base_url!r}, "
+                f"runway_api_key={masked(self.runway_api_key)!r})")
+
+    def key_for(self, provider: str) -> str | None:
+        """The API key of ``provider`` (None when unset or the provider takes none)."""
+        return {"wavespeed": self.api_key, "runway": self.runway_api_key}.get(provider)
+
+    def base_url_for(self, provider: str) -> str | None:
+        return {"wavespeed": self.base_url, "runway": self.runway_base_url}.get(provider)
 
     def to_dict(self) -> dict[str, str]:
         """What ``refstudio config`` prints (the key masked)."""
@@ -92,6 +110,8 @@ class EffectiveSettings:
             "config_file": str(self.config_file),
             "wavespeed_api_key": masked(self.api_key),
             "wavespeed_base_url": self.base_url,
+            "runway_api_key": masked(self.runway_api_key),
+            "runway_base_url": self.runway_base_url,
             "default_provider": self.default_provider,
             "provider_source": self.provider_source,
         }
@@ -103,10 +123,13 @@ def effective_settings(
     """Resolve the settings once: key and endpoint from the environment, then the user config;
     the provider from ``provider`` (an explicit choice), then the project's
     ``[defaults].provider``, then the user config's ``default_provider``, then wavespeed when
-    a key is set (in either place), else offline."""
+    its key is set (in either place), then runway when its key is, else offline."""
     user = load_user_config()
     key = os.environ.get(ENV_KEY) or user.get("wavespeed_api_key") or None
     url = os.environ.get(ENV_BASE_URL) or user.get("wavespeed_base_url") or DEFAULT_BASE_URL
+    runway_key = os.environ.get(ENV_RUNWAY_KEY) or user.get("runway_api_key") or None
+    runway_url = (os.environ.get(ENV_RUNWAY_BASE_URL) or user.get("runway_base_url")
+                  or DEFAULT_RUNWAY_BASE_URL)
     if provider:
         chosen, source = provider, "given"
     elif project_provider:
@@ -115,16 +138,21 @@ def effective_settings(
         chosen, source = str(user["default_provider"]), "user config"
     elif key:
         chosen, source = "wavespeed", "API key"
+    elif runway_key:
+        chosen, source = "runway", "Runway API key"
     else:
         chosen, source = "offline", "no API key"
-    return EffectiveSettings(config_path(), key, url, chosen, source)
+    return EffectiveSettings(config_path(), key, url, chosen, source, runway_key, runway_url)
 
 
-def save_api_key(key: str) -> Path:
-    """Store the key in the user config file (mode 0600), keeping other settings."""
+def save_api_key(key: str, provider: str = "wavespeed") -> Path:
+    """Store ``provider``'s key in the user config file (mode 0600), keeping other settings."""
+    if provider not in KEY_SETTINGS:
+        raise ConfigError(f"no API key setting for provider {provider!r}",
+                          hint=f"one of: {', '.join(sorted(KEY_SETTINGS))}")
     path = config_path()
     data = load_user_config()
-    data["wavespeed_api_key"] = key.strip()
+    data[KEY_SETTINGS[provider][0]] = key.strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"{k} = {_toml_string(str(v))}" for k, v in sorted(data.items())]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,4 +1,5 @@
-"""A local stand-in for WaveSpeedAI's ``runwayml/gen4-image`` API, with latency and faults.
+"""A local stand-in for WaveSpeedAI's ``runwayml/gen4-image`` API, with latency and faults, and
+for Runway's own API beside it (``/v1/...``: :mod:`refstudio.simulator.runway`).
 
 It speaks the protocol in ``shared/protocol/wavespeed.md`` (submit, poll, both upload flows,
 sync mode, the envelope) strictly enough to catch malformed requests, and injects the failures a

@@ -20,6 +20,8 @@ from PIL import Image
 from refstudio.models import catalog
 from refstudio.models.spec import ModelSpec
 from refstudio.simulator.multipart import MultipartError, parse_multipart
+from refstudio.simulator.runway.routes import ROUTES as RUNWAY_ROUTES
+from refstudio.simulator.runway.routes import RunwayRoutes
 from refstudio.simulator.state import SimState, sha256_name
 from refstudio.simulator.validate import (
     ValidationError,
@@ -176,6 +178,7 @@ class SimHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         self.state.request_started()
+        self.state.count("requests")
         try:
             self._dispatch_counted(method)
         finally:
@@ -230,6 +233,9 @@ class SimHandler(BaseHTTPRequestHandler):
             ("POST", "/_sim/reset", self._reset),
             ("POST", _SUBMIT_RE, self._submit),
         ]
+        if path.startswith(("/v1/", "/_sim/runway-upload/")):
+            runway = RunwayRoutes(self, self.server.runway)
+            routes += [(m, p, getattr(runway, name)) for m, p, name in RUNWAY_ROUTES]
         path_matched = False
         for want_method, pattern, handler in routes:
             if isinstance(pattern, str):

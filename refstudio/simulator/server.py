@@ -1,4 +1,5 @@
-"""Run the simulated WaveSpeed server: in a background thread (tests) or in the foreground (CLI)."""
+"""Run the simulated WaveSpeed + Runway server: in a background thread (tests) or in the
+foreground (CLI)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from refstudio.simulator.handler import SimHandler
+from refstudio.simulator.runway import RunwayBook
 from refstudio.simulator.state import SimState, SimulatorConfig
 
 __all__ = ["SimHTTPServer", "Simulator", "run_forever"]
@@ -27,8 +29,11 @@ class SimHTTPServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: SimState) -> None:
+    def __init__(
+        self, address: tuple[str, int], state: SimState, runway: RunwayBook | None = None
+    ) -> None:
         self.state = state
+        self.runway = runway if runway is not None else RunwayBook(state)
         self.stopping = False
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
@@ -71,6 +76,8 @@ class Simulator:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config if config is not None else SimulatorConfig()
         self.state = SimState(self.config)
+        #: Runway's organisation (credits, daily usage, uploads): kept across restarts.
+        self.runway = RunwayBook(self.state)
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -85,7 +92,7 @@ class Simulator:
         """Bind the port (``port=0`` picks a free one) and serve from a daemon thread."""
         if self._server is not None:
             return self
-        server = SimHTTPServer((self.config.host, self.config.port), self.state)
+        server = SimHTTPServer((self.config.host, self.config.port), self.state, self.runway)
         host, port = server.server_address[:2]
         # A wildcard bind is reachable through the loopback address; URLs must name a real host.
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else str(host)
@@ -142,14 +149,15 @@ def run_forever(config: SimulatorConfig | None = None) -> None:
     sim = Simulator(config)
     sim.start()
     cfg = sim.config
-    print(f"WaveSpeed simulator listening on {sim.base_url}", flush=True)
+    print(f"WaveSpeed + Runway simulator listening on {sim.base_url}", flush=True)
     print(
         f"  latency {cfg.latency}s ± {cfg.jitter}s · fail {cfg.fail_rate} · 429 {cfg.rate_429} · "
         f"5xx {cfg.rate_5xx} · drop {cfg.drop_rate} · key {'any' if cfg.key is None else 'fixed'}"
         + (f" · {cfg.account_concurrency} tasks at once" if cfg.account_concurrency else ""),
         flush=True,
     )
-    print(f"  export WAVESPEED_BASE_URL={sim.base_url}   (Ctrl-C to stop)", flush=True)
+    print(f"  export WAVESPEED_BASE_URL={sim.base_url}", flush=True)
+    print(f"  export RUNWAYML_BASE_URL={sim.base_url}   (Ctrl-C to stop)", flush=True)
     try:
         while True:
             time.sleep(3600)

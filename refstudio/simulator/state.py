@@ -71,6 +71,20 @@ class SimulatorConfig:
     rate_lost: float = 0.0
     submit_faults: list[str] = field(default_factory=list)
     history_input: bool = False
+    #: Runway's protocol (``/v1/...``, :mod:`refstudio.simulator.runway`): tasks each model
+    #: runs at once before later ones wait as THROTTLED, generations per model per rolling day
+    #: before a create answers 429, and the organisation's credits. None: the model's tier-1
+    #: figures (:mod:`refstudio.models.runway_api`).
+    runway_concurrency: int | None = None
+    runway_daily_limit: int | None = None
+    runway_credits: int = 100_000
+    #: How the next Runway tasks end, in order, before any dice: "ok", or a failure code such
+    #: as ``SAFETY.INPUT.TEXT`` (the task ends FAILED with it).
+    runway_task_faults: list[str] = field(default_factory=list)
+    #: The failure code of a task the ``fail_rate`` dice fail.
+    runway_fail_code: str = "INTERNAL.BAD_OUTPUT.CODE01"
+    #: How long a ``runway://`` upload stays usable (Runway: about 24 hours).
+    runway_upload_ttl: float = 24 * 3600.0
     #: US dollars on the account at start (``GET /api/v3/balance``); each task created costs
     #: its model's price.
     balance: float = 10.0
@@ -99,6 +113,13 @@ class SimulatorConfig:
             raise ValueError(f"balance must be 0 or more, got {self.balance}")
         if self.rate_per_minute is not None and self.rate_per_minute < 0:
             raise ValueError(f"rate_per_minute must not be negative, got {self.rate_per_minute}")
+        for name in ("runway_concurrency", "runway_daily_limit"):
+            value = getattr(self, name)
+            if value is not None and value < (1 if name == "runway_concurrency" else 0):
+                raise ValueError(f"{name} must be at least "
+                                 f"{1 if name == 'runway_concurrency' else 0}, got {value}")
+        if self.runway_credits < 0:
+            raise ValueError(f"runway_credits must not be negative, got {self.runway_credits}")
         if self.key is not None and not self.key.strip():
             raise ValueError("key must be a non-empty token (or None: accept any)")
         for fault in self.submit_faults:
@@ -142,6 +163,12 @@ class Task:
     render_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: When the account had a free slot for it (epoch seconds); None: at once (created_at).
     started_at: float | None = None
+    #: Which protocol created it ("wavespeed" or "runway") and, for Runway, its failure code
+    #: (set: the task fails with it), credits and when it was cancelled.
+    protocol: str = "wavespeed"
+    failure_code: str | None = None
+    credits: int = 0
+    cancelled_at: float | None = None
 
     @property
     def completed_at(self) -> float:
@@ -149,6 +176,8 @@ class Task:
 
     def status_at(self, now: float) -> str:
         """created (queued) → processing → completed|failed, by elapsed time."""
+        if self.cancelled_at is not None and now >= self.cancelled_at:
+            return "cancelled"
         start = self.created_at if self.started_at is None else self.started_at
         elapsed = now - start
         if elapsed >= self.duration:
@@ -215,6 +244,9 @@ class SimState:
                 "history_faulted",
                 "polls",
                 "polls_faulted",
+                "requests",
+                "cancels",
+                "submits_rejected_daily_limit",
                 "uploads",
                 "downloads",
                 "upload_fetches",
@@ -269,17 +301,10 @@ class SimState:
     # ---- tasks ----------------------------------------------------------------------------
     def create_task(self, params: dict[str, Any], outcome: str = "ok") -> Task:
         """Accept a validated submit: the task exists (and would be billed) from here on."""
-        cfg = self.config
         with self._lock:
-            duration = max(0.0, cfg.latency + self._rng.uniform(-cfg.jitter, cfg.jitter))
-            fails = cfg.fail_rate > 0 and self._rng.random() < cfg.fail_rate
-            seed = params["seed"]
-            if seed is None:
-                seed = self._rng.randint(1, 2_147_483_647)
+            task_id, duration, fails, seed = self.roll_task(params["seed"])
             task = Task(
-                id=uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
-                if cfg.seed is not None
-                else uuid.uuid4().hex,
+                id=task_id,
                 prompt=params["prompt"],
                 model=params["model"],
                 size=_output_size(params["model"], params["input"]),
@@ -292,21 +317,40 @@ class SimState:
                 submit_outcome=outcome,
                 input={k: v for k, v in params["input"].items() if v is not None},
             )
-            self._start_when_free(task)
+            self.admit(task, self._slots_free, self.config.account_concurrency)
+            self._spent += _price(params["model"], params["input"])
+        return task
+
+    def roll_task(self, seed: int | None) -> tuple[str, float, bool, int]:
+        """A new task's id, how long it runs, whether the ``fail_rate`` dice fail it, and its
+        seed (``seed``, else a random one). Drawn in one order so seeded runs repeat."""
+        cfg = self.config
+        with self._lock:
+            duration = max(0.0, cfg.latency + self._rng.uniform(-cfg.jitter, cfg.jitter))
+            fails = cfg.fail_rate > 0 and self._rng.random() < cfg.fail_rate
+            if seed is None:
+                seed = self._rng.randint(1, 2_147_483_647)
+            task_id = (uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
+                       if cfg.seed is not None else uuid.uuid4().hex)
+        return task_id, duration, fails, seed
+
+    def admit(self, task: Task, slots: list[float], limit: int | None) -> None:
+        """Keep an accepted task: it waits for one of ``limit`` slots (a heap of when each is
+        next free; None: no limit), is pre-rendered, and counts in the stats."""
+        with self._lock:
+            self._start_when_free(task, slots, limit)
             self._tasks[task.id] = task
-            if not fails:
+            if not task.fails:
                 self._prerender.schedule(task.id, task.completed_at)
             self._accepted_times.append(time.monotonic())
-            self._spent += _price(params["model"], params["input"])
             self._counters["submits_accepted"] += 1
-            if outcome == "5xx":
+            if task.submit_outcome == "5xx":
                 self._counters["submits_5xx_accepted"] += 1
-            elif outcome == "dropped":
+            elif task.submit_outcome == "dropped":
                 self._counters["submits_dropped_accepted"] += 1
             for url in task.reference_images:
                 if self._own_upload(url) is None:
                     self._counters["external_references"] += 1
-        return task
 
     def balance(self) -> float:
         """US dollars left: the configured balance less the price of every task created."""
@@ -343,7 +387,7 @@ class SimState:
             tasks = list(self._tasks.values())
         found = [
             t for t in tasks
-            if now - t.created_at <= HISTORY_RETENTION
+            if t.protocol == "wavespeed" and now - t.created_at <= HISTORY_RETENTION
             and (model is None or model == t.model)
             and (status is None or t.status_at(now) == status)
             and (created_after is None or t.created_at >= created_after)
@@ -352,17 +396,17 @@ class SimState:
         found.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return found
 
-    def _start_when_free(self, task: Task) -> None:
-        """Queue ``task`` for the account's next free slot, and count the tasks in flight."""
-        limit = self.config.account_concurrency
+    def _start_when_free(self, task: Task, slots: list[float], limit: int | None) -> None:
+        """Queue ``task`` for the next free one of ``limit`` slots, and count the tasks in
+        flight. (A cancelled task keeps its slot until its planned end: a simplification.)"""
         now = task.created_at
         if limit is not None:
-            while len(self._slots_free) < limit:
-                heapq.heappush(self._slots_free, 0.0)
-            free_at = heapq.heappop(self._slots_free)
+            while len(slots) < limit:
+                heapq.heappush(slots, 0.0)
+            free_at = heapq.heappop(slots)
             if free_at > now:
                 task.started_at = free_at
-            heapq.heappush(self._slots_free, task.completed_at)
+            heapq.heappush(slots, task.completed_at)
         while self._unfinished and self._unfinished[0] <= now:
             heapq.heappop(self._unfinished)
         heapq.heappush(self._unfinished, task.completed_at)
@@ -408,6 +452,12 @@ class SimState:
             "timings": {"inference": round(task.duration * 1000)} if terminal else {},
         }
         return data
+
+    def mark_seen(self, task: Task, now: float) -> None:
+        """The client was told the task reached its end (for the detection-lag stats)."""
+        with self._lock:
+            if task.first_seen_completed_at is None:
+                task.first_seen_completed_at = now
 
     def output_png(self, task: Task) -> bytes:
         """The task's one output, rendered on first use and cached (polls stay cheap)."""
@@ -462,6 +512,11 @@ class SimState:
 
     def _own_upload(self, url: str) -> bytes | None:
         """The bytes behind ``url`` if it is one of this simulator's own upload URLs."""
+        if url.startswith("runway://"):  # the simulator's Runway uploads: runway://sim/<name>
+            found = self.get_upload(url.rsplit("/", 1)[-1])
+            return found[0] if found else None
+        if url.startswith("data:"):
+            return _data_uri_bytes(url)
         parts = urlsplit(url)
         if not parts.path.startswith("/_sim/uploads/"):
             return None
@@ -538,6 +593,17 @@ def _iso(epoch: float) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+def _data_uri_bytes(uri: str) -> bytes | None:
+    """The bytes of a base64 ``data:`` URI, or None when it is not one."""
+    head, _, payload = uri.partition(",")
+    if not head.endswith(";base64"):
+        return None
+    try:
+        return base64.b64decode(payload, validate=True)
+    except ValueError:
+        return None
 
 
 def sha256_name(data: bytes, ext: str) -> str:

@@ -10,8 +10,12 @@ concurrent flushes together, where one after another each waits for its own jour
 renames them into place and flushes each folder that changed once. Only then does the caller
 commit the database rows that point at them.
 
-:class:`MediaStore` is the small interface the rest of refstudio uses; :class:`LocalMediaStore`
-implements it on a folder. An S3-compatible store can implement the same methods later.
+:class:`MediaStore` is the interface the rest of refstudio uses. It deals in content-addressed
+keys, bytes and streams, never in paths: the library, the engine, packs, the gallery and
+provenance all go through it. :class:`LocalMediaStore` implements it on a folder (the default);
+:class:`refstudio.storage.s3store.S3MediaStore` on any S3-compatible bucket. Where a consumer
+needs a file (Pillow, a gallery link), :meth:`MediaStore.local_copy` gives one: for a folder it
+is the stored file itself; for a bucket, a hash-verified copy in a bounded local cache.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ..errors import StorageError
-from .fsutil import UnreadableFileError, read_regular
+from .fsutil import UnreadableFileError, open_regular, read_regular
 
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 #: Largest media file read back. Far above any image the model takes or makes (a few MB); it
@@ -55,18 +59,77 @@ class StoredBlob:
 
 
 class MediaStore(Protocol):
+    """Where a library's images live, by content-addressed key (:func:`blob_key`).
+
+    Every put is durable and whole when it returns (a reader never sees half an image), skips
+    a key that already holds the right bytes, and is done before the caller records a row that
+    names it. Failures are :class:`StorageError` with one clear line.
+    """
+
+    @property
+    def url(self) -> str:
+        """``file:`` + folder, or ``s3://bucket/prefix``: for messages and ``storage copy``."""
+        ...
+
+    #: Whether :meth:`local_copy` is the stored file itself (no cache, no download).
+    is_local: bool
+
+    def check_writable(self, *, hint: str | None = None) -> None:
+        """Raise :class:`StorageError` (with ``hint``) unless a new blob could be stored now."""
+        ...
+
     def put_bytes(self, data: bytes, *, extension: str) -> StoredBlob: ...
+    def put_many(self, items: Iterable[tuple[bytes, str]]) -> list[StoredBlob]:
+        """Many ``(data, extension)`` at once; on error nothing this call created remains."""
+        ...
+
     async def put_stream(
         self,
         chunks: AsyncIterator[bytes],
         *,
         extension: str,
         check: Callable[[Path], object] | None = None,
-    ) -> StoredBlob: ...
+    ) -> StoredBlob:
+        """Store a stream under its hash; ``check`` sees the complete bytes as a local file
+        before anything is stored, and whatever it raises leaves nothing behind."""
+        ...
+
+    def open_stream(self, key: str) -> BinaryIO:
+        """The stored bytes as a readable binary stream (close it)."""
+        ...
+
     def read_bytes(self, key: str) -> bytes: ...
-    def read_verified(self, key: str, sha256: str) -> bytes: ...
-    def local_path(self, key: str) -> Path: ...
+    def read_verified(self, key: str, sha256: str) -> bytes:
+        """The bytes, refused (StorageError) when they no longer hash to ``sha256``."""
+        ...
+
     def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int | None:
+        """Stored size in bytes, None when the key is absent."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (absent is fine). Callers delete only keys no row names."""
+        ...
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key, in no particular order."""
+        ...
+
+    def local_copy(self, key: str, sha256: str) -> Path:
+        """A local file holding the blob: the stored file for a folder; for a remote store a
+        copy fetched on demand into a bounded cache, verified against ``sha256``."""
+        ...
+
+    def location(self, key: str) -> str:
+        """Where ``key`` lives, for people: a file path, or an ``s3://`` URL. No download."""
+        ...
+
+    def flush_spool(self) -> int:
+        """Store blobs kept locally because the store refused them earlier; return how many."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def blob_key(sha256: str, extension: str) -> str:
@@ -77,9 +140,15 @@ def blob_key(sha256: str, extension: str) -> str:
 class LocalMediaStore:
     """A :class:`MediaStore` on a local folder (the project's ``media/``)."""
 
+    is_local = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp_ready = False
+
+    @property
+    def url(self) -> str:
+        return f"file:{self.root}"
 
     def _tmp_dir(self) -> Path:
         tmp = self.root / TMP_DIR
@@ -121,7 +190,8 @@ class LocalMediaStore:
         """
         sha = hashlib.sha256(data).hexdigest()
         key = blob_key(sha, extension)
-        if not self._intact(key, sha):
+        created = not self._intact(key, sha)
+        if created:
             tmp_dir = self._tmp_dir()
             try:
                 fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
@@ -136,7 +206,7 @@ class LocalMediaStore:
             except OSError as exc:
                 _unlink_quietly(Path(tmp_name))
                 raise self.write_error(exc) from exc
-        return StoredBlob(sha, key, len(data))
+        return StoredBlob(sha, key, len(data), created=created)
 
     async def put_stream(
         self,
@@ -274,6 +344,45 @@ class LocalMediaStore:
 
     def exists(self, key: str) -> bool:
         return self.local_path(key).is_file()
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self.local_path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read media file {self.root / key}: "
+                               f"{exc.strerror or exc}") from exc
+
+    def open_stream(self, key: str) -> BinaryIO:
+        path = self.local_path(key)
+        try:
+            return open_regular(path, limit=MAX_BLOB_BYTES)
+        except UnreadableFileError as exc:
+            raise StorageError(f"media file {path} is missing or unreadable ({exc.reason})",
+                               hint=MISSING_HINT if exc.reason == "no such file" else None
+                               ) from exc
+
+    def delete(self, key: str) -> None:
+        self.local_path(key).unlink(missing_ok=True)
+
+    def keys(self) -> Iterator[str]:
+        for path in media_files(self.root):
+            yield path.relative_to(self.root).as_posix()
+
+    def local_copy(self, key: str, sha256: str) -> Path:
+        """The stored file itself: a folder store needs no copy (and no hashing here; the
+        consumers that hand bytes on verify them, as before)."""
+        return self.local_path(key)
+
+    def location(self, key: str) -> str:
+        return str(self.local_path(key))
+
+    def flush_spool(self) -> int:
+        return 0  # a folder refuses a write before the bytes are taken, never after
+
+    def close(self) -> None:
+        pass
 
 
 def media_files(root: Path) -> list[Path]:

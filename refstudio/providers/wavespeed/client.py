@@ -24,16 +24,10 @@ of it before it goes into an exception.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import functools
-import hashlib
-import math
 import os
 import re
-import ssl
-import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -63,7 +57,16 @@ from refstudio.providers.base import (
     TaskStatus,
     UploadedImage,
 )
-from refstudio.providers.netloop import at_close, run_here
+from refstudio.providers.http import (
+    DOWNLOAD_CHUNK,
+    Download,
+    SendTrace,
+    SharedPool,
+    parse_retry_after,
+    same_origin,
+)
+from refstudio.providers.http import Secret as _Secret
+from refstudio.providers.netloop import run_here
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 ENV_API_KEY = "WAVESPEED_API_KEY"
@@ -90,67 +93,12 @@ UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=180.0, pool=60.0)
 #: Downloads: each read waits at most this long for the next chunk, not for the whole file.
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=60.0)
 
-DOWNLOAD_CHUNK = 64 * 1024
 #: Longest server text we quote in an error message (bodies can be whole HTML error pages).
 MAX_MESSAGE_CHARS = 300
 
 _FAILED_STATES = frozenset({"failed", "cancelled", "canceled", "timeout", "deleted", "error"})
 _CREATED_STATES = frozenset({"created", "pending", "queued", "waiting"})
 _PROCESSING_STATES = frozenset({"processing", "running", "starting", "in_progress"})
-
-
-class _Secret:
-    """A string that does not show itself: ``repr``/``str`` are masked, ``reveal()`` gives it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'****'"
-
-    __str__ = __repr__
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent
-    or unreadable. Never negative (a date in the past means "now")."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:  # pragma: no cover - older Pythons returned None instead of raising
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with default ports filled in, for same-origin checks."""
-    port = url.port
-    if port is None:
-        port = {"http": 80, "https": 443}.get(url.scheme)
-    return (url.scheme, url.host.lower(), port)
-
-
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    """One verified TLS context per process: loading the CA bundle costs ~60 ms a client."""
-    return httpx.create_ssl_context()
 
 
 class WaveSpeedProvider(Provider):
@@ -225,7 +173,7 @@ class WaveSpeedProvider(Provider):
         self._timeout_override = timeout
         # One pool per account (key + base URL) per process, whoever opens it; a test transport
         # gets a pool of its own.
-        self._pool = _SharedPool.attach(key, base, max_connections, transport)
+        self._pool = SharedPool.attach("wavespeed", key, base, max_connections, transport)
         self._poll_targets: dict[tuple[str, str | None], str | httpx.URL] = {}
         self._closed = False
 
@@ -276,7 +224,7 @@ class WaveSpeedProvider(Provider):
         return text.replace(key, "****") if key else text
 
     def _same_origin(self, url: httpx.URL) -> bool:
-        return _origin(url) == _origin(self._base_url)
+        return same_origin(url, self._base_url)
 
     def _describe(self, exc: BaseException) -> str:
         """A short scrubbed text for a transport exception (type plus its own words)."""
@@ -318,6 +266,13 @@ class WaveSpeedProvider(Provider):
                 return code
         return None
 
+    async def account_summary(self) -> dict[str, Any]:
+        """The account's balance in US dollars (``GET /api/v3/balance``; free)."""
+        from refstudio.providers.wavespeed.account import balance
+
+        return {"provider": "wavespeed", "base_url": self.base_url,
+                "balance": await balance(self)}
+
     # ------------------------------------------------------------------ submit
 
     def _submit_error(self, code: int, message: str, retry_after: float | None) -> ProviderError:
@@ -351,7 +306,7 @@ class WaveSpeedProvider(Provider):
             retry_after=retry_after,
         )
 
-    def _submit_failure(self, exc: httpx.HTTPError, sent: _SendTrace) -> ProviderError:
+    def _submit_failure(self, exc: httpx.HTTPError, sent: SendTrace) -> ProviderError:
         """Sort a submit that got no answer into "certainly not taken" or "may have been taken".
 
         What decides it is whether the whole request left this machine. httpcore hides that: a
@@ -398,7 +353,7 @@ class WaveSpeedProvider(Provider):
         return await run_here(self._submit(body, SUBMIT_PATH.format(model=spec.model)))
 
     async def _submit(self, body: dict[str, Any], path: str) -> SubmittedTask:
-        sent = _SendTrace()
+        sent = SendTrace()
         try:
             async with self._pool.slots():
                 response = await self._pool.client().post(
@@ -799,7 +754,7 @@ class WaveSpeedProvider(Provider):
         headers = self._auth() if self._same_origin(url) else {}
         # The stream lives on the network loop, with the pool; its chunks cross over in batches
         # (one hop per ~0.5 MiB, not per 64 KiB chunk).
-        stream = _Download(self._stream(url, headers))
+        stream = Download(self._stream(url, headers))
         try:
             while batch := await run_here(stream.next_batch()):
                 yield batch
@@ -878,159 +833,6 @@ def _clock_offset(samples: list[tuple[float, float, float]]) -> tuple[float | No
         return None, 0.0
     server, local, half_rtt = min(samples, key=lambda s: s[2])
     return server + 0.5 - local, 0.5 + half_rtt
-
-
-class _Download:
-    """A download stream driven from another loop, one step at a time, on the network loop.
-
-    A lock orders the steps: a close that follows a cancelled step waits for that step to end
-    (an async generator cannot be closed while it runs).
-    """
-
-    def __init__(self, stream: AsyncGenerator[bytes, None]) -> None:
-        self._stream = stream
-        self._lock: asyncio.Lock | None = None
-
-    def _guard(self) -> asyncio.Lock:
-        if self._lock is None:  # made on the network loop, where it is used
-            self._lock = asyncio.Lock()
-        return self._lock
-
-    async def next_batch(self, size: int = 8 * DOWNLOAD_CHUNK) -> bytes:
-        """The next chunks joined, up to about ``size`` bytes; b"" once the stream has ended."""
-        async with self._guard():
-            parts: list[bytes] = []
-            total = 0
-            async for chunk in self._stream:
-                parts.append(chunk)
-                total += len(chunk)
-                if total >= size:
-                    break
-            return b"".join(parts)
-
-    async def close(self) -> None:
-        async with self._guard():
-            await self._stream.aclose()
-
-
-class _SendTrace:
-    """An httpcore ``trace`` hook that notes how far a request got before it failed."""
-
-    __slots__ = ("body_sent", "started")
-
-    def __init__(self) -> None:
-        self.started = False  # a connection was ours and writing the request began
-        self.body_sent = False  # the body's last byte was handed to the network
-
-    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
-        if event.endswith(".send_request_headers.started"):
-            self.started = True
-        elif event.endswith(".send_request_body.complete"):
-            self.body_sent = True
-
-
-class _SharedPool:
-    """One account's connection pool, shared by every provider of this process for that account.
-
-    Lives on the network loop (:mod:`refstudio.providers.netloop`): the client is created there
-    on first use and every request runs there. ``slots`` hands httpx at most one request per
-    connection: httpcore re-scans every connection for every queued request, which made 50
-    concurrent polls cost ~1.3 s of CPU. Closed when the last provider using it is closed.
-    """
-
-    _lock = threading.Lock()
-    _shared: ClassVar[dict[str, _SharedPool]] = {}
-
-    def __init__(
-        self, account_key: str, base: httpx.URL, max_connections: int,
-        transport: httpx.AsyncBaseTransport | None,
-    ) -> None:
-        self.account_key = account_key
-        self._base = base
-        self._max_connections = max(1, max_connections)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._users = 0
-        self._closed = False
-
-    @classmethod
-    def attach(
-        cls, key: str, base: httpx.URL, max_connections: int,
-        transport: httpx.AsyncBaseTransport | None,
-    ) -> _SharedPool:
-        digest = hashlib.sha256(f"{key}\n{base}".encode()).hexdigest()[:16]
-        account_key = f"wavespeed:{digest}"
-        with cls._lock:
-            pool = None if transport is not None else cls._shared.get(account_key)
-            if pool is None:
-                pool = cls(account_key, base, max_connections, transport)
-                if transport is None:
-                    cls._shared[account_key] = pool
-            pool._users += 1
-            return pool
-
-    def client(self) -> httpx.AsyncClient:
-        """The pool's client (on the network loop only)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self._base,
-                timeout=DEFAULT_TIMEOUT,
-                limits=httpx.Limits(
-                    max_connections=self._max_connections,
-                    max_keepalive_connections=min(self._max_connections, 20),
-                ),
-                http1=True,
-                http2=False,
-                # Never follow redirects on API calls: a redirected POST could be re-sent
-                # elsewhere.
-                follow_redirects=False,
-                headers={"Accept": "application/json", "User-Agent": "refstudio"},
-                transport=self._transport,
-                verify=_ssl_context(),
-            )
-        return self._client
-
-    def slots(self) -> asyncio.Semaphore:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max_connections)
-        return self._slots
-
-    async def detach(self) -> None:
-        """One user fewer; the last one closes the client (on the network loop)."""
-        with self._lock:
-            self._users -= 1
-            last = self._users <= 0
-            if last and self._shared.get(self.account_key) is self:
-                del self._shared[self.account_key]
-        if last:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._client is not None:
-                await self._client.aclose()
-
-    @classmethod
-    async def close_all(cls) -> None:
-        """At exit: close the pools whose providers were never closed."""
-        with cls._lock:
-            pools = list(cls._shared.values())
-            cls._shared.clear()
-        for pool in pools:
-            await pool.aclose()
-
-    @classmethod
-    def forget_all(cls) -> None:
-        """In a forked child: the pools belong to the parent's network loop."""
-        cls._lock = threading.Lock()
-        cls._shared.clear()
-
-
-at_close(_SharedPool.close_all)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_SharedPool.forget_all)
 
 
 def _is_url(output: str) -> bool:
