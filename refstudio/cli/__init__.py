@@ -20,8 +20,8 @@ from .models_cmds import register as _register_models
 from .pack_cmds import register as _register_packs
 from .project_cmds import register as _register_project
 from .ref import ref_app
-from .storage_cmds import storage_app
 from .serve_cmds import register as _register_serve
+from .storage_cmds import storage_app
 from .tools_cmds import register as _register_tools
 from .workflow_cmds import register as _register_workflow
 
