@@ -456,8 +456,9 @@ class Generations:
                                                            else None),
                 run_id=run_id,
                 step_id=step_id,
+                variant=index,
             )
-            for variant_seed in seeds_for(spec, seed, n)
+            for index, variant_seed in enumerate(seeds_for(spec, seed, n))
         ]
         return rendered, requests
 

@@ -82,6 +82,9 @@ class PreparedRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     options: dict[str, Any] | None = None
+    #: Which of a batch's variants this is. Seeds tell variants apart; for a model without
+    #: seeds this index does, so variant 2 is not taken for variant 1 already paid for.
+    variant: int = 0
 
     @functools.cached_property
     def spec(self) -> ModelSpec:
@@ -114,6 +117,8 @@ class PreparedRequest:
         }
         if self.spec is not catalog.default_model():
             identity["model_id"] = self.spec.id
+        if self.variant and self.spec.options.seed_field is None:
+            identity["variant"] = self.variant
         canonical = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
