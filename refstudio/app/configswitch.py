@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 
-from ..storage.fsutil import atomic_write_bytes
 from ..errors import ConfigError
+from ..storage.fsutil import atomic_write_bytes
 from .project import CONFIG_FILE, Project, tomllib
 
 
