@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 from ..errors import ConfigError
 from ..storage.fsutil import atomic_write_bytes
-from .project import CONFIG_FILE, Project, tomllib
+from .project import CONFIG_FILE, Project
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def _line(key: str, value: str) -> str:

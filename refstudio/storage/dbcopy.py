@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 from ..errors import DatabaseUnavailableError, InputError, StorageError
 from . import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 from .database import MIGRATE_LOCK_KEY, Database
+from .dburl import scrub
 from .migrations import apply_migrations
 
 #: Rows per INSERT: large enough to amortise round trips, small enough to bound memory.
@@ -59,7 +60,7 @@ def copy_rows(source: Database, target: Database) -> dict[str, int]:
         if unavailable is not None:
             raise unavailable from None
         raise StorageError(f"copying the library into {target.where} failed; nothing was "
-                           f"written there: {target.reason(source.reason(exc))}") from None
+                           f"written there: {scrub(source.reason(exc), target.url)}") from None
     return counts
 
 
