@@ -122,8 +122,9 @@ def test_sqlite_to_postgresql_and_s3_and_back(
         pg, s3 = pg_url(prefix + "lib"), new_media_url()
         report = ok_json(root, env, "storage", "copy", "--database-url", pg, "--media-url", s3,
                          "--switch")
-        assert report["media"]["copied"] == 4
-        assert report["rows"]["asset"] == 4 and report["rows"]["generation"] == 2
+        assert report["copied"] == 4
+        rows = report["database"]["rows"]
+        assert rows["asset"] == 4 and rows["generation"] == 2 and rows["referenceimage"] == 3
         assert toml_urls(root) == (pg, s3)
         assert view(root, env) == on_sqlite
 
@@ -137,7 +138,7 @@ def test_sqlite_to_postgresql_and_s3_and_back(
         # Back to a new SQLite file and folder.
         report = ok_json(root, env, "storage", "copy", "--database-url", "sqlite:///back/lib.db",
                          "--media-url", "file:media-back", "--switch")
-        assert report["media"]["copied"] == 5
+        assert report["copied"] == 5
         assert toml_urls(root) == ("sqlite:///back/lib.db", "file:media-back")
         assert (root / "back" / "lib.db").is_file()
         assert len(list((root / "media-back").rglob("*.png"))) == 5

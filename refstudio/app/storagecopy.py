@@ -83,8 +83,13 @@ class LibraryCopyReport:
     switched: bool
 
     def to_dict(self) -> dict[str, object]:
-        return {"media": self.media.to_dict() if self.media else None,
-                "database": self.database, "rows": self.rows, "switched": self.switched}
+        # The media report's keys stay at the top, as `storage copy --media-url --json` has
+        # always printed them (null when no media were copied); the database's sit beside them.
+        media: dict[str, object] = (self.media.to_dict() if self.media else
+                                    dict.fromkeys(("source", "target", "images", "copied",
+                                                   "bytes")))
+        database = {"target": self.database, "rows": self.rows} if self.database else None
+        return {**media, "database": database, "switched": self.switched}
 
 
 _PASSWORD_HINT = ("remove the password from the URL and give it in PGPASSWORD or ~/.pgpass "
