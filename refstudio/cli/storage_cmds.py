@@ -1,10 +1,11 @@
 """``refstudio storage copy``: move a library's media and its database to other storage."""
 
+import os
 from typing import Annotated, Optional
 
 import typer
 
-from ._common import console, open_studio, print_json
+from ._common import console, err_console, open_studio, print_json
 
 storage_app = typer.Typer(help="Move a library to other storage.", no_args_is_help=True)
 
@@ -33,6 +34,13 @@ def copy(
     with open_studio() as studio:
         report = copy_library(studio, database_url=database_url, media_url=media_url,
                               switch=switch)
+    if switch:
+        # The environment wins over refstudio.toml: say so, or the switch seems not to happen.
+        for name, given in (("REFSTUDIO_DATABASE_URL", database_url),
+                            ("REFSTUDIO_MEDIA_URL", media_url)):
+            if given is not None and os.environ.get(name):
+                err_console().print(f"warning: {name} is set and overrides refstudio.toml; "
+                                    "unset it to use the copy", markup=False)
     if as_json:
         print_json(report.to_dict())
         return

@@ -40,7 +40,11 @@ def copy_rows(source: Database, target: Database) -> dict[str, int]:
     target.migrate()  # creates the database (PostgreSQL, when allowed) and the schema
     counts: dict[str, int] = {}
     try:
-        with source.engine.connect() as src, target.write_engine.begin() as dst:
+        # One snapshot of the source for every table (an engine may be writing meanwhile): a
+        # SQLite read transaction is one already; PostgreSQL needs REPEATABLE READ for it.
+        reading = (source.engine.execution_options(isolation_level="REPEATABLE READ")
+                   if source.dialect == "postgresql" else source.engine)
+        with reading.connect() as src, src.begin(), target.write_engine.begin() as dst:
             if target.dialect == "postgresql":
                 # One copy, or one migration, at a time: a racing copy finds rows and stops.
                 dst.execute(text("SELECT pg_advisory_xact_lock(:key)"),
