@@ -170,3 +170,34 @@ def dump_library_at(root: Path, url: str) -> list[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REFSTUDIO_DATABASE_URL", url)
         return dump_library(root)
+
+
+def test_database_only_copy_between_sqlite_files(tmp_path: Path, make_image: ImageMaker) -> None:
+    """The database alone moves (media stay where they are); --switch rewrites only its line,
+    keeping the rest of refstudio.toml as written; bad requests write nothing."""
+    env = {"REFSTUDIO_NO_PROGRESS": "1", "REFSTUDIO_OFFLINE_DIR": str(tmp_path / "offline")}
+    root = tmp_path / "proj"
+    assert run_cli("init", str(root), env=env).returncode == 0
+    image = make_image(tmp_path / "mara.png", size=(800, 1000), seed=3)
+    assert cli(root, env, "ref", "add", "mara", str(image)).returncode == 0
+    refs = ok_json(root, env, "ref", "list")
+    toml_before = (root / "refstudio.toml").read_text()
+
+    one_error(cli(root, env, "storage", "copy"), 4)  # no target named
+    one_error(cli(root, env, "storage", "copy", "--database-url", "sqlite:///library.db"), 4)
+    assert (root / "refstudio.toml").read_text() == toml_before
+
+    report = ok_json(root, env, "storage", "copy", "--database-url", "sqlite:///moved.db",
+                     "--switch")
+    assert report["copied"] is None and report["database"]["rows"]["reference"] == 1
+    after = (root / "refstudio.toml").read_text()
+    assert toml_urls(root) == ("sqlite:///moved.db", None)
+    # Only the one line was added; every comment and setting of the old file is still there.
+    assert [ln for ln in after.splitlines() if ln not in toml_before.splitlines()] == [
+        'database_url = "sqlite:///moved.db"']
+    assert ok_json(root, env, "ref", "list") == refs
+
+    # The old library.db still holds rows: copying back into it is refused.
+    line = one_error(cli(root, env, "storage", "copy", "--database-url",
+                         "sqlite:///library.db"), 4)
+    assert "already holds a library" in line
