@@ -285,7 +285,7 @@ def _screenshot(tools: DevTools, session: str, path: Path) -> None:
 def test_every_page_loads_cleanly(browser: tuple[DevTools, str], gallery: Path) -> None:
     tools, session = browser
     pages = sorted(gallery.glob("*.html"))
-    assert len(pages) == 5
+    assert len(pages) == 6  # with compare.html
     for page in pages:
         facts, problems = _visit(tools, session, page)
         assert problems == [], f"{page.name}: {problems}"
