@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import InputError, RefstudioError
+from ..models import catalog
 from ..models.sizes import RESOLUTION_CLASSES
 from ..storage.tables import GENERATION_STATES, REFERENCE_KINDS
 from . import views
@@ -140,10 +141,16 @@ async def generations(request: Request) -> Response:
     status = params.get("status") or None
     if status not in (None, *GENERATION_STATES):
         status = None
+    # Only a catalog model id filters: anything else sent in the address is ignored, as an
+    # unknown state is.
+    models = [(m.id, m.display_name) for m in catalog.all_models()]
+    model = params.get("model") or None
+    if model not in {m for m, _ in models}:
+        model = None
     watch = _ids(params.get("watch", ""))
     watching = await call(studio.queries.many, watch) if watch else []
     history = await call(studio.history, text=q or None, ref=ref or None, status=status,
-                         limit=HISTORY_LIMIT)
+                         model=model, limit=HISTORY_LIMIT)
     counts = await call(studio.generation_counts)
     spent = await call(studio.spent)
     live = state.progress.latest
@@ -157,9 +164,9 @@ async def generations(request: Request) -> Response:
         watch_ids=",".join(map(str, watch)), history=history_cards,
         live_ids=",".join(str(c["id"]) for c in history_cards if not c["final"]),
         counts=counts, spent=f"${spent:.2f}", q=q, ref=ref, status=status or "",
-        states=GENERATION_STATES, kinds=REFERENCE_KINDS,
+        states=GENERATION_STATES, model=model or "", models=models, kinds=REFERENCE_KINDS,
         shown_cost=f"${sum(g.cost_estimate for g in history if g.status in views.PAID_STATES):.2f}"
-        if (q or ref or status) else "",
+        if (q or ref or status or model) else "",
     )
 
 

@@ -11,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import WorkflowError
+from . import accounts
 from .pages import call, redirect, render, render_fragment, web
 from .routes_generate import DB_POLL_SECONDS, _sse
 from .security import form_route
@@ -100,7 +101,9 @@ async def workflow_events(request: Request) -> Response:
 async def account(request: Request) -> Response:
     studio = web(request).studio
     summary = await call(studio.account_summary)
-    return render(request, "account.html.j2", page="account", account=summary)
+    providers = await accounts.read_accounts(studio)
+    return render(request, "account.html.j2", page="account", account=summary,
+                  providers=providers)
 
 
 def routes() -> list[Any]:
