@@ -433,13 +433,22 @@ def pg_database() -> Iterator[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Media stores and databases are parametrised independently: a module on both of each runs
-    # every pairing (a folder or S3 beside SQLite or PostgreSQL are all real set-ups).
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if "media_backend" in metafunc.fixturenames and module in BOTH_MEDIA_BACKENDS:
-        metafunc.parametrize("media_backend", ["file", "s3"], indirect=True, scope="module")
+    media = "media_backend" in metafunc.fixturenames and module in BOTH_MEDIA_BACKENDS
     backends = getattr(metafunc.module, "BACKENDS", None)
-    if backends and "backend" in metafunc.fixturenames:
+    databases = bool(backends) and "backend" in metafunc.fixturenames
+    if media and databases:
+        # A module on both media stores and both databases runs the two set-ups people use:
+        # one machine (SQLite + a folder) and a team (PostgreSQL + S3). The crossed pairings are
+        # covered by modules that vary one alone (test_cli_loop, test_provenance, test_batch_import
+        # on S3 with SQLite; test_budget, test_database, test_machines on PostgreSQL with a
+        # folder); crossing them here doubled the suite's slowest modules again.
+        metafunc.parametrize(["backend", "media_backend"],
+                             [("sqlite", "file"), ("postgresql", "s3")],
+                             indirect=True, ids=["local", "team"])
+    elif media:
+        metafunc.parametrize("media_backend", ["file", "s3"], indirect=True, scope="module")
+    elif databases:
         metafunc.parametrize("backend", backends, indirect=True)
     if "db_url" in metafunc.fixturenames:
         metafunc.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)

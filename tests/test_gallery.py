@@ -90,13 +90,14 @@ def test_pages_and_report(built: GalleryReport, project_root: Path) -> None:
     assert built.out_dir == out
     names = sorted(p.name for p in out.glob("*.html"))
     assert names == [
+        "compare.html",
         "generations.html",
         "index.html",
         "lineage-mara.html",
         "lineage-mara_v2.html",
         "lineage-tavern.html",
     ]
-    assert built.pages == 5
+    assert built.pages == 6
     # 2 imported images + 3 outputs (output 1:0 is also mara_v2's image: one thumbnail).
     assert built.thumbnails_made == 5 and built.thumbnails_reused == 0
     assert len(list((out / "thumbs").glob("*.jpg"))) == 5
@@ -216,7 +217,7 @@ def test_pagination_and_stale_pages(project_root: Path, tmp_path: Path) -> None:
         assert 'id="gen-1"' in page2
         # The lineage of mara_v2 points at generation 1 on page 2.
         assert 'href="generations-2.html#gen-1"' in (out / "lineage-mara_v2.html").read_text()
-        assert report.pages == 6
+        assert report.pages == 7
         build_gallery(studio, out)  # one page again: the old page 2 goes
     assert not (out / "generations-2.html").exists()
 
@@ -236,7 +237,7 @@ def test_missing_media_gives_a_placeholder(project_root: Path, tmp_path: Path) -
 def test_empty_project(tmp_path: Path) -> None:
     with Studio.init(tmp_path / "empty") as studio:
         report = build_gallery(studio)
-    assert report.pages == 2 and report.thumbnails_made == 0
+    assert report.pages == 3 and report.thumbnails_made == 0
     assert "No references yet" in (report.out_dir / "index.html").read_text("utf-8")
 
 
@@ -254,7 +255,7 @@ def test_cli_json_and_key_never_in_gallery(project_root: Path, tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["out_dir"] == str(out) and data["pages"] == 5
+    assert data["out_dir"] == str(out) and data["pages"] == 6
     assert data["thumbnails_made"] + data["thumbnails_reused"] == 5
     assert sentinel not in done.stdout + done.stderr
     files = [p for p in out.rglob("*") if p.is_file()]
@@ -306,3 +307,73 @@ def test_download_links_carry_provenance_and_leave_originals_alone(tmp_path: Pat
                 assert record["seed"] == gen.seed
         after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before}
         assert after == before
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+COMPARE_PROMPT = "@mara meets @tavern <script>alert(3)</script>"
+
+
+def _columns(html: str) -> list[dict[str, object]]:
+    """Each model column of the one comparison on the page: model id, name, seeds, thumbnails."""
+    columns = []
+    for part in html.split('<div class="column" ')[1:]:
+        columns.append({
+            "model": re.search(r'data-model="([^"]+)"', part).group(1),  # type: ignore[union-attr]
+            "name": re.search(r'<h3 class="model">([^<]+)</h3>', part).group(1),  # type: ignore[union-attr]
+            "seeds": re.findall(r'class="seed">seed ([^<]+)<', part),
+            "thumbs": re.findall(r'<img src="(thumbs/[^"]+)"', part),
+            "cost": re.search(r'<span class="cost">(\$[0-9.]+)</span>', part).group(1),  # type: ignore[union-attr]
+        })
+    return columns
+
+
+def test_compare_page_shows_models_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refstudio.gallery.thumbs import thumb_name
+
+    monkeypatch.setenv("REFSTUDIO_OFFLINE_DIR", str(tmp_path / "offline"))
+    for name, seed in (("mara", 1), ("tavern", 2)):
+        (tmp_path / f"{name}.png").write_bytes(encode_image((600, 700), seed=seed))
+    with Studio.init(tmp_path / "proj") as studio:
+        studio.add_reference("mara", [tmp_path / "mara.png"])
+        studio.add_reference("tavern", [tmp_path / "tavern.png"])
+        results = studio.compare(COMPARE_PROMPT, ["gen4", "nano-banana"], n=2, seed=5,
+                                 provider="offline")
+        studio.generate("@mara alone", seed=9, provider="offline")  # one model: no comparison
+        report = build_gallery(studio)
+    html = (report.out_dir / "compare.html").read_text("utf-8")
+    assert html.count('class="comparison"') == 1
+    columns = _columns(html)
+    assert [c["model"] for c in columns] == [r.model for r in results] == [
+        "wavespeed:runwayml/gen4-image", "wavespeed:google/nano-banana/edit"]
+    assert columns[0]["name"] == "Runway Gen-4 Image"
+    assert str(columns[1]["name"]).startswith("Google Nano Banana")
+    assert columns[0]["seeds"] == ["5", "6"]  # Gen-4 takes seeds; Nano Banana takes none
+    for column, result in zip(columns, results, strict=True):
+        # Each column holds exactly its own model's outputs, with the shared seeds and its cost.
+        assert column["thumbs"] == [thumb_name_path(thumb_name, o.sha256)
+                                    for g in result.generations for o in g.outputs]
+        assert len(column["thumbs"]) == 2
+        assert column["seeds"] == [str(g.seed) if g.seed is not None else "–"
+                                   for g in result.generations]
+        assert column["cost"] == f"${sum(g.cost_estimate for g in result.generations):.3f}"
+    # The order-binding model was sent its own rendering; both texts are escaped.
+    assert "sent as <q>mara (image 1) meets tavern (image 2) &lt;script&gt;" in html
+    assert '<a class="mention" href="index.html#ref-mara">@mara</a>' in html
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in html
+    assert "<script" not in html and "script" not in _parse(report.out_dir / "compare.html").tags
+    assert "@mara alone" not in html
+    index = (report.out_dir / "index.html").read_text("utf-8")
+    assert '<a href="compare.html">Compare <span class="count">1</span></a>' in index
+
+
+def thumb_name_path(thumb_name: object, sha: str) -> str:
+    return f"thumbs/{thumb_name(sha)}"  # type: ignore[operator]
+
+
+def test_compare_page_without_comparisons(built: GalleryReport) -> None:
+    html = (built.out_dir / "compare.html").read_text("utf-8")
+    assert "No prompt has been made on two models yet" in html
+    assert 'class="comparison"' not in html

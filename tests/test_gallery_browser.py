@@ -228,8 +228,12 @@ def _problems(events: list[dict[str, Any]]) -> list[str]:
 def gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("browser")
     root = make_gallery_project(base / "proj", base / "offline")
-    with Studio.open(root) as studio:
-        return build_gallery(studio).out_dir
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REFSTUDIO_OFFLINE_DIR", str(base / "offline"))
+        with Studio.open(root) as studio:
+            # One prompt on two models, so the compare page has columns to lay out.
+            studio.compare(XSS_PROMPT, ["gen4", "nano-banana"], seed=3, provider="offline")
+            return build_gallery(studio).out_dir
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +289,7 @@ def _screenshot(tools: DevTools, session: str, path: Path) -> None:
 def test_every_page_loads_cleanly(browser: tuple[DevTools, str], gallery: Path) -> None:
     tools, session = browser
     pages = sorted(gallery.glob("*.html"))
-    assert len(pages) == 5
+    assert len(pages) == 6  # with compare.html
     for page in pages:
         facts, problems = _visit(tools, session, page)
         assert problems == [], f"{page.name}: {problems}"
@@ -296,6 +300,7 @@ def test_every_page_loads_cleanly(browser: tuple[DevTools, str], gallery: Path) 
             "index.html": "gallery.png",
             "generations.html": "gallery-generations.png",
             "lineage-mara_v2.html": "gallery-lineage.png",
+            "compare.html": "gallery-compare.png",
         }.get(page.name)
         if shot:
             _screenshot(tools, session, ARTIFACTS / shot)

@@ -165,6 +165,7 @@ def test_compare_on_the_command_line(library: Studio, tmp_path: Path) -> None:
     assert "estimated total $0.00" in result.stdout
     assert "gen4" in result.stdout and "kontext-multi" in result.stdout
     assert "mara (image 1) in tavern (image 2)" in result.stdout
+    assert "gallery/compare.html" in result.stdout
 
 
 def _studio_on(sim: Simulator, root: Path) -> Studio:

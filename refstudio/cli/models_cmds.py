@@ -135,6 +135,8 @@ def compare(
         print_json([r.to_dict() for r in results])
     else:
         _side_by_side(results)
+        console().print("images side by side: run `refstudio gallery`, then open "
+                        "gallery/compare.html", highlight=False, markup=False)
     if any(g.status != "completed" for r in results for g in r.generations):
         raise typer.Exit(11)
 

@@ -10,6 +10,8 @@ Layout of ``<out>/`` (default ``<project>/gallery/``)::
     generations.html        newest generations first, PAGE_SIZE per page
     generations-2.html …
     lineage-<name>.html     one per reference: which output became which image, as a chain
+    compare.html            prompts made on several models (``refstudio compare``), one column
+                            per model
     gallery.css
     thumbs/<sha256>.jpg     thumbnails, cached by content hash across rebuilds
     .refstudio-gallery      marks the folder as a gallery's, so a rebuild may replace its files
@@ -41,6 +43,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..storage.fsutil import atomic_write_bytes, check_output_dir
+from .compare import find_comparisons
 from .downloads import ensure_downloads
 from .text import format_duration, format_time, linkify_mentions
 from .thumbs import ensure_thumbnails, thumb_name
@@ -178,6 +181,7 @@ def build_gallery(
             ref=site.reference_view(ref),
             images=site.lineage_view(studio, ref),
         )
+    write("compare.html", "compare.html.j2", page="compare", comparisons=site.compare_views())
     _atomic_write(out / "gallery.css", _stylesheet())
     _remove_stale_pages(out, set(written))
     return GalleryReport(
@@ -280,6 +284,8 @@ class _Site:
             "cost": f"${sum(g.cost_estimate for g in data.gens if g.status in _PAID):.2f}",
             "pages": max(1, -(-len(data.gens) // self.page_size)),
         }
+        self.comparisons = find_comparisons(data.gens)
+        self.summary["comparisons"] = len(self.comparisons)
 
     # links -----------------------------------------------------------------------------------
 
@@ -463,6 +469,35 @@ class _Site:
             "step_id": gen.step_id,
             "request_id": gen.request_id,
         }
+
+    # comparisons ----------------------------------------------------------------------------
+
+    def compare_views(self) -> list[dict[str, Any]]:
+        """One section per compared prompt: a column per model with its name, cost and seeds."""
+        views = []
+        for number, comparison in enumerate(self.comparisons, start=1):
+            first = comparison.columns[0].gens[0]
+            columns = []
+            for column in comparison.columns:
+                runs = []
+                for gen in column.gens:
+                    view = self.generation_view(gen)
+                    # The text this model received, when its binding rewrote the prompt.
+                    view["rendered"] = gen.prompt if gen.prompt != comparison.source else None
+                    view["href"] = self.gen_href(gen.id)
+                    runs.append(view)
+                columns.append({
+                    "model": column.model,
+                    "name": column.name,
+                    "cost": f"${sum(g.cost_estimate for g in column.gens):.3f}",
+                    "gens": runs,
+                })
+            views.append({
+                "id": f"cmp-{number}",
+                "prompt_html": self.prompt_html(comparison.source, first.bindings),
+                "columns": columns,
+            })
+        return views
 
     # lineage --------------------------------------------------------------------------------
 
