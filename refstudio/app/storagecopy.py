@@ -4,7 +4,8 @@ Every asset row's image is read from the current store, checked against its reco
 and put into the target (which skips keys it already holds, so a copy interrupted half-way is
 finished by running it again). Nothing in the library changes: the rows name keys, and keys are
 the same in every store. The database half (``--database-url``) belongs beside this, in the
-same command: :func:`copy_media` is the media step of it.
+same command: :func:`copy_library` runs :func:`copy_media` first, then the rows, so no row in
+the target ever names a key its store lacks.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
-from ..errors import StorageError
-from ..storage.database import read_session
-from ..storage.mediaurl import open_media_store
+from ..errors import ConfigError, InputError, StorageError
+from ..storage.database import Database, read_session
+from ..storage.dbcopy import check_empty, copy_rows
+from ..storage.dburl import display_url, parse_database_url, sqlite_path
+from ..storage.mediaurl import open_media_store, parse_media_url
 from ..storage.tables import Asset
 
 if TYPE_CHECKING:
@@ -70,3 +73,70 @@ def copy_media(
         return MediaCopyReport(studio.store.url, target.url, len(assets), copied, written)
     finally:
         target.close()
+
+
+@dataclass(frozen=True)
+class LibraryCopyReport:
+    media: MediaCopyReport | None
+    database: str | None  # the target, password masked
+    rows: dict[str, int]  # rows copied per table
+    switched: bool
+
+    def to_dict(self) -> dict[str, object]:
+        # The media report's keys stay at the top, as `storage copy --media-url --json` has
+        # always printed them (null when no media were copied); the database's sit beside them.
+        media: dict[str, object] = (self.media.to_dict() if self.media else
+                                    dict.fromkeys(("source", "target", "images", "copied",
+                                                   "bytes")))
+        database = {"target": self.database, "rows": self.rows} if self.database else None
+        return {**media, "database": database, "switched": self.switched}
+
+
+_PASSWORD_HINT = ("remove the password from the URL and give it in PGPASSWORD or ~/.pgpass "
+                  "(libpq reads both)")
+
+
+def copy_library(
+    studio: Studio, *, database_url: str | None, media_url: str | None, switch: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> LibraryCopyReport:
+    """Copy the library's images (``media_url``) and then its rows (``database_url``) into the
+    targets; with ``switch``, point refstudio.toml at them. Every argument is checked, and the
+    target database found empty, before anything is written anywhere."""
+    if database_url is None and media_url is None:
+        raise InputError("say where to copy: --database-url URL and/or --media-url URL")
+    project = studio.project
+    target: Database | None = None
+    if media_url is not None:
+        parse_media_url(media_url, source="--media-url")
+    if database_url is not None:
+        url = parse_database_url(database_url, root=project.root, source="--database-url",
+                                 allow_password=True)
+        if switch and url.password is not None:
+            raise ConfigError("--switch would write this database URL into refstudio.toml, "
+                              "which never holds a password", hint=_PASSWORD_HINT)
+        if url.render_as_string(hide_password=False) == studio.db.url.render_as_string(
+                hide_password=False):
+            raise InputError(f"{display_url(url)} is the database this library already uses; "
+                             "nothing to copy")
+        target = Database(url, create_missing=url.get_backend_name() == "postgresql")
+    try:
+        if target is not None:
+            check_empty(target)
+        media = copy_media(studio, media_url, on_progress=on_progress) if media_url else None
+        rows: dict[str, int] = {}
+        if target is not None:
+            path = sqlite_path(target.url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            rows = copy_rows(studio.db, target)
+    finally:
+        if target is not None:
+            target.dispose()
+    if switch:
+        from .configswitch import switch_config
+
+        values = {k: v for k, v in (("database_url", database_url), ("media_url", media_url))
+                  if v is not None}
+        switch_config(project, values)
+    return LibraryCopyReport(media, target.where if target is not None else None, rows, switch)
