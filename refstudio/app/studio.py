@@ -393,7 +393,6 @@ class _StudioBase:
             concurrency=self.project.config.concurrency,
             budget="none" if budget is None else f"${budget:.2f}",
             spent=f"${self.spent():.2f}",
-            balance="not reported: the provider client does not read the balance yet",
         )
 
     def generation_counts(self) -> dict[str, int]:
@@ -411,7 +410,10 @@ class _StudioBase:
 
 @dataclass(frozen=True)
 class AccountSummary:
-    """The account page's facts (:meth:`Studio.account_summary`); never holds the key."""
+    """The account page's local facts (:meth:`Studio.account_summary`); never holds the key.
+
+    What the provider's account holds (balance, credits) is asked of the provider:
+    :meth:`Studio.accounts`."""
 
     provider: str
     provider_source: str
@@ -420,7 +422,6 @@ class AccountSummary:
     concurrency: int
     budget: str
     spent: str
-    balance: str
 
 
 def _key_in_env() -> bool:
