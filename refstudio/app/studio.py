@@ -205,6 +205,7 @@ class _StudioBase:
     spent = _delegate(_generations, Generations.spent)
     check_budget = _delegate(_generations, Generations.check_budget)
     retry_cost = _delegate(_generations, Generations.retry_cost)
+    recorded_images = _delegate(_generations, Generations.recorded_images)
     generation = _delegate(_generations, Generations.generation)
     history = _delegate(_generations, Generations.history)
     lineage = _delegate(_generations, Generations.lineage)
