@@ -122,3 +122,6 @@ def test_compose_names_the_parts_left_out() -> None:
     gen4 = catalog.get("gen4")
     assert compose(gen4, defaults=("4:3", "720p")).unmade == Size()
     assert compose(gen4, resolution="720p", defaults=("21:9", "2k")).unmade == Size("21:9")
+    # An option for one size field keeps the default for the other (1:1 stays).
+    partly = compose(gen4, options={"resolution": "720p"}, defaults=("1:1", "1080p"))
+    assert gen4.params(partly.options)["aspect_ratio"] == "1:1" and partly.unmade == Size()

@@ -9,6 +9,7 @@ up: :mod:`refstudio.app.modelchoice`):
 * :func:`compose` - explicit sizes are strict (a size the model cannot make is an error);
   the project's default size applies where the model can make it, and what it cannot make
   is left out *and said* (:meth:`Composed.warning`): never silently;
+* :func:`options_per_model` - ``-o`` options shared among the models of a ``compare``;
 * :func:`price_per_image` - the project's price table for the model, else the spec's price;
 * :func:`seeds_for` - one seed per variant (S, S+1, ...), or None for models without seeds.
 """
@@ -16,7 +17,7 @@ up: :mod:`refstudio.app.modelchoice`):
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +26,8 @@ from . import catalog
 from .sizes import Size
 from .spec import ModelOptions, ModelSpec
 
-__all__ = ["Composed", "choose_model", "compose", "compose_options", "parse_option_assignments",
-           "price_per_image", "seeds_for"]
+__all__ = ["Composed", "choose_model", "compose", "compose_options", "options_per_model",
+           "parse_option_assignments", "price_per_image", "seeds_for"]
 
 
 def choose_model(name: str | None, configured: str | None = None) -> ModelSpec:
@@ -48,7 +49,7 @@ class Composed:
 
     ``unmade`` holds the parts of the project's default size (``[defaults]`` in refstudio.toml)
     the model cannot make, left out so the model's own default applies; empty when every part
-    was used, or did not apply (an explicit size, or ``-o`` naming the model's size fields).
+    was used, or did not apply (an explicit size, or ``-o`` naming all the model's size fields).
     """
 
     spec: ModelSpec
@@ -85,12 +86,12 @@ def compose(
     ``defaults`` are the project's aspect ratio and resolution: each part is used when the
     model can make it (with what was given), left out when it cannot (:attr:`Composed.unmade`
     says which, so the caller can say so). What was given explicitly is never dropped: a size
-    the model cannot make is a ParameterError. Options naming the model's size fields (``-o
-    size=1024*1024``) choose the size themselves: the defaults do not apply then.
+    the model cannot make is a ParameterError. Options naming every size field of the model
+    (``-o size=1024*1024``) choose the size themselves: the defaults do not apply then.
     """
     explicit = Size.of(aspect_ratio, resolution)
-    if set(options or {}) & set(spec.size.fields):
-        defaults = (None, None)
+    if spec.size.fields and set(spec.size.fields) <= set(options or {}):
+        defaults = (None, None)  # every size field given: nothing of the defaults would stay
     ratio, res = aspect_ratio or defaults[0], resolution or defaults[1]
     # The project's defaults fill what was not given, as much of them as the model can make;
     # what was given is always kept (the last try, and its error, is the explicit size alone).
@@ -155,6 +156,38 @@ def parse_option_assignments(items: list[str] | None) -> dict[str, Any]:
             parsed = value
         result[key.strip()] = parsed
     return result
+
+
+def options_per_model(
+    specs: Sequence[ModelSpec], options: Mapping[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Share ``NAME=VALUE`` options among several models (``compare``): one dict per spec.
+
+    ``NAME`` goes to every model that takes it; ``MODEL.NAME`` (an alias or id, then the
+    option) to that one model only, and wins there over a plain ``NAME``. An option none of
+    the models takes, or a ``MODEL`` not among them, is a ParameterError naming the models;
+    whether a value is in range is each model's own check (:meth:`ModelSpec.parse_options`).
+    """
+    shared: dict[str, Any] = {}
+    targeted: list[dict[str, Any]] = [{} for _ in specs]
+    names = ", ".join(s.alias for s in specs)
+    for key, value in (options or {}).items():
+        model, dot, name = key.rpartition(".")  # option names have no dots; ids may
+        if not dot:
+            shared[key] = value
+            continue
+        spec = catalog.get(model)
+        if spec not in specs:
+            raise ParameterError(f"option {key!r} is for {spec.alias}, which is not one of the "
+                                 f"models compared ({names})")
+        targeted[specs.index(spec)][name] = value
+    for key in shared:
+        if not any(key in spec.options.model_fields for spec in specs):
+            raise ParameterError(
+                f"none of the models compared ({names}) takes option {key!r}",
+                hint="`refstudio models show MODEL` lists a model's options")
+    return [{k: v for k, v in shared.items() if k in spec.options.model_fields} | own
+            for spec, own in zip(specs, targeted, strict=True)]
 
 
 def price_per_image(
