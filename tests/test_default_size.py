@@ -125,3 +125,21 @@ def test_compose_names_the_parts_left_out() -> None:
     # An option for one size field keeps the default for the other (1:1 stays).
     partly = compose(gen4, options={"resolution": "720p"}, defaults=("1:1", "1080p"))
     assert gen4.params(partly.options)["aspect_ratio"] == "1:1" and partly.unmade == Size()
+
+
+def test_a_workflow_run_says_which_steps_models_cannot_make_the_default(library: Studio,
+                                                                        tmp_path: Path) -> None:
+    (library.root / "workflows" / "two.toml").write_text(
+        '[[step]]\nid = "look"\nprompt = "@mara by the sea"\n'
+        'models = ["gen4", "kontext-multi"]\n')
+    plan = library.plan_workflow("two")
+    assert plan.warnings == [
+        'two.toml: step "look": kontext-multi (wavespeed:wavespeed-ai/flux-kontext-pro/multi) '
+        "cannot make the project's default resolution 1080p ([defaults] in refstudio.toml); it "
+        "makes 1392x752 instead"]
+    env = {"REFSTUDIO_OFFLINE_DIR": str(tmp_path / "off")}
+    result = run_cli("run", "two", "--provider", "offline", cwd=library.root, env=env)
+    assert result.returncode == 0, result.stderr
+    assert _size_warnings(result.stderr) == ["warning: " + plan.warnings[0]]
+    dry = run_cli("run", "two", "--dry-run", "--json", cwd=library.root, env=env)
+    assert json.loads(dry.stdout)["warnings"] == plan.warnings
