@@ -143,3 +143,16 @@ def test_a_workflow_run_says_which_steps_models_cannot_make_the_default(library:
     assert _size_warnings(result.stderr) == ["warning: " + plan.warnings[0]]
     dry = run_cli("run", "two", "--dry-run", "--json", cwd=library.root, env=env)
     assert json.loads(dry.stdout)["warnings"] == plan.warnings
+
+
+def test_account_prices_the_size_made_and_says_why(sim: Simulator, library: Studio) -> None:
+    _set_defaults(library.root, 'resolution = "1080p"', 'resolution = "2k"')
+    result = run_cli("account", "-m", "gen4", "-n", "2", cwd=library.root)
+    assert result.returncode == 0, result.stderr
+    assert _size_warnings(result.stderr) == [
+        "warning: gen4 (wavespeed:runwayml/gen4-image) cannot make the project's default "
+        "resolution 2k ([defaults] in refstudio.toml); it makes 1920x1080 instead"]
+    data = json.loads(run_cli("account", "-m", "gen4", "--json", cwd=library.root).stdout)
+    [entry] = data
+    assert entry["estimated_unit_price"] == pytest.approx(0.08)
+    assert entry["warnings"] == [_size_warnings(result.stderr)[0].removeprefix("warning: ")]

@@ -71,13 +71,16 @@ class AccountInfo:
     n: int = 0
     quoted_unit_price: float | None = None  # None: the service quotes no price
     estimated_unit_price: float | None = None  # the built-in / project price
+    #: A project default size the model cannot make (the price is for its own default).
+    warnings: tuple[str, ...] = ()
 
     @property
     def quoted_total(self) -> float | None:
         return None if self.quoted_unit_price is None else self.quoted_unit_price * self.n
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "quoted_total": self.quoted_total}
+        return {**self.__dict__, "warnings": list(self.warnings),
+                "quoted_total": self.quoted_total}
 
 
 class Models:
@@ -228,7 +231,7 @@ class Models:
                       options: Mapping[str, Any] | None = None) -> AccountInfo:
         """The WaveSpeed balance and, with ``model``, the service's price for ``n`` images of
         it (None when the service quotes none) next to the estimate refstudio uses."""
-        from ..models.compose import compose_options, price_per_image
+        from ..models.compose import compose, price_per_image
         from ..models.params import check_batch_size
         from ..providers.wavespeed.account import balance, quote
 
@@ -243,14 +246,17 @@ class Models:
             if spec is None:
                 return AccountInfo("wavespeed", left)
             config = self.project.config
-            chosen = compose_options(spec, options=options,
-                                     defaults=(config.aspect_ratio, config.resolution))
+            composed = compose(spec, options=options,
+                               defaults=(config.aspect_ratio, config.resolution))
+            chosen = composed.options
             inputs = {k: v for k, v in spec.params(chosen).items() if v is not None}
             quoted = await quote(provider, spec.model, inputs)
         finally:
             await provider.aclose()
+        unmade = composed.warning(config.size_written)
         return AccountInfo("wavespeed", left, spec.id, n, quoted,
-                           price_per_image(spec, chosen, config.prices))
+                           price_per_image(spec, chosen, config.prices),
+                           warnings=() if unmade is None else (unmade,))
 
     def _wavespeed(self) -> Any:
         return self.generations.make_provider("wavespeed")

@@ -204,6 +204,9 @@ def account(
         others = studio.accounts("runway") if runway else []
     if info is not None:
         entries.append(info.to_dict())
+        if not as_json:
+            for message in info.warnings:
+                warn(message)
     entries += others
     if as_json:
         print_json(entries)
