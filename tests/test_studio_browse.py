@@ -68,3 +68,9 @@ def test_workflow_names_counts_history_text_and_account(studio: Studio) -> None:
     summary = studio.account_summary()
     assert summary.provider == "offline" and summary.key.startswith("not set")
     assert summary.spent == "$0.00" and summary.budget == "none"
+    # Only what this machine knows: the balance is the provider's to tell (Studio.accounts),
+    # not a stale "not reported" placeholder.
+    from dataclasses import fields
+
+    assert {f.name for f in fields(summary)} == {
+        "provider", "provider_source", "key", "providers", "concurrency", "budget", "spent"}

@@ -21,6 +21,7 @@ from ..errors import (
     InputError,
     NameTakenError,
     OutputNotFoundError,
+    PromptError,
     ProviderError,
 )
 from ..prompts.names import clean_name, name_key
@@ -30,6 +31,7 @@ from ..storage.tables import Asset, Generation, Output, Reference, ReferenceImag
 
 if TYPE_CHECKING:
     from ..engine import Engine, Event, Outcome, PreparedRequest, Reconciled
+    from ..library.lookup import RecordedImage
     from ..library.references import Library, ReferenceInfo
     from ..library.results import GenerationInfo
     from ..models.spec import ModelSpec
@@ -134,19 +136,22 @@ class Generations:
         seed: int | None = None,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        recorded_images: Sequence[RecordedImage] | None = None,
     ) -> RenderResult:
         """Turn a prompt (or a template in ``templates/``) into exactly what would be sent.
 
         ``model`` is a catalog id or alias (None: ``default_model`` in refstudio.toml, else
-        Gen-4 Image); ``options`` are that model's own (``refstudio models show``). For models
+        Gen-4 Image); ``options`` are that model's own (``refstudio models show``).
+        ``recorded_images`` (a generation's, :meth:`recorded_images`) binds each reference to
+        the image it was bound to then instead of its image now. For models
         that bind images by position the text is rewritten to say "image 1", "image 2"
         (:mod:`refstudio.prompts.binding`). No network and no database writes. Raises
         UnknownModelError, PromptError subclasses (unknown ``@name`` with a did-you-mean, more
         references than the model takes, template errors with file and line) and
         ParameterError for options or sizes the model does not take.
         """
-        from ..library.lookup import LibraryLookup
-        from ..models.compose import choose_model, compose_options
+        from ..library.lookup import LibraryLookup, RecordedLookup
+        from ..models.compose import choose_model, compose
         from ..models.request import BoundImage
         from ..prompts import load_vars_file, render_string, render_template, resolve
         from ..prompts.binding import text_for_model
@@ -160,15 +165,16 @@ class Generations:
         if model is None and provider is not None and not provider_class(provider).serves(spec):
             # `--provider runway` alone: that provider's own default model, not a refusal.
             spec = provider_class(provider).default_model()
-        chosen = compose_options(spec, aspect_ratio=aspect_ratio, resolution=resolution,
-                                 seed=seed, options=options,
-                                 defaults=(config.aspect_ratio, config.resolution))
+        composed = compose(spec, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
+                           options=options, defaults=(config.aspect_ratio, config.resolution))
+        chosen = composed.options
         provider_name = choose_provider(spec, provider, config.provider)
         values: dict[str, Any] = {}
         if vars_file is not None:
             values.update(load_vars_file(vars_file))
         values.update(variables or {})
-        lookup = LibraryLookup(self.library)
+        lookup = (LibraryLookup(self.library) if recorded_images is None
+                  else RecordedLookup(self.library, recorded_images))
         templates_dir = self.project.templates_dir
         if template is not None:
             source = template
@@ -199,6 +205,10 @@ class Generations:
         sent = text_for_model(resolved, spec, order_form=config.order_form)
         body = cls.build_body(spec, sent, images, chosen)
         warnings = tuple(f"@{b.name}: {w}" for b in bound for w in b.warnings)
+        # Paid work in a size the project did not ask for is said, never silent.
+        unmade = composed.warning(config.size_written)
+        if unmade is not None:
+            warnings = (unmade, *warnings)
         return RenderResult(
             source=source,
             text=text,
@@ -421,8 +431,10 @@ class Generations:
         step_id: str | None = None,
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        recorded_images: Sequence[RecordedImage] | None = None,
     ) -> tuple[RenderResult, list[PreparedRequest]]:
-        """Render a prompt and build the ``n`` requests it stands for (nothing is written)."""
+        """Render a prompt and build the ``n`` requests it stands for (nothing is written).
+        ``recorded_images``: as :meth:`render`."""
         from ..engine import BindingRecord, PreparedRequest
         from ..models import catalog
         from ..models.compose import seeds_for
@@ -432,7 +444,7 @@ class Generations:
         rendered = self.render(
             prompt, template=template, variables=variables, vars_file=vars_file,
             provider=provider, aspect_ratio=aspect_ratio, resolution=resolution, seed=seed,
-            model=model, options=options,
+            model=model, options=options, recorded_images=recorded_images,
         )
         spec = catalog.get(rendered.model)
         seed_field = spec.options.seed_field
@@ -603,7 +615,10 @@ class Generations:
         :meth:`retry_cost` says what it costs (never accepted: paid for the first time; an
         earlier attempt accepted or maybe accepted: it may be paid twice). With ``model``
         other than the generation's, its prompt (as written) goes to that model instead: a new
-        generation, whatever the old one's state, with its seed when both models take seeds.
+        generation, whatever the old one's state, with its seed when both models take seeds,
+        bound to the reference images the generation was made from (in their order), however
+        the references changed since. A model that cannot take that many images is refused
+        (TooManyReferencesError / TooFewReferencesError) before anything is stored or sent.
         """
         from ..engine.core import NOTHING_SENT, owner_alive
         from ..engine.records import load, requeue
@@ -696,9 +711,18 @@ class Generations:
     async def _on_other_model(
         self, gen: Generation, spec: ModelSpec, on_event: Callable[[Event], None] | None,
     ) -> GenerationInfo:
-        """The prompt of ``gen`` as written, sent to ``spec`` as a new generation."""
+        """The prompt of ``gen`` as written, sent to ``spec`` as a new generation, bound to the
+        reference images ``gen`` was made from (in their order), not to today's."""
         import json
 
+        recorded = _recorded(gen)
+        # The images are what a retry keeps: a model that cannot take them all is refused
+        # first, naming that model's limit, before anything is rendered, stored or sent.
+        try:
+            spec.check_references(len(recorded), [r.name for r in recorded])
+        except PromptError as exc:
+            raise type(exc)(f"generation #{gen.id} was made from {exc.message}",
+                            hint=exc.hint) from None
         source = gen.template_source or gen.prompt
         folder = self.project.templates_dir
         is_template = gen.template_source is not None and any(
@@ -706,10 +730,19 @@ class Generations:
         seed = json.loads(gen.params_json).get("seed")
         if spec.options.seed_field is None or not isinstance(seed, int):
             seed = None
-        [info] = await self.generate(
+        rendered, requests = self.prepare_requests(
             None if is_template else source, template=source if is_template else None,
-            seed=seed, model=spec.id, on_event=on_event)
-        return info
+            seed=seed, model=spec.id, recorded_images=recorded)
+        self.check_budget(rendered.cost_estimate, None)
+        [outcome] = await self._drive(rendered.provider, requests, rendered.cost_estimate,
+                                      on_event)
+        return self.queries.get(outcome.generation_id)
+
+    def recorded_images(self, generation_id: int) -> list[RecordedImage]:
+        """The reference images a generation was made from, in the order they were sent."""
+        from ..engine.records import load
+
+        return _recorded(load(self.library.db, generation_id))
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -831,6 +864,17 @@ class _EngineScope:
         if self.engine is not None:
             await self.engine.aclose()
         await self.provider.aclose()
+
+
+def _recorded(gen: Generation) -> list[RecordedImage]:
+    """A generation row's bound images (``bindings_json``), in the order they were sent."""
+    import json
+
+    from ..library.lookup import RecordedImage
+
+    return [RecordedImage(name=b["name"], label=b.get("label"), sha256=b["sha256"],
+                          image_id=b.get("image_id"), reference_id=b.get("reference_id"))
+            for b in json.loads(gen.bindings_json)]
 
 
 def _unique(ids: Iterable[int]) -> list[int]:

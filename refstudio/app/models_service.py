@@ -71,13 +71,16 @@ class AccountInfo:
     n: int = 0
     quoted_unit_price: float | None = None  # None: the service quotes no price
     estimated_unit_price: float | None = None  # the built-in / project price
+    #: A project default size the model cannot make (the price is for its own default).
+    warnings: tuple[str, ...] = ()
 
     @property
     def quoted_total(self) -> float | None:
         return None if self.quoted_unit_price is None else self.quoted_unit_price * self.n
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "quoted_total": self.quoted_total}
+        return {**self.__dict__, "warnings": list(self.warnings),
+                "quoted_total": self.quoted_total}
 
 
 class Models:
@@ -122,11 +125,16 @@ class Models:
     def plan_compare(
         self, prompt: str, models: Sequence[str], *, n: int = 1, seed: int | None = None,
         provider: str | None = None, aspect_ratio: str | None = None,
-        resolution: str | None = None,
+        resolution: str | None = None, options: Mapping[str, Any] | None = None,
     ) -> list[tuple[RenderResult, list[PreparedRequest]]]:
         """Render ``prompt`` for each model and build its ``n`` requests. Nothing is written or
-        sent; every model's error (unknown id, too many references, a size it cannot make)
-        comes before any work."""
+        sent; every model's error (unknown id, too many references, a size it cannot make, an
+        option none of them takes or a value out of one's range) comes before any work.
+
+        ``options``: ``NAME`` goes to every model that takes it, ``MODEL.NAME`` to that one
+        (:func:`refstudio.models.compose.options_per_model`); each model is priced with its
+        own."""
+        from ..models.compose import options_per_model
         from ..models.params import check_batch_size
 
         check_batch_size(n)
@@ -136,11 +144,11 @@ class Models:
         if len(specs) < len(models):
             raise ParameterError("a model is named twice in --models")
         plans = []
-        for spec in specs:
+        for spec, own in zip(specs, options_per_model(specs, options), strict=True):
             plans.append(self.generations.prepare_requests(
                 prompt, n=n, seed=seed if spec.options.seed_field else None,
                 provider=provider, model=spec.id, aspect_ratio=aspect_ratio,
-                resolution=resolution,
+                resolution=resolution, options=own or None,
             ))
         return plans
 
@@ -149,9 +157,11 @@ class Models:
         provider: str | None = None, aspect_ratio: str | None = None,
         resolution: str | None = None, max_cost: float | None = None,
         on_event: Callable[[Event], None] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[CompareResult]:
         """The same prompt on several models in one batch: ``n`` variants each (seeds S, S+1 …
         shared across models that take seeds, so a comparison differs by model only).
+        ``options`` are shared as :meth:`plan_compare` says.
 
         The summed cost is checked against ``max_cost`` and the budget before anything is
         recorded; then each provider's share runs at once. Returns one result per model, in
@@ -164,7 +174,8 @@ class Models:
         if seed is None:  # one shared start, so every model sees the same seeds
             seed = next((s for s in seeds_for(catalog.default_model(), None, n) if s), None)
         plans = self.plan_compare(prompt, models, n=n, seed=seed, provider=provider,
-                                  aspect_ratio=aspect_ratio, resolution=resolution)
+                                  aspect_ratio=aspect_ratio, resolution=resolution,
+                                  options=options)
         total = sum(r.cost_estimate * len(reqs) for r, reqs in plans)
         self.generations.check_budget(total, max_cost)
         by_provider: dict[str, list[int]] = {}
@@ -220,7 +231,7 @@ class Models:
                       options: Mapping[str, Any] | None = None) -> AccountInfo:
         """The WaveSpeed balance and, with ``model``, the service's price for ``n`` images of
         it (None when the service quotes none) next to the estimate refstudio uses."""
-        from ..models.compose import compose_options, price_per_image
+        from ..models.compose import compose, price_per_image
         from ..models.params import check_batch_size
         from ..providers.wavespeed.account import balance, quote
 
@@ -235,14 +246,17 @@ class Models:
             if spec is None:
                 return AccountInfo("wavespeed", left)
             config = self.project.config
-            chosen = compose_options(spec, options=options,
-                                     defaults=(config.aspect_ratio, config.resolution))
+            composed = compose(spec, options=options,
+                               defaults=(config.aspect_ratio, config.resolution))
+            chosen = composed.options
             inputs = {k: v for k, v in spec.params(chosen).items() if v is not None}
             quoted = await quote(provider, spec.model, inputs)
         finally:
             await provider.aclose()
+        unmade = composed.warning(config.size_written)
         return AccountInfo("wavespeed", left, spec.id, n, quoted,
-                           price_per_image(spec, chosen, config.prices))
+                           price_per_image(spec, chosen, config.prices),
+                           warnings=() if unmade is None else (unmade,))
 
     def _wavespeed(self) -> Any:
         return self.generations.make_provider("wavespeed")

@@ -110,6 +110,9 @@ class ProjectConfig:
     budget: float | None = None
     aspect_ratio: str = "16:9"
     resolution: str = "1080p"
+    #: Which of ``aspect_ratio`` and ``resolution`` ``[defaults]`` sets itself (the rest are
+    #: refstudio's fallback): a model that cannot make a part written here says so.
+    size_written: tuple[str, ...] = ()
     provider: str | None = None
     concurrency: int = 2
     poll_lag: float | None = None  # None: the engine's automatic lag
@@ -333,6 +336,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> ProjectConfig:
         budget=None if budget is None else _number(budget, path, "budget"),
         aspect_ratio=_text(defaults.get("aspect_ratio", "16:9"), path, "defaults.aspect_ratio"),
         resolution=_text(defaults.get("resolution", "1080p"), path, "defaults.resolution"),
+        size_written=tuple(k for k in ("aspect_ratio", "resolution") if k in defaults),
         provider=_text(defaults.get("provider", ""), path, "defaults.provider") or None,
         concurrency=concurrency,
         poll_lag=poll_lag,

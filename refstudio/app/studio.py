@@ -205,6 +205,7 @@ class _StudioBase:
     spent = _delegate(_generations, Generations.spent)
     check_budget = _delegate(_generations, Generations.check_budget)
     retry_cost = _delegate(_generations, Generations.retry_cost)
+    recorded_images = _delegate(_generations, Generations.recorded_images)
     generation = _delegate(_generations, Generations.generation)
     history = _delegate(_generations, Generations.history)
     lineage = _delegate(_generations, Generations.lineage)
@@ -393,7 +394,6 @@ class _StudioBase:
             concurrency=self.project.config.concurrency,
             budget="none" if budget is None else f"${budget:.2f}",
             spent=f"${self.spent():.2f}",
-            balance="not reported: the provider client does not read the balance yet",
         )
 
     def generation_counts(self) -> dict[str, int]:
@@ -411,7 +411,10 @@ class _StudioBase:
 
 @dataclass(frozen=True)
 class AccountSummary:
-    """The account page's facts (:meth:`Studio.account_summary`); never holds the key."""
+    """The account page's local facts (:meth:`Studio.account_summary`); never holds the key.
+
+    What the provider's account holds (balance, credits) is asked of the provider:
+    :meth:`Studio.accounts`."""
 
     provider: str
     provider_source: str
@@ -420,7 +423,6 @@ class AccountSummary:
     concurrency: int
     budget: str
     spent: str
-    balance: str
 
 
 def _key_in_env() -> bool:

@@ -84,6 +84,7 @@ class Workflows:
             defaults=(config.aspect_ratio, config.resolution),
             image_step=image_step_of(self.library.db, str(wf.path)),
             default_model=model or config.default_model,
+            size_written=config.size_written,
         )
 
     async def run_workflow(
@@ -139,7 +140,7 @@ class Workflows:
         self.generations.check_budget(cost, max_cost)
         if dry_run:
             steps = [StepReport(s.id, "planned", message=notes.get(s.id, "")) for s in plan.steps]
-            return RunReport(None, "planned", steps, cost)
+            return RunReport(None, "planned", steps, cost, warnings=plan.warnings)
         ensure_refs(self.library, plan)
         runner = WorkflowRunner(
             self.generations, plan, provider=provider_name,
@@ -148,6 +149,7 @@ class Workflows:
         )
         report = await runner.run()
         report.estimated_cost = cost
+        report.warnings = plan.warnings
         return report
 
 

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import console, open_studio, print_json
+from ._common import console, open_studio, print_json, warn
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON.")]
 
@@ -111,26 +111,40 @@ def compare(
     resolution: Annotated[str | None, typer.Option(help="Resolution class.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Refuse if the summed estimate is over "
                                                         "this (USD).")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="A model option NAME=VALUE for every model that takes it, or "
+        "MODEL.NAME=VALUE for one (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The same prompt on several models in one batch, shown side by side. Costs are summed
     and shown before anything is sent (the budget and --max-cost apply to the sum)."""
+    from ..models import catalog
+    from ..models.compose import options_per_model, parse_option_assignments
     from ..models.params import check_cost_limit
 
     check_cost_limit(max_cost, "--max-cost")
+    options = parse_option_assignments(option) or None
     names = [m.strip() for m in models.split(",") if m.strip()]
     with open_studio() as studio:
         plans = studio.plan_compare(prompt, names, n=n, seed=seed, provider=provider,
-                                    aspect_ratio=aspect_ratio, resolution=resolution)
+                                    aspect_ratio=aspect_ratio, resolution=resolution,
+                                    options=options)
         total = sum(r.cost_estimate * len(reqs) for r, reqs in plans)
         if not as_json:
-            for rendered, reqs in plans:
+            for message in dict.fromkeys(w for rendered, _ in plans for w in rendered.warnings):
+                warn(message)
+            # Which model got which -o option: one that only some models take is easy to miss.
+            given = options_per_model([catalog.get(r.model) for r, _ in plans], options)
+            for (rendered, reqs), own in zip(plans, given, strict=True):
+                with_options = "".join(f" {k}={v}" for k, v in own.items())
                 console().print(f"{rendered.model}: {len(reqs)} x ${rendered.cost_estimate:.3f}"
-                                f" on {rendered.provider}", highlight=False, markup=False)
+                                f" on {rendered.provider}" + (f" with{with_options}"
+                                                              if own else ""),
+                                highlight=False, markup=False)
             console().print(f"estimated total ${total:.2f}", highlight=False)
         results = studio.compare(prompt, names, n=n, seed=seed, provider=provider,
                                  aspect_ratio=aspect_ratio, resolution=resolution,
-                                 max_cost=max_cost)
+                                 max_cost=max_cost, options=options)
     if as_json:
         print_json([r.to_dict() for r in results])
     else:
@@ -190,6 +204,9 @@ def account(
         others = studio.accounts("runway") if runway else []
     if info is not None:
         entries.append(info.to_dict())
+        if not as_json:
+            for message in info.warnings:
+                warn(message)
     entries += others
     if as_json:
         print_json(entries)

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import console, err_console, open_studio, print_json
+from ._common import console, err_console, open_studio, print_json, warn
 
 if TYPE_CHECKING:
     from ..app.studio import Studio
@@ -62,6 +62,9 @@ def run(
             variables=variables, max_cost=max_cost, on_step=on_step,
             allow_outside=allow_outside, model=model,
         )
+    if not as_json:
+        for message in report.warnings:
+            warn(message)
     if as_json:
         print_json(report.to_dict())
     elif dry_run:

@@ -163,6 +163,10 @@ class RunwayRatio:
     default_aspect: str = "16:9"
     default_resolution: str | None = "1080p"
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ("ratio",)
+
     def options_for(self, size: Size, spec: ModelSpec) -> dict[str, Any]:
         if size.aspect_ratio is None and size.resolution is None:
             return {}

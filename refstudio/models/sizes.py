@@ -92,6 +92,11 @@ class SizeForm(Protocol):
         """The sizes it makes, in the common vocabulary, for ``refstudio models``."""
         ...
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The model's option fields that carry the size (``-o size=W*H`` sets one)."""
+        ...
+
 
 def _refuse(spec: ModelSpec, size: Size, form: SizeForm, why: str = "") -> ParameterError:
     return ParameterError(
@@ -106,6 +111,10 @@ class RatioResolution:
     pixels: Mapping[tuple[str, str], tuple[int, int]]
     ratio_field: str = "aspect_ratio"
     resolution_field: str = "resolution"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.ratio_field, self.resolution_field)
 
     @property
     def ratios(self) -> tuple[str, ...]:
@@ -142,6 +151,10 @@ class RatioOnly:
     pixels: Mapping[str, tuple[int, int]]
     ratio_field: str = "aspect_ratio"
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.ratio_field,)
+
     def options_for(self, size: Size, spec: ModelSpec) -> dict[str, Any]:
         if size.resolution is not None:
             raise _refuse(spec, Size(None, size.resolution), self,
@@ -172,6 +185,10 @@ class PixelSize:
     default_class: str = "2k"
     short_side: Mapping[str, int] = field(
         default_factory=lambda: {"720p": 720, "1080p": 1080, "2k": 2048})
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return (self.field_name,)
 
     def pixels_for(self, ratio: str, res: str) -> tuple[int, int] | None:
         a, b = (int(x) for x in ratio.split(":"))
@@ -208,6 +225,10 @@ class PixelSize:
 @dataclass(frozen=True)
 class NoSize:
     """No size field: the output follows the input images."""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ()
 
     def options_for(self, size: Size, spec: ModelSpec) -> dict[str, Any]:
         if size.aspect_ratio is None and size.resolution is None:

@@ -18,13 +18,13 @@ the step's variants, a label the reference already has (or another step gives it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import RefstudioError, TooFewReferencesError, TooManyReferencesError, WorkflowError
 from ..models import catalog
-from ..models.compose import compose_options
+from ..models.compose import compose
 from ..models.spec import ModelSpec
 from ..prompts import RefImage, RefRecord, render_string, render_template, resolve, scan
 from ..prompts.names import clean_name, suggest
@@ -62,6 +62,9 @@ class Plan:
     workflow: Workflow
     steps: list[PlannedStep]  # in a valid execution order
     variables: dict[str, Any] = field(default_factory=dict)
+    #: What the run should say before paying: a project default size a step's model cannot
+    #: make (that model's own default is used instead).
+    warnings: list[str] = field(default_factory=list)
 
     def step(self, step_id: str) -> PlannedStep:
         return next(s for s in self.steps if s.id == step_id)
@@ -111,12 +114,14 @@ def build_plan(
     defaults: tuple[str | None, str | None] = (None, None),
     image_step: ImageStep | None = None,
     default_model: str | None = None,
+    size_written: Collection[str] = ("aspect_ratio", "resolution"),
 ) -> Plan:
     """Render every step, find its dependencies, and order the steps. Raises WorkflowError.
 
     ``image_step`` tells which library images this workflow's own steps promoted (so a rerun
     may promote onto a label it gave before); without it every existing label counts as taken.
-    ``defaults`` are the project's size (applied where each model can make it) and
+    ``defaults`` are the project's size (applied where each model can make it; what a model
+    cannot make of the parts ``size_written`` names goes into :attr:`Plan.warnings`) and
     ``default_model`` the model of steps that name none.
     """
     variables = {**workflow.spec.vars, **(overrides or {})}
@@ -131,6 +136,7 @@ def build_plan(
     order_in_file = {s.id: i for i, s in enumerate(workflow.steps)}
 
     planned: list[PlannedStep] = []
+    warnings: list[str] = []
     readers: dict[str, set[str]] = {}  # name (lower) -> steps so far in the file mentioning it
     for step in workflow.steps:
         where = f"{workflow.path.name}: step \"{step.id}\""
@@ -143,10 +149,13 @@ def build_plan(
             for spec in specs:  # every check before paying: sizes, seeds, options
                 # A step's seed is for the models that take seeds; the others go without.
                 seed = step.seed if spec.options.seed_field is not None else None
-                chosen = compose_options(spec, aspect_ratio=step.aspect_ratio,
-                                         resolution=step.resolution, seed=seed,
-                                         options=step.options, defaults=defaults)
-                model_params[spec.id] = spec.params(chosen)
+                composed = compose(spec, aspect_ratio=step.aspect_ratio,
+                                   resolution=step.resolution, seed=seed,
+                                   options=step.options, defaults=defaults)
+                model_params[spec.id] = spec.params(composed.options)
+                unmade = composed.warning(size_written)
+                if unmade is not None:
+                    warnings.append(f"{where}: {unmade}")
         except RefstudioError as exc:
             raise WorkflowError(f"{where}: {exc.message}", hint=exc.hint) from None
         names: list[str] = []
@@ -228,7 +237,7 @@ def build_plan(
                 model_params=model_params,
             )
         )
-    return Plan(workflow, _order(workflow, planned), variables)
+    return Plan(workflow, _order(workflow, planned), variables, warnings)
 
 
 def _check_refs(workflow: Workflow) -> None:

@@ -53,6 +53,8 @@ class RunReport:
     status: str  # completed | paused | failed | planned (dry run)
     steps: list[StepReport]
     estimated_cost: float = 0.0
+    #: The plan's warnings (:attr:`refstudio.workflow.plan.Plan.warnings`).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class RunReport:
             "status": self.status,
             "estimated_cost": self.estimated_cost,
             "steps": [s.to_dict() for s in self.steps],
+            "warnings": list(self.warnings),
         }
 
 
