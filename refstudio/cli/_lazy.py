@@ -91,8 +91,8 @@ class ModuleBuilder:
 class LazyGroup(TyperGroup):
     """A typer group whose commands are a :class:`LazyCommands` over :attr:`table`.
 
-    ``ctx`` and ``formatter`` are typed ``Any``: their classes live in click, or in the copy of
-    click that typer has vendored since 0.2x, depending on the typer installed.
+    ``ctx`` and ``formatter`` are typed ``Any``: their classes live in click, or in typer's own
+    copy of click in recent typers (0.29 here), depending on the typer installed.
     """
 
     table: ClassVar[Mapping[str, Listed]] = {}
