@@ -1,11 +1,10 @@
 """A root command group that imports a command's module only when that command is used.
 
-Building every command on each start cost more than ``refstudio --help`` may take in all (issue
-12): each command module pulls in its own imports, and typer turns every signature into click
-parameters. The root therefore lists its commands from a static table (name, module, the
+Issue 12 wants ``refstudio --help`` under 100 ms, and importing typer alone takes about 75 ms of
+CPU. Importing all eleven command modules and having typer build all 31 commands on every start
+took about 37 ms more; so the root lists its commands from a static table (name, module, the
 first paragraph of its help) and builds a command, with the rest of its module, on first use.
-``tests/test_cli_lazy.py`` checks the table against the commands the modules actually build.
-"""
+``tests/test_cli_lazy.py`` checks the table against the commands the modules actually build."""
 
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
