@@ -1,30 +1,38 @@
 """The two speed targets of issue 12 in one run, each next to its floor or a peer.
 
-Run:  python benchmarks/cli_startup.py [--runs 20]      (about 10-20 s)
+Run:  python benchmarks/cli_startup.py [--runs 20] [--no-bytecode-cache]    (about 30-60 s)
 
-1. ``refstudio --help`` wall time (median of N runs, target < 100 ms) next to ``python -c
-   pass`` (the interpreter's floor) and ``python -c "import typer"`` (the floor of any typer
-   CLI), then where the import time of ``--help`` goes (``-X importtime``, cumulative, by
-   top-level group), so a slow start says which import to make lazy.
+1. ``refstudio --help`` (median of N runs, target < 100 ms), ``refstudio`` with no arguments
+   and ``refstudio ref --help``, next to ``python -c pass`` (the interpreter's floor), ``python
+   -c "import typer"`` (the floor of any typer CLI) and ``python -c "import click"`` (what a
+   plain click CLI would start from; typer 0.29 vendors its own copy of click, so refstudio
+   cannot build on plain click), then where the import time of ``--help`` goes (``-X
+   importtime``, self time, by top-level group), so a slow start says which import to make lazy.
 2. Resolving a 3-reference prompt in a 100,000-reference in-memory library (median and p95 per
    call, target < 50 us) next to 3 plain dict lookups.
 
-Wall times on a shared machine swing with its load; compare the ratios to the floors measured in
-the same run. Prints figures; asserts nothing.
+Each start runs with its bytecode cached (in a temporary PYTHONPYCACHEPREFIX, even where
+PYTHONDONTWRITEBYTECODE is set), as an installed package has it; ``--no-bytecode-cache`` measures
+with the environment as it is. Wall times on a shared machine swing with its load (a start
+waiting for a core is counted); CPU time (user + system) swings far less, so the target is read
+on CPU time, next to the floors measured in the same run. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,28 +49,66 @@ def cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "refstudio"]
 
 
-def median_times(cmd: Sequence[str], runs: int) -> tuple[float, float]:
-    """Median wall time and median CPU time (user + system) of a command, in seconds.
+#: The environment of every measured start (see ``child_env``).
+ENV: dict[str, str] = dict(os.environ)
 
-    CPU time swings far less than wall time with the load of a shared machine: a start-up
+
+def child_env(cache: bool, cache_dir: str) -> dict[str, str]:
+    """The environment, with bytecode written to and read from ``cache_dir`` when ``cache``.
+
+    Without a cache (PYTHONDONTWRITEBYTECODE=1, as on the machine these figures come from) every
+    start compiles refstudio's modules from source, which a user's installed copy never does,
+    while typer's come precompiled from its wheel: refstudio would look slower than it is.
+    """
+    env = dict(os.environ)
+    if cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = cache_dir
+    return env
+
+
+class Start(NamedTuple):
+    label: str
+    cmd: list[str]
+    note: str
+    exit_code: int = 0
+
+
+def median_times(starts: Sequence[Start], runs: int) -> list[tuple[float, float]]:
+    """Median wall time and median CPU time (user + system) of each start, in seconds.
+
+    The starts take turns, run by run, so a change in the machine's load falls on all of them
+    alike. CPU time swings far less than wall time with the load of a shared machine: a start
     waiting for a core is not counted.
     """
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)  # warm the page cache
-    walls, cpus = [], []
-    for _ in range(runs):
+
+    def run(start: Start) -> tuple[float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
-        walls.append(time.perf_counter() - start)
+        began = time.perf_counter()
+        done = subprocess.run(start.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=ENV)
+        wall = time.perf_counter() - began
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-    return statistics.median(walls), statistics.median(cpus)
+        if done.returncode != start.exit_code:
+            raise SystemExit(f"{' '.join(start.cmd)} exited {done.returncode}, "
+                             f"not {start.exit_code}")
+        return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+    for start in starts:
+        run(start)  # warm the page cache (and write the bytecode cache)
+    samples: list[list[tuple[float, float]]] = [[] for _ in starts]
+    for _ in range(runs):
+        for i, start in enumerate(starts):
+            samples[i].append(run(start))
+    return [(statistics.median(w for w, _ in times), statistics.median(c for _, c in times))
+            for times in samples]
 
 
 def import_groups() -> list[tuple[str, float]]:
     """Milliseconds of import (self time, summed) per group, for ``refstudio --help``."""
+    subprocess.run([sys.executable, "-c", HELP], capture_output=True, check=True, env=ENV)
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", HELP],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env=ENV)
     groups: dict[str, float] = defaultdict(float)
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
@@ -123,29 +169,47 @@ def resolve_figures(runs: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="runs per start-up figure")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="measure with the environment as it is (PYTHONDONTWRITEBYTECODE)")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="refstudio-pyc-") as cache_dir:
+        ENV.clear()
+        ENV.update(child_env(not args.no_bytecode_cache, cache_dir))
+        startup_figures(args.runs)
+    print("prompt resolution:")
+    print("\n".join(resolve_figures(20_000)))
+
+
+def startup_figures(runs: int) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s), load average {load:.1f}")
-    figures = [
-        ("refstudio --help", median_times([*cli_command(), "--help"], args.runs),
-         "target < 100 ms"),
-        ("python -c pass", median_times([sys.executable, "-c", "pass"], args.runs),
-         "interpreter floor"),
-        ("python -c 'import typer'", median_times([sys.executable, "-c", "import typer"],
-                                                  args.runs), "floor of a typer CLI"),
+    cached = "PYTHONPYCACHEPREFIX" in ENV
+    print("bytecode: " + ("cached in a temporary PYTHONPYCACHEPREFIX" if cached else
+                          "as the environment has it (PYTHONDONTWRITEBYTECODE="
+                          f"{ENV.get('PYTHONDONTWRITEBYTECODE', '')!r})"))
+    cli, python = cli_command(), sys.executable
+    starts = [
+        Start("refstudio --help", [*cli, "--help"], "target < 100 ms"),
+        Start("refstudio (no arguments)", cli, "the same help, exit 2", exit_code=2),
+        Start("refstudio ref --help", [*cli, "ref", "--help"], "imports and builds one module"),
+        Start("python -c pass", [python, "-c", "pass"], "interpreter floor"),
+        Start("python -c 'import typer'", [python, "-c", "import typer"],
+              "floor of a typer CLI"),
     ]
-    print(f"start-up (median of {args.runs}):          wall       CPU")
-    for label, (wall, cpu), note in figures:
-        print(f"  {label:<26} {wall * 1000:7.1f} ms {cpu * 1000:7.1f} ms   {note}")
-    (help_wall, help_cpu), (typer_wall, typer_cpu) = figures[0][1], figures[2][1]
-    print(f"  {'refstudio beyond typer':<26} {(help_wall - typer_wall) * 1000:7.1f} ms "
+    if importlib.util.find_spec("click") is not None:
+        starts.append(Start("python -c 'import click'", [python, "-c", "import click"],
+                            "floor of a plain click CLI"))
+    figures = median_times(starts, runs)
+    print(f"start-up (median of {runs}, taking turns):  wall       CPU")
+    for start, (wall, cpu) in zip(starts, figures, strict=True):
+        print(f"  {start.label:<30} {wall * 1000:7.1f} ms {cpu * 1000:7.1f} ms   {start.note}")
+    (help_wall, help_cpu), (typer_wall, typer_cpu) = figures[0], figures[4]
+    print(f"  {'refstudio --help beyond typer':<30} {(help_wall - typer_wall) * 1000:7.1f} ms "
           f"{(help_cpu - typer_cpu) * 1000:7.1f} ms")
     print("import time of --help by group (self time, one run):")
     for group, ms in import_groups():
         if ms >= 0.5:
             print(f"  {group:<34} {ms:6.1f} ms")
-    print("prompt resolution:")
-    print("\n".join(resolve_figures(20_000)))
 
 
 if __name__ == "__main__":

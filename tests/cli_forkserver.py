@@ -219,12 +219,29 @@ def _exit_like_the_interpreter(code: object) -> int:
     return status
 
 
+def _build_every_command() -> None:
+    """Build each command once, so no child imports a command module or what typer needs to
+    build one (pydantic, for typer 0.29) again: the root builds a command's module only when
+    it runs (refstudio/cli/_lazy.py), so importing refstudio.cli no longer does."""
+    import typer.main
+    from typer.core import TyperGroup
+
+    import refstudio.cli
+
+    root = typer.main.get_command(refstudio.cli.app)
+    assert isinstance(root, TyperGroup)
+    ctx = root.make_context("refstudio", [], resilient_parsing=True)  # parses, runs nothing
+    for name in root.list_commands(ctx):
+        root.get_command(ctx, name)
+
+
 def _server_main() -> None:
     import importlib
 
     sys.path.pop(0)  # this script's folder (tests/): nothing there may shadow what commands import
     for name in PRELOAD:
         importlib.import_module(name)
+    _build_every_command()
     try:
         _serve(sys.argv[1])
     except _RunCommand as command:

@@ -13,21 +13,77 @@ from typing import Annotated
 import typer
 
 from . import _common
-from .gallery_cmds import register as _register_gallery
-from .gen_cmds import register as _register_gen
-from .history_cmds import register as _register_history
-from .models_cmds import register as _register_models
-from .pack_cmds import register as _register_packs
-from .project_cmds import register as _register_project
-from .ref import ref_app
-from .serve_cmds import register as _register_serve
-from .storage_cmds import storage_app
-from .tools_cmds import register as _register_tools
-from .workflow_cmds import register as _register_workflow
+from ._lazy import LazyGroup, Listed
+
+#: Every root command in the order ``--help`` lists it (typer's order: the commands, then the
+#: groups, each in the order the modules were registered), with the module that registers it and
+#: the first paragraph of its help. ``refstudio --help`` reads only this; a command's module is
+#: imported when the command runs. tests/test_cli_lazy.py fails if it drifts from the modules.
+COMMANDS: dict[str, Listed] = {
+    "init": Listed("project_cmds", "Create a project: refstudio.toml, library.db, media/, "
+                   "templates/, workflows/."),
+    "doctor": Listed("project_cmds", "Check the library and media/ agree: database, schema, "
+                     "files and their hashes, orphans."),
+    "render": Listed("gen_cmds", "Show exactly what a prompt becomes for a model: the text it "
+                     "receives, the bound references, the request body. Sends nothing."),
+    "gen": Listed("gen_cmds", "Generate images from a prompt or template and store them in the "
+                  "library."),
+    "promote": Listed("history_cmds", "Make a generated output a reference, or the new primary "
+                      "image of an existing one."),
+    "lineage": Listed("history_cmds", "Where each image of a reference came from, down to the "
+                      "imported files."),
+    "history": Listed("history_cmds", "Generations with state, prompt, references, seed, time, "
+                      "cost and author."),
+    "show": Listed("history_cmds", "Everything recorded about one generation."),
+    "retry": Listed("history_cmds", "Send a failed, unknown or never-sent generation again, "
+                    "saying first what it costs. With --model, send its prompt to another model "
+                    "as a new generation."),
+    "cancel": Listed("history_cmds", "Cancel running generations at their provider (Runway); "
+                     "free."),
+    "resume": Listed("history_cmds", "Finish interrupted work: collect what was submitted, send "
+                     "what was never sent."),
+    "reconcile": Listed("history_cmds", "Settle `unknown` generations from the provider's own "
+                        "records. Sends nothing."),
+    "demo": Listed("tools_cmds", "Run the whole loop offline: references, a composed scene, "
+                   "promote, refine."),
+    "simulator": Listed("tools_cmds", "Run a local HTTP server that speaks the WaveSpeed and "
+                        "Runway protocols (for tests and demos)."),
+    "run": Listed("workflow_cmds", "Run a workflow: steps ordered by the references they "
+                  "promote and mention."),
+    "gallery": Listed("gallery_cmds", "Build a static HTML gallery: the library, every "
+                      "generation, and each lineage."),
+    "export": Listed("pack_cmds", "Write references, their images and their lineage to a zip "
+                     "another project can import."),
+    "import": Listed("pack_cmds", "Add a pack's references, generations and images; never "
+                     "overwrites an existing name."),
+    "export-image": Listed("pack_cmds", "Write an output as a PNG carrying its prompt, "
+                           "references, seed and settings."),
+    "inspect": Listed("pack_cmds", "Show the provenance an exported PNG carries."),
+    "compare": Listed("models_cmds", "The same prompt on several models in one batch, shown side "
+                      "by side. Costs are summed and shown before anything is sent (the budget "
+                      "and --max-cost apply to the sum)."),
+    "account": Listed("models_cmds", "Each configured provider's account. WaveSpeed: balance "
+                      "(GET /api/v3/balance) and, with --model, the service's price of n images "
+                      "next to refstudio's estimate. Runway: credits, the tier's limits and "
+                      "today's use per model (GET /v1/organization). Free."),
+    "serve": Listed("serve_cmds", "Serve the web studio: library, compose, generations, "
+                    "workflows, account."),
+    "ref": Listed("ref", "Manage references: characters, locations, styles."),
+    "config": Listed("tools_cmds", "Show and change user-level settings (API key, endpoint)."),
+    "models": Listed("models_cmds", "The models refstudio can use: list, describe, check "
+                     "against the service."),
+    "storage": Listed("storage_cmds", "Move a library to other storage."),
+}
+
+
+class _RootGroup(LazyGroup):
+    table = COMMANDS
+
 
 app = typer.Typer(
     name="refstudio",
     help="Consistent characters and locations with Runway Gen-4 Image.",
+    cls=_RootGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -48,19 +104,6 @@ def _root(
     ] = None,
 ) -> None:
     _common.state.project = project
-
-
-_register_project(app)
-app.add_typer(ref_app, name="ref")
-_register_gen(app)
-_register_history(app)
-_register_tools(app)
-_register_workflow(app)
-_register_gallery(app)
-_register_packs(app)
-_register_models(app)
-app.add_typer(storage_app, name="storage")
-_register_serve(app)
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ Nothing here imports SQLAlchemy, httpx or Pillow at module level: ``refstudio --
 stay fast, so commands import the API inside their bodies.
 """
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -95,6 +94,8 @@ def open_studio() -> "Studio":
 
 def print_json(data: Any) -> None:
     """Stable, machine-readable output: plain JSON on stdout, nothing else."""
+    import json  # here, not at the top: --help never needs it (about 2 ms of a start)
+
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 

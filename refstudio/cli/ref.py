@@ -23,6 +23,11 @@ ref_app = typer.Typer(
 image_app = typer.Typer(help="Add, remove and choose images of a reference.", no_args_is_help=True)
 ref_app.add_typer(image_app, name="image")
 
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ref_app, name="ref")
+
+
 KIND_HELP = "character, location, style, object or other"
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print stable JSON instead of a table.")]
 

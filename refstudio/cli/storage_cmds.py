@@ -10,6 +10,10 @@ from ._common import console, err_console, open_studio, print_json
 storage_app = typer.Typer(help="Move a library to other storage.", no_args_is_help=True)
 
 
+def register(app: typer.Typer) -> None:
+    app.add_typer(storage_app, name="storage")
+
+
 @storage_app.command("copy")
 def copy(
     media_url: Annotated[Optional[str], typer.Option(  # noqa: UP045 - typer reads the hint
