@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,6 +65,9 @@ class MachineSlots:
     against processes that poll, and a batch of 1,000 would shut every other process out until
     it ends. So a process that finds every slot taken gets in line by holding the ``line.lock``
     file, and nobody else takes a slot while it is held: the next free slot is the waiter's.
+
+    Cost: when many callers of one object wait together (a batch at concurrency 64), one look
+    at the files per poll interval serves them all; the others do not look again until then.
     """
 
     def __init__(self, folder: Path, limit: int) -> None:
@@ -73,12 +77,17 @@ class MachineSlots:
         self._held: dict[int, int] = {}  # slot -> the descriptor whose flock holds it
         self._line: int | None = None  # the descriptor holding line.lock while we wait
         self._waiting = 0  # callers of slot() of this object waiting now
+        self._quiet_until = 0.0  # after a look that found nothing: no new look before this
         _live.add(self)
 
     def try_acquire(self) -> int | None:
         """Take a free slot and return its number, or None when all are taken (or another
         process waits for the next free one)."""
         with self._lock:
+            now = time.monotonic()
+            if self._waiting > 1 and now < self._quiet_until:
+                return None  # another caller of ours just looked and found nothing
+            self._quiet_until = now + POLL_S
             if self._line is None:
                 self._line = _try_flock(self.folder / "line.lock")
                 if self._line is None:
@@ -89,6 +98,7 @@ class MachineSlots:
                 fd = _try_flock(self.folder / f"{slot}.lock")
                 if fd is not None:
                     self._held[slot] = fd
+                    self._quiet_until = 0.0  # more may be free: the next caller looks too
                     self._leave_line()  # whoever waits next goes first
                     return slot
             return None  # we stay in line: the next free slot is ours
@@ -96,6 +106,7 @@ class MachineSlots:
     def release(self, slot: int) -> None:
         with self._lock:
             fd = self._held.pop(slot, None)
+            self._quiet_until = 0.0  # one of ours may take it at once (if nobody is in line)
         if fd is not None:
             os.close(fd)  # closing the only descriptor of the open file drops its lock
 

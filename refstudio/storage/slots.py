@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,6 +49,10 @@ class SharedSlots:
     So a process that finds every slot taken gets in line by holding the lock ``(account,
     LINE)``, and nobody else takes a slot while it is held: the next free slot is the waiter's
     (as :class:`refstudio.engine.machine_slots.MachineSlots` does with a file).
+
+    Cost: when many callers of one object wait together (a batch at concurrency 64), one look
+    (a query per slot) per poll interval serves them all; the others do not look again until
+    then.
     """
 
     def __init__(self, db: Database, account: str, limit: int) -> None:
@@ -59,6 +64,7 @@ class SharedSlots:
         self._held: set[int] = set()
         self._in_line = False
         self._waiting = 0  # callers of slot() of this object waiting now
+        self._quiet_until = 0.0  # after a look that found nothing: no new look before this
 
     def _connection(self) -> Any:
         if self._conn is None:
@@ -71,6 +77,10 @@ class SharedSlots:
         """Take a free slot and return its number, or None when all are taken (or another
         process waits for the next free one)."""
         with self._lock:
+            now = time.monotonic()
+            if self._waiting > 1 and now < self._quiet_until:
+                return None  # another caller of ours just looked and found nothing
+            self._quiet_until = now + POLL_S
             conn = self._connection()
             if not self._in_line:
                 self._in_line = bool(conn.execute(
@@ -85,6 +95,7 @@ class SharedSlots:
                                    {"key": self.key, "slot": slot}).scalar()
                 if got:
                     self._held.add(slot)
+                    self._quiet_until = 0.0  # more may be free: the next caller looks too
                     self._leave_line(conn)  # whoever waits next goes first
                     return slot
             return None  # we stay in line: the next free slot is ours
@@ -102,6 +113,7 @@ class SharedSlots:
             if slot not in self._held:
                 return
             self._held.discard(slot)
+            self._quiet_until = 0.0  # one of ours may take it at once (if nobody is in line)
             if self._conn is not None:
                 self._conn.execute(text("SELECT pg_advisory_unlock(:key, :slot)"),
                                    {"key": self.key, "slot": slot})
