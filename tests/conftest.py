@@ -36,8 +36,9 @@ BAD_IMAGE_KINDS = ("text", "empty", "truncated", "bomb_header", "bomb_real", "ic
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
                media_backend: str) -> None:
     """No test sees the developer's keys, project or config: drop WAVESPEED_*/REFSTUDIO_* and
-    point HOME and XDG_CONFIG_HOME at a fresh temporary folder. On the S3 media backend the
-    test gets a bucket prefix of its own (see :func:`open_with_media`)."""
+    point HOME, XDG_CONFIG_HOME and XDG_CACHE_HOME (the account slots' lock files) at a fresh
+    temporary folder. On the S3 media backend the test gets a bucket prefix of its own (see
+    :func:`open_with_media`)."""
     for key in list(os.environ):
         if key.startswith(("WAVESPEED_", "REFSTUDIO_")) and key != "REFSTUDIO_MEDIA_URL":
             monkeypatch.delenv(key, raising=False)
@@ -50,6 +51,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
 
 
 def draw_image(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ImageMaker, db_rows, encode_image, pg_url, require_pg, run_cli
+from pgwire import RefusingServer
 
 from refstudio import ConfigError, DatabaseUnavailableError, Studio
 
@@ -73,6 +74,27 @@ def test_an_unusable_server_is_one_line_with_nothing_written(
     assert words in line
     if "{pw}" in url:
         assert "***" in line  # the URL is named, its password masked
+    assert _files(folder) == before
+
+
+@pytest.mark.parametrize("where", ["PGPASSWORD", "url"])
+def test_a_wrong_password_is_one_line_that_never_shows_it(folder: Path, where: str) -> None:
+    """A server that asks for a password and refuses it (SQLSTATE 28P01): the password, from
+    PGPASSWORD or the URL in the environment, reaches the server and appears nowhere in what
+    the user sees."""
+    before = _files(folder)
+    with RefusingServer() as server:
+        user = f"alice:{PASSWORD}" if where == "url" else "alice"
+        env = {"REFSTUDIO_DATABASE_URL": f"postgresql://{user}@127.0.0.1:{server.port}/lib"}
+        if where == "PGPASSWORD":
+            env["PGPASSWORD"] = PASSWORD
+        result = run_cli("-p", str(folder), "ref", "list", env=env)
+    line = _one_error(result, DatabaseUnavailableError.exit_code)
+    assert server.passwords and set(server.passwords) == {PASSWORD}
+    assert "refused the login" in line
+    assert 'password authentication failed for user "alice"' in line
+    assert f"127.0.0.1:{server.port}/lib" in line
+    assert "PGPASSWORD" in result.stderr  # the hint says where the password comes from
     assert _files(folder) == before
 
 

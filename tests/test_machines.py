@@ -52,14 +52,22 @@ def test_two_machines_share_the_account_and_never_submit_twice(
     b, env_b = _machine(tmp_path, "machine_b", pg_database, sim.base_url)
     run_cli("-p", str(a), "ref", "list")  # the library is made once, before the race
     procs = [_start(root, env, "gen", f"a picture from {root.name}", "-n", "5",
-                    "--provider", "wavespeed", "--resolution", "720p", "--json")
-             for root, env in ((a, env_a), (b, env_b))]
+                    "--seed", str(seed), "--provider", "wavespeed", "--resolution", "720p",
+                    "--json")
+             for root, env, seed in ((a, env_a, 1000), (b, env_b, 2000))]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     for code, _, err in results:
         assert code == 0, err
     stats = sim.stats()
     assert stats["max_tasks_in_flight"] <= 2
     assert stats["submits_received"] == 10  # one per generation: nothing twice
+    # The machines' runs overlapped (otherwise the limit above proves nothing): neither
+    # machine shut the other out by taking each freed slot again at once.
+    spans = [[t for t in stats["tasks"].values() if t["seed"] in range(first, first + 5)]
+             for first in (1000, 2000)]
+    (a_start, a_end), (b_start, b_end) = ((min(t["created_at"] for t in ts),
+                                           max(t["completed_at"] for t in ts)) for ts in spans)
+    assert a_start < b_end and b_start < a_end, "the two machines' runs did not overlap"
     rows = db_rows(a, "SELECT author, status, count(*) FROM generation GROUP BY author, status "
                       "ORDER BY author")
     assert rows == [("machine_a", "completed", 5), ("machine_b", "completed", 5)]
@@ -104,3 +112,31 @@ def test_a_killed_machines_work_waits_for_its_lease(
     assert stats["submits_received"] == 3  # the two accepted ones collected, never resent
     assert stats["max_tasks_in_flight"] <= 2
 
+
+
+def test_a_waiting_machine_gets_the_next_free_slot(pg_database: str, tmp_path: Path) -> None:
+    """Whoever found every slot taken gets the next free one, before the one who freed it
+    (else a machine with a long batch shuts the others out until it ends)."""
+    from refstudio.storage.database import Database
+    from refstudio.storage.dburl import parse_database_url
+    from refstudio.storage.slots import SharedSlots
+
+    db = Database(parse_database_url(pg_database, root=tmp_path, source="test",
+                                     allow_password=False))
+    first, second = SharedSlots(db, "wavespeed:line", 2), SharedSlots(db, "wavespeed:line", 2)
+    try:
+        assert [first.try_acquire(), second.try_acquire(), second.try_acquire()] == [0, 1, None]
+        first.release(0)
+        assert first.try_acquire() is None  # second is in line
+        assert second.try_acquire() == 0
+        assert first.try_acquire() is None  # now first is in line ...
+        second.close()  # ... and a closed holder (a dead process) gives everything back,
+        # once the server has seen its connection go (closed, not kept in a pool).
+        deadline = time.monotonic() + 10
+        while (got := first.try_acquire()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == 0 and first.try_acquire() == 1
+    finally:
+        first.close()
+        second.close()
+        db.dispose()

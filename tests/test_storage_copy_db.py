@@ -201,3 +201,59 @@ def test_database_only_copy_between_sqlite_files(tmp_path: Path, make_image: Ima
     line = one_error(cli(root, env, "storage", "copy", "--database-url",
                          "sqlite:///library.db"), 4)
     assert "already holds a library" in line
+
+
+def _pg_tables(url: str) -> list[str] | None:
+    """The tables of the database at ``url``, or None when there is no such database."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return sorted(conn.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+    except OperationalError as exc:
+        assert "does not exist" in str(exc)
+        return None
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("target", ["new postgresql", "empty postgresql", "new sqlite"])
+def test_a_copy_that_fails_midway_leaves_the_target_as_it_was(
+    tmp_path: Path, make_image: ImageMaker, target: str
+) -> None:
+    """A real fault halfway through the rows: the source holds a tag of a reference that does
+    not exist (written past the foreign key, as a damaged library might be), which the target
+    refuses after the assets and references went in. The copy is one error line, and the target
+    is as before: a database the copy created is dropped, an empty one keeps no table, a new
+    SQLite file and its new folder are gone; refstudio.toml is not switched."""
+    import sqlite3
+
+    env = {"REFSTUDIO_NO_PROGRESS": "1", "REFSTUDIO_OFFLINE_DIR": str(tmp_path / "offline")}
+    root = tmp_path / "proj"
+    assert run_cli("init", str(root), env=env).returncode == 0
+    for name, seed in (("mara", 1), ("tavern", 2)):
+        image = make_image(tmp_path / f"{name}.png", size=(800, 1000), seed=seed)
+        assert cli(root, env, "ref", "add", name, str(image)).returncode == 0
+    with sqlite3.connect(root / "library.db") as damage:  # foreign keys are off by default
+        damage.execute("INSERT INTO referencetag (reference_id, tag) VALUES (999, 'ghost')")
+    toml_before = (root / "refstudio.toml").read_bytes()
+    with pg_prefix() as prefix:
+        if target == "new sqlite":
+            url = "sqlite:///new/deeper/lib.db"
+        else:
+            url = pg_url(prefix + "lib")
+            if target == "empty postgresql":
+                from test_database import create_database
+
+                create_database(url)
+        line = one_error(cli(root, env, "storage", "copy", "--database-url", url, "--switch"),
+                         13)
+        assert "nothing was written there" in line and "foreign key" in line.lower()
+        if target == "new sqlite":
+            assert not (root / "new").exists()
+        else:
+            assert _pg_tables(url) == (None if target == "new postgresql" else [])
+        assert (root / "refstudio.toml").read_bytes() == toml_before

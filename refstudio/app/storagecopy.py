@@ -92,6 +92,28 @@ class LibraryCopyReport:
         return {**media, "database": database, "switched": self.switched}
 
 
+def _copy_rows_into(studio: Studio, target: Database) -> dict[str, int]:
+    """:func:`copy_rows`, making the folders a new SQLite target needs, and removing them
+    again when the copy fails (the file itself is removed by copy_rows)."""
+    path = sqlite_path(target.url)
+    made: list[Path] = []
+    if path is not None:
+        missing = path.parent
+        while not missing.exists():
+            made.append(missing)
+            missing = missing.parent
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return copy_rows(studio.db, target)
+    except BaseException:
+        for folder in made:  # deepest first; one that holds anything now is left alone
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 _PASSWORD_HINT = ("remove the password from the URL and give it in PGPASSWORD or ~/.pgpass "
                   "(libpq reads both)")
 
@@ -126,10 +148,7 @@ def copy_library(
         media = copy_media(studio, media_url, on_progress=on_progress) if media_url else None
         rows: dict[str, int] = {}
         if target is not None:
-            path = sqlite_path(target.url)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            rows = copy_rows(studio.db, target)
+            rows = _copy_rows_into(studio, target)
     finally:
         if target is not None:
             target.dispose()

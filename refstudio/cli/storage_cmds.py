@@ -28,10 +28,12 @@ def copy(
 ) -> None:
     """Copy the library into other storage: every image (hashes verified), then every row.
 
-    Images go first, so the copied rows never name a missing image; the rows go in one
-    transaction, ids kept, into a database that must be new or empty. Without --switch the
-    library keeps using its current storage; running a media copy again copies only what is
-    missing.
+    Images go first, so the copied rows never name a missing image; the schema and the rows go
+    in one transaction, ids kept, into a database that must be new or empty. A copy that fails
+    leaves the target database as it was: an empty one stays empty, and a database or SQLite
+    file the copy created is removed again (images already copied stay: they are named by
+    their hash, and the next copy skips them). Without --switch the library keeps using its
+    current storage; running a media copy again copies only what is missing.
     """
     from ..app.storagecopy import copy_library
 

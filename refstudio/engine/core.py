@@ -62,6 +62,7 @@ from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
 from .lease import DEFAULT_LEASE_S, Lease, lease_alive, machine_name
+from .machine_slots import MachineSlots, machine_slots
 from .poller import PollLoop
 from .retry import Backoff, RateGate
 from .uploads import UploadCache
@@ -187,11 +188,15 @@ class Engine:
         self._halted: str | None = None
         #: Task id -> generation, for progress notes from the poll loop.
         self._task_gens: dict[str, int] = {}
-        #: The account's slots shared with every process on this database (PostgreSQL only:
-        #: a SQLite library is one machine's, and the process gate above suffices there).
-        self._shared: SharedSlots | None = None
-        if key is not None and db.dialect == "postgresql":
-            self._shared = SharedSlots(db, key, self.settings.concurrency)
+        #: The account's slots shared with every other process: on a PostgreSQL library, with
+        #: every machine using that database (advisory locks); otherwise with every process of
+        #: this machine (lock files; None where the OS has no flock: the process gate above is
+        #: then all there is).
+        self._shared: SharedSlots | MachineSlots | None = None
+        if key is not None:
+            self._shared = (SharedSlots(db, key, self.settings.concurrency)
+                            if db.dialect == "postgresql"
+                            else machine_slots(key, self.settings.concurrency))
         #: Taken when this engine first records or takes work, so a call refused before that
         #: (bad input, a full disk) leaves the database as it was.
         self._lease: Lease | None = None
@@ -478,7 +483,8 @@ class Engine:
         return self._account[0].slot() if self._account is not None else self._local_slots
 
     def _shared_slot(self) -> AbstractAsyncContextManager[Any]:
-        """A place among the account's tasks in flight on every machine of this library."""
+        """A place among the account's tasks in flight in every process: on every machine of a
+        PostgreSQL library, else on this machine."""
         return self._shared.slot() if self._shared is not None else contextlib.nullcontext()
 
     async def _drive(self, gen_id: int) -> Outcome:

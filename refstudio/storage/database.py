@@ -110,22 +110,41 @@ class Database:
         except DatabaseUnavailableError as exc:
             if not (self.create_missing and exc.missing_database):
                 raise
-            self._create_database()
+            self.create_database()
             return self._migrate()
 
-    def _create_database(self) -> None:
-        """CREATE DATABASE for this URL, through the server's ``postgres`` database."""
+    def create_database(self) -> bool:
+        """CREATE DATABASE for this URL, through the server's ``postgres`` database. False when
+        a process racing this one made it first."""
+        try:
+            self._admin("CREATE DATABASE")
+        except SQLAlchemyError as exc:
+            if "already exists" in self.reason(exc):
+                return False
+            raise StorageError(f"cannot create the database {self.where}: "
+                               f"{_libpq_detail(self.reason(exc))}") from None
+        return True
+
+    def drop_database(self) -> None:
+        """DROP DATABASE for this URL (after closing this object's connections). Only for a
+        database this process created and nobody else uses yet: a copy that failed."""
+        self.dispose()
+        try:
+            self._admin("DROP DATABASE IF EXISTS")
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot drop the database {self.where}: "
+                               f"{_libpq_detail(self.reason(exc))}") from None
+
+    def _admin(self, verb: str) -> None:
+        """``verb`` (CREATE DATABASE, DROP DATABASE …) on this URL's database, run from the
+        server's ``postgres`` database."""
         admin = create_engine(self.url.set(database="postgres"),
                               isolation_level="AUTOCOMMIT",
                               connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
         name = admin.dialect.identifier_preparer.quote(str(self.url.database))
         try:
             with admin.connect() as conn:
-                conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        except SQLAlchemyError as exc:
-            if "already exists" not in self.reason(exc):  # made by a process racing this one
-                raise StorageError(f"cannot create the database {self.where}: "
-                                   f"{_libpq_detail(self.reason(exc))}") from None
+                conn.exec_driver_sql(f"{verb} {name}")
         finally:
             admin.dispose()
 

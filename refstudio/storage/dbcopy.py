@@ -1,9 +1,12 @@
 """Copying every row of a library into another database, ids preserved.
 
-The target is created the way a new library is (schema from :mod:`.tables`, every migration
-recorded) and filled in one transaction, parents before children, so it holds either the whole
-library or nothing. A target that already holds rows is refused before anything is written:
-merging two libraries would renumber ids that lineage, packs and scripts rely on.
+The target must be new or empty: one that already holds rows is refused before anything is
+written, since merging two libraries would renumber ids that lineage, packs and scripts rely on.
+The schema (from :mod:`.tables`, every migration recorded) and every row, parents before
+children, go in in one transaction, so a copy that fails midway (a row the target refuses, a
+server that goes away) leaves an existing target database as it was: DDL is transactional on
+both PostgreSQL and SQLite. A database or file the copy itself created is removed again (and a
+PostgreSQL database that cannot be dropped because its server is gone is named in the error).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from sqlalchemy import Connection, Table, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
-from ..errors import DatabaseUnavailableError, InputError, StorageError
+from ..errors import DatabaseUnavailableError, InputError, RefstudioError, StorageError
 from . import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 from .database import MIGRATE_LOCK_KEY, Database
 from .dburl import scrub
@@ -35,9 +38,19 @@ def check_empty(target: Database) -> None:
 
 
 def copy_rows(source: Database, target: Database) -> dict[str, int]:
-    """Copy every row of ``source`` into ``target``; returns rows copied per table."""
+    """Copy every row of ``source`` into ``target``; returns rows copied per table. On failure
+    the target is as it was (see the module's doc)."""
     check_empty(target)
-    target.migrate()  # creates the database (PostgreSQL, when allowed) and the schema
+    made = _make_target(target)
+    try:
+        return _copy_all(source, target)
+    except BaseException as exc:
+        if made:
+            _remove_made(target, exc)
+        raise
+
+
+def _copy_all(source: Database, target: Database) -> dict[str, int]:
     counts: dict[str, int] = {}
     try:
         # One snapshot of the source for every table (an engine may be writing meanwhile): a
@@ -49,6 +62,7 @@ def copy_rows(source: Database, target: Database) -> dict[str, int]:
                 # One copy, or one migration, at a time: a racing copy finds rows and stops.
                 dst.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                             {"key": MIGRATE_LOCK_KEY})
+            # The schema in the same transaction as the rows: a failed copy leaves no tables.
             apply_migrations(dst)
             if _count(dst) > 0:
                 raise InputError(f"{target.where} already holds a library with rows; nothing "
@@ -66,6 +80,40 @@ def copy_rows(source: Database, target: Database) -> dict[str, int]:
         raise StorageError(f"copying the library into {target.where} failed; nothing was "
                            f"written there: {scrub(source.reason(exc), target.url)}") from None
     return counts
+
+
+def _make_target(target: Database) -> bool:
+    """Make sure the target can be connected to; True when this call created it (a PostgreSQL
+    database, or a SQLite file about to be created by the first connection)."""
+    if target.path is not None:
+        return not target.path.exists()
+    try:
+        with target.engine.connect():
+            return False
+    except SQLAlchemyError as exc:
+        unavailable = target.unavailable(exc)
+        if unavailable is not None and unavailable.missing_database and target.create_missing:
+            return target.create_database()
+        if unavailable is not None:
+            raise unavailable from None
+        raise StorageError(f"cannot open {target.where}: {target.reason(exc)}") from None
+
+
+def _remove_made(target: Database, failure: BaseException) -> None:
+    """Remove the database or file a failed copy created; if that fails too, say so in the
+    error being raised."""
+    target.dispose()
+    if target.path is not None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            target.path.with_name(target.path.name + suffix).unlink(missing_ok=True)
+        return
+    try:
+        target.drop_database()
+    except StorageError as exc:
+        if isinstance(failure, RefstudioError):
+            failure.message += (f"; the database {target.where} it created could not be "
+                                f"removed ({exc.message}): drop it before copying again")
+            failure.args = (failure.message,)
 
 
 def _copy_table(src: Connection, dst: Connection, table: Table) -> int:
