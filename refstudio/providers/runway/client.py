@@ -220,12 +220,7 @@ class RunwayProvider(HttpProvider):
 
     async def _fetch_status(self, task_id: str) -> TaskStatus:
         what = f"poll of task {task_id}"
-        response = await self._free_request(
-            "GET", TASK_PATH.format(task_id=quote(task_id, safe="")), what)
-        if response.status_code == 404:
-            raise RequestRejectedError(f"unknown Runway task {task_id} (404)", status_code=404)
-        if not response.is_success:
-            raise self._free_call_error(response, what)
+        response = await self._task_request("GET", task_id, what)
         try:
             data = response.json()
         except ValueError:
@@ -239,13 +234,18 @@ class RunwayProvider(HttpProvider):
         await run_here(self._cancel(task_id))
 
     async def _cancel(self, task_id: str) -> None:
-        what = f"cancel of task {task_id}"
+        await self._task_request("DELETE", task_id, f"cancel of task {task_id}")
+
+    async def _task_request(self, method: str, task_id: str, what: str) -> httpx.Response:
+        """A free call on one task: an unknown task is RequestRejectedError, any other failing
+        answer the free-call error."""
         response = await self._free_request(
-            "DELETE", TASK_PATH.format(task_id=quote(task_id, safe="")), what)
+            method, TASK_PATH.format(task_id=quote(task_id, safe="")), what)
         if response.status_code == 404:
             raise RequestRejectedError(f"unknown Runway task {task_id} (404)", status_code=404)
         if not response.is_success:
             raise self._free_call_error(response, what)
+        return response
 
     # ------------------------------------------------------------------ account
 
