@@ -13,12 +13,12 @@ import random
 import secrets
 import sqlite3
 import subprocess
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cli_forkserver
 import pytest
 from PIL import Image, ImageDraw
 from sqlalchemy.pool import NullPool
@@ -209,19 +209,15 @@ def project(tmp_path: Path) -> Iterator[Studio]:
 
 
 def run_cli(
-    *args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None
+    *args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None,
+    timeout: float = 120, input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m refstudio ARGS`` in a subprocess (through ``main()``'s error mapping)."""
+    """Run ``python -m refstudio ARGS`` as a process of its own (through ``main()``'s error
+    mapping), forked from a server that has already imported refstudio (tests/cli_forkserver.py:
+    the imports were most of the suite's time). Its stdin is ``input``, or empty."""
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("COLUMNS", "200")  # keep rich tables from wrapping in assertions
-    return subprocess.run(
-        [sys.executable, "-m", "refstudio", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli_forkserver.run(list(args), cwd, full_env, timeout, input=input)
 
 
 def snapshot_project(root: Path) -> tuple[dict[str, str], list[str]]:

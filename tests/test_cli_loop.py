@@ -7,9 +7,6 @@ Bad input exits with its distinct code, says what is wrong, and never shows a tr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,14 +264,7 @@ def test_failed_gen_show_and_retry(proj: Path, env: dict[str, str], sim: Simulat
     fails(cli(proj, env, "promote", str(g["id"]), "mara"), 6)
 
     sim.config.fail_rate = 0.0
-    r = subprocess.run(
-        [sys.executable, "-m", "refstudio", "--project", str(proj), "retry", str(g["id"])],
-        env={**os.environ, **env},
-        input="n\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = run_cli("--project", str(proj), "retry", str(g["id"]), env=env, input="n\n")
     # No terminal to ask: refused like a usage error, saying what it would cost.
     assert r.returncode == 2
     assert "accepted it before" in r.stderr and "--yes" in r.stderr

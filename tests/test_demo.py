@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import gen4_facts as gen4
 import pytest
+from conftest import run_cli
 
 from refstudio import Studio
 from refstudio.errors import ConfigError
@@ -19,11 +17,7 @@ from refstudio.providers.wavespeed.client import WaveSpeedProvider
 
 def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:
     target = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "REFSTUDIO_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "refstudio", "demo", str(target)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
+    done = run_cli("demo", str(target))
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert re.search(r"simulator: 4 paid submits", done.stdout), done.stdout
@@ -44,8 +38,7 @@ def test_demo_runs_the_loop_through_the_cli(tmp_path: Path) -> None:
         assert [g.cost_estimate for g in gens] == [0.0] * 4
         build_gallery(studio)
         assert "4 outputs · $0.00 spent" in (target / "gallery" / "index.html").read_text()
-    history = subprocess.run([sys.executable, "-m", "refstudio", "-p", str(target), "history"],
-                             capture_output=True, text=True, env=env, timeout=60)
+    history = run_cli("-p", str(target), "history")
     assert "4 generation(s), 4 image(s), estimated $0.00" in history.stdout, history.stdout
 
 
@@ -58,9 +51,6 @@ def test_only_a_loopback_address_can_be_the_free_simulator() -> None:
 
 def test_demo_refuses_an_existing_project(tmp_path: Path) -> None:
     Studio.init(tmp_path / "p").close()
-    done = subprocess.run(
-        [sys.executable, "-m", "refstudio", "demo", str(tmp_path / "p")],
-        capture_output=True, text=True, timeout=60,
-    )
+    done = run_cli("demo", str(tmp_path / "p"))
     assert done.returncode == 3
     assert done.stderr.startswith("error:")

@@ -279,17 +279,12 @@ def test_cli_outside_a_project(tmp_path: Path) -> None:
 def test_download_links_carry_provenance_and_leave_originals_alone(tmp_path: Path) -> None:
     """Every output gets a PNG download whose text chunks say where it came from."""
     import hashlib
-    import os
-    import subprocess
-    import sys
 
     from refstudio import Studio, read_provenance
     from refstudio.gallery import build_gallery
 
     target = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAVESPEED_", "REFSTUDIO_"))}
-    done = subprocess.run([sys.executable, "-m", "refstudio", "demo", str(target)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = run_cli("demo", str(target))
     assert done.returncode == 0, done.stderr
     with Studio.open(target) as studio:
         gens = studio.history(limit=None)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ImageMaker, encode_image
+from conftest import ImageMaker, encode_image, run_cli
 from project_support import add_references
 
 from refstudio import Studio
@@ -264,12 +264,7 @@ def test_a_wavespeed_key_is_not_sent_to_runway(
 
 
 def _cli(root: Path, *args: str) -> Any:
-    import os
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "refstudio", "--project", str(root), *args],
-                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    return run_cli("--project", str(root), *args)
 
 
 def test_refstudio_cancel_stops_a_running_generation(

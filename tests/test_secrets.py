@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ImageMaker
+from conftest import ImageMaker, run_cli
 
 from refstudio import Studio
 from refstudio.engine import Engine, EngineSettings, PreparedRequest
@@ -159,8 +159,7 @@ def test_saved_key_is_used_and_never_written(
     env |= {"COLUMNS": "200", "REFSTUDIO_NO_PROGRESS": "1"}
 
     def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "refstudio", *args], env=env,
-                              input=stdin, capture_output=True, text=True, timeout=120)
+        return run_cli(*args, env=env, input=stdin)
 
     saved = cli("config", "set-key", stdin=KEY + "\n")
     assert saved.returncode == 0, saved.stderr
@@ -190,8 +189,7 @@ def test_set_key_without_terminal_or_input_refuses_with_usage_code() -> None:
     Now: exit 2 with a hint, like `retry` without a terminal; nothing is written."""
     from refstudio.providers.config import config_path
 
-    result = subprocess.run([sys.executable, "-m", "refstudio", "config", "set-key"],
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    result = run_cli("config", "set-key")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0].startswith("error: no key saved") and "WAVESPEED_API_KEY" in lines[1]

@@ -41,21 +41,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cli_forkserver
 import pytest
 
 #: The key cases with ``key=True`` run with, against the suite's simulator.
 KEY = "sk-hostile-suite"
 #: Run as root, the suite drops the capabilities that let root ignore file permissions
-#: (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) from the bounding set, then execs the real CLI, so a
+#: (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) from the bounding set before the CLI runs, so a
 #: ``chmod 000`` file or a read-only folder binds as it would for any user.
-DROP_DAC = (
-    "import ctypes, os, sys\n"
+DROP_DAC_CODE = (
+    "import ctypes\n"
     "libc = ctypes.CDLL(None, use_errno=True)\n"
     "for cap in (1, 2):\n"
     "    if libc.prctl(24, cap, 0, 0, 0) != 0:\n"
     "        raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')\n"
-    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+    # The bounding set binds from the next exec on; a forked CLI (tests/cli_forkserver.py)
+    # execs nothing, so the two also leave this process's effective and permitted sets
+    # (capget/capset, _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set).
+    "header = (ctypes.c_uint32 * 2)(0x20080522, 0)\n"
+    "sets = (ctypes.c_uint32 * 6)()\n"
+    "if libc.capget(header, sets) != 0:\n"
+    "    raise OSError(ctypes.get_errno(), 'capget')\n"
+    "sets[0] &= ~0b110; sets[1] &= ~0b110\n"
+    "if libc.capset(header, sets) != 0:\n"
+    "    raise OSError(ctypes.get_errno(), 'capset')\n"
 )
+#: After the prelude, a fresh interpreter becomes the real CLI.
+EXEC_ARGV = "import os, sys\nos.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
 #: Address space of a case's process: enough for any command, and a runaway read (``/dev/zero``)
 #: fails in about a second instead of eating the machine.
 ADDRESS_SPACE = 1024**3
@@ -266,13 +278,40 @@ def run_cli(case: Case, ctx: Ctx, home: Path) -> Result:
     if case.key:
         env.update(WAVESPEED_API_KEY=KEY, WAVESPEED_BASE_URL=ctx.base.sim_url)
     env.update(ctx.env)
-    argv = [sys.executable, "-m", "refstudio", *(ctx.sub(a) for a in case.argv)]
-    if case.unprivileged and os.geteuid() == 0:
-        if not _can_drop_dac():
-            pytest.skip("running as root without CAP_SETPCAP: file permissions cannot bind")
-        argv[1:1] = ["-c", DROP_DAC]
+    args = [ctx.sub(a) for a in case.argv]
+    if case.unprivileged and os.geteuid() == 0 and not _can_drop_dac():
+        pytest.skip("running as root without CAP_SETPCAP: file permissions cannot bind")
+    prelude = DROP_DAC_CODE if case.unprivileged and os.geteuid() == 0 else ""
+    cwd = ctx.tmp if case.in_tmp else ctx.proj
+    stdin = case.stdin.encode() if case.stdin is not None else b""
+    if cli_forkserver.PLAIN_SUBPROCESS:
+        return _run_in_new_interpreter(case, args, cwd, env, prelude, stdin)
+    command = cli_forkserver.SERVER.start(
+        args, str(cwd), env, case.timeout + 60, stdin=stdin, new_session=True,
+        limits=((resource.RLIMIT_AS, ADDRESS_SPACE), *case.limits), prelude=prelude)
+    hung = ""
+    deadline = time.monotonic() + case.timeout
+    blocked = 0
+    while (done := command.wait(poll=0.25)) is None:
+        # Blocked opening a FIFO nobody writes: that is a hang, no need to wait it out.
+        blocked = blocked + 1 if _waiting_for_fifo(command.pid) else 0
+        if blocked >= 4 or time.monotonic() > deadline:
+            hung = ("blocked opening a FIFO" if blocked >= 4
+                    else f"still running after {case.timeout:.0f} s")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(command.pid, signal.SIGKILL)
+    code, out, err = done
+    return Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), hung)
+
+
+def _run_in_new_interpreter(case: Case, args: list[str], cwd: Path, env: dict[str, str],
+                            prelude: str, stdin: bytes) -> Result:
+    """The same as a fresh ``python -m refstudio`` (REFSTUDIO_TEST_CLI=subprocess)."""
+    argv = [sys.executable, "-m", "refstudio", *args]
+    if prelude:
+        argv[1:1] = ["-c", prelude + EXEC_ARGV]
     proc = subprocess.Popen(
-        argv, cwd=ctx.tmp if case.in_tmp else ctx.proj, env=env,
+        argv, cwd=cwd, env=env,
         stdin=subprocess.PIPE if case.stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
@@ -283,15 +322,14 @@ def run_cli(case: Case, ctx: Ctx, home: Path) -> Result:
             resource.prlimit(proc.pid, which, (value, value))
     hung = ""
     deadline = time.monotonic() + case.timeout
-    stdin = case.stdin.encode() if case.stdin is not None else None
+    data: bytes | None = stdin if case.stdin is not None else None
     blocked = 0
     while True:
         try:
-            out, err = proc.communicate(input=stdin, timeout=0.25)
+            out, err = proc.communicate(input=data, timeout=0.25)
             break
         except subprocess.TimeoutExpired:
-            stdin = None  # communicate() sends the input once
-            # Blocked opening a FIFO nobody writes: that is a hang, no need to wait it out.
+            data = None  # communicate() sends the input once
             blocked = blocked + 1 if _waiting_for_fifo(proc.pid) else 0
             if blocked >= 4 or time.monotonic() > deadline:
                 hung = ("blocked opening a FIFO" if blocked >= 4
@@ -305,7 +343,8 @@ def run_cli(case: Case, ctx: Ctx, home: Path) -> Result:
 
 @functools.lru_cache(maxsize=1)
 def _can_drop_dac() -> bool:
-    done = subprocess.run([sys.executable, "-c", DROP_DAC, "-c", "pass"], capture_output=True)
+    done = subprocess.run([sys.executable, "-c", DROP_DAC_CODE + EXEC_ARGV, "-c", "pass"],
+                          capture_output=True)
     return done.returncode == 0
 
 
