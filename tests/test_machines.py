@@ -18,7 +18,7 @@ from conftest import db_rows, run_cli
 
 KEY = "sim-key-machines-0123456789"
 #: Long enough for a resume to start and finish on a busy machine while the lease runs.
-LEASE_S = 20.0
+LEASE_S = 8.0
 SIM_DEFAULTS = {"key": KEY, "account_concurrency": 2, "seed": 8}
 
 
