@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _remote_sim import RemoteSim, run_json_child
 
 KEY = "bench-key"
 TARGETS = {"wall_ratio": 1.03, "mean_lag": 0.2, "req_per_gen": 4.0}
@@ -223,31 +224,6 @@ def child_httpx(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- orchestration
 
 
-class RemoteSim:
-    """A simulator in its own process; stats and reset over HTTP."""
-
-    def __init__(self, latency: float, jitter: float, seed: int) -> None:
-        code = ("import sys; from refstudio.simulator import SimulatorConfig, run_forever; "
-                f"run_forever(SimulatorConfig(latency={latency}, jitter={jitter}, key={KEY!r}, "
-                f"seed={seed}))")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        self.base_url = line.strip().rsplit(" ", 1)[-1]
-        assert self.base_url.startswith("http://"), line
-
-    def stats(self) -> dict[str, Any]:
-        return httpx.get(f"{self.base_url}/_sim/stats", timeout=10).json()
-
-    def reset(self) -> None:
-        httpx.post(f"{self.base_url}/_sim/reset", timeout=10).raise_for_status()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 def run_child(kind: str, base_url: str, n: int, *, project: Path | None = None,
               concurrency: int = 50, target_lag: float | None = None,
               seed: int = 1, calls: int = 1) -> dict[str, Any]:
@@ -260,10 +236,7 @@ def run_child(kind: str, base_url: str, n: int, *, project: Path | None = None,
         cmd += ["--target-lag", str(target_lag)]
     if project is not None:
         cmd += ["--project", str(project)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"{kind} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json_child(cmd, kind, timeout=300)
 
 
 def figures(result: dict[str, Any], stats: dict[str, Any], n: int) -> dict[str, Any]:
@@ -304,8 +277,8 @@ def measured_batch(sim: RemoteSim, kind: str, n: int, **kw: Any) -> dict[str, An
 def main(quick: bool = False) -> None:
     started = time.perf_counter()
     n = 50
-    sim = RemoteSim(latency=3.0, jitter=1.0, seed=20260101)
-    zero = RemoteSim(latency=0.0, jitter=0.0, seed=7)
+    sim = RemoteSim(latency=3.0, jitter=1.0, key=KEY, seed=20260101)
+    zero = RemoteSim(latency=0.0, jitter=0.0, key=KEY, seed=7)
     rows: dict[str, dict[str, Any]] = {}
     sweep: list[tuple[float, dict[str, Any]]] = []
     try:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _remote_sim import RemoteSim, run_json_child
 
 KEY = "key_bench_runway"
 N = 20
@@ -99,38 +100,10 @@ def child_sdk(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- orchestration
 
 
-class RemoteSim:
-    """A simulator in its own process; stats and reset over HTTP."""
-
-    def __init__(self) -> None:
-        code = ("from refstudio.simulator import SimulatorConfig, run_forever; "
-                f"run_forever(SimulatorConfig(latency={LATENCY}, jitter={JITTER}, key={KEY!r}, "
-                f"seed=7, runway_concurrency={CONCURRENCY}, runway_daily_limit=100000))")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        self.base_url = line.strip().rsplit(" ", 1)[-1]
-        assert self.base_url.startswith("http://"), line
-
-    def stats(self) -> dict[str, Any]:
-        return httpx.get(f"{self.base_url}/_sim/stats", timeout=10).json()
-
-    def reset(self) -> None:
-        httpx.post(f"{self.base_url}/_sim/reset", timeout=10).raise_for_status()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 def run_child(kind: str, base_url: str, n: int, seed: int, project: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--base-url", base_url, "--n", str(n),
            "--seed", str(seed), "--project", str(project)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"{kind} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json_child(cmd, kind, timeout=600)
 
 
 def figures(result: dict[str, Any], stats: dict[str, Any], n: int) -> dict[str, Any]:
@@ -151,7 +124,8 @@ def figures(result: dict[str, Any], stats: dict[str, Any], n: int) -> dict[str, 
 
 def main(quick: bool = False) -> None:
     repeats = 1 if quick else 3
-    sim = RemoteSim()
+    sim = RemoteSim(latency=LATENCY, jitter=JITTER, key=KEY, seed=7,
+                    runway_concurrency=CONCURRENCY, runway_daily_limit=100000)
     rows: dict[str, list[dict[str, Any]]] = {"refstudio": [], "runwayml SDK": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -16,6 +16,7 @@ import gen4_facts as gen4
 import pytest
 from conftest import ImageMaker
 from PIL import Image
+from project_support import wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.engine import Engine, EngineSettings, PreparedRequest
@@ -29,9 +30,7 @@ KEY = "sk-happy-path-key"
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.15, jitter=0.05, key=KEY, seed=11)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.15, jitter=0.05, seed=11) as server:
         yield server
 
 

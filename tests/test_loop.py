@@ -13,6 +13,7 @@ from typing import Any
 import gen4_facts as gen4
 import pytest
 from conftest import ImageMaker, snapshot_project
+from project_support import wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.errors import (
@@ -22,7 +23,7 @@ from refstudio.errors import (
     NameTakenError,
     OutputNotFoundError,
 )
-from refstudio.simulator import Simulator, SimulatorConfig
+from refstudio.simulator import Simulator
 
 #: Every test here runs on SQLite and on PostgreSQL (see conftest.backend).
 BACKENDS = ("sqlite", "postgresql")
@@ -32,9 +33,7 @@ KEY = "sim-key-0123456789abcdef"
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key=KEY)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.05) as server:
         yield server
 
 

@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 from conftest import ImageMaker, encode_image, media_keys, run_cli, snapshot_project
 from PIL import Image
+from project_support import wavespeed_from_env
 
 from refstudio import StorageError, Studio
-from refstudio.simulator import Simulator, SimulatorConfig
+from refstudio.simulator import Simulator
 from refstudio.storage.media import blob_key
 from refstudio.storage.mediacache import MediaCache
 
@@ -134,9 +135,7 @@ def s3_env(media_backend: str, request: pytest.FixtureRequest,
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.1, jitter=0.0, key=KEY, seed=11)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.1, seed=11) as server:
         yield server
 
 

@@ -4,6 +4,7 @@ SQLModel tables the code queries with."""
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,14 @@ def test_migration_names_are_ordered_and_unique() -> None:
     assert len(set(names)) == len(names)
     assert names == sorted(names)
     assert names[0] == M001_LIBRARY.name
+
+
+def test_migration_numbers_are_unique_and_contiguous() -> None:
+    # Two branches once both wrote an m004: names differed, so uniqueness of names alone did
+    # not catch it. Each name is mNNN_what, numbered 1, 2, 3, ... with no gap and no repeat.
+    numbers = []
+    for migration in MIGRATIONS:
+        match = re.fullmatch(r"m(\d{3})_[a-z0-9_]+", migration.name)
+        assert match, f"{migration.name!r} is not mNNN_name"
+        numbers.append(int(match.group(1)))
+    assert numbers == list(range(1, len(MIGRATIONS) + 1))

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from conftest import ImageMaker
+from project_support import add_references, wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.models import catalog
-from refstudio.simulator import Simulator, SimulatorConfig
+from refstudio.simulator import Simulator
 
 KEY = "sim-key-models-0123456789"
 #: Reference names: ten distinct ones, the most any built-in model takes.
@@ -22,19 +23,14 @@ NAMES = [f"ref{i:02d}" for i in range(1, 11)]
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key=KEY)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("REFSTUDIO_OFFLINE_DIR", str(tmp_path / "offline"))
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
+                            offline_dir=tmp_path / "offline") as server:
         yield server
 
 
 @pytest.fixture
 def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    for i, name in enumerate(NAMES):
-        project.add_reference(name, [make_image(tmp_path / f"{name}.png", size=(640, 800),
-                                                seed=i + 1)])
-    return project
+    return add_references(project, make_image, tmp_path, NAMES, size=(640, 800))
 
 
 def _expected(alias: str, prompt_tag: str, prompt_order: str, seed: int | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import gen4_facts as gen4
 import httpx
 import pytest
 from conftest import run_cli, snapshot_project
+from project_support import wavespeed_from_env
 
 from refstudio import AsyncStudio, Studio
 from refstudio.simulator import Simulator, SimulatorConfig
@@ -34,9 +35,7 @@ SETTLE = 3.2
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.3, jitter=0.0, key=KEY, seed=11)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.3, seed=11) as server:
         yield server
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import gen4_facts as gen4
 import pytest
 from PIL import Image
+from project_support import wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.simulator import Simulator, SimulatorConfig
@@ -42,9 +43,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.fixture
 def slow_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=3.0, jitter=0.5, key=KEY, seed=7)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
+    with wavespeed_from_env(monkeypatch, KEY, latency=3.0, jitter=0.5, seed=7) as server:
         yield server
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import ImageMaker, encode_image, run_cli
+from project_support import add_references
 
 from refstudio import Studio
 from refstudio.errors import (
@@ -53,9 +54,7 @@ def _studio(project: Studio, concurrency: int = 2) -> Studio:
 
 
 def _refs(studio: Studio, make_image: ImageMaker, tmp_path: Path, *names: str) -> None:
-    for i, name in enumerate(names):
-        studio.add_reference(name, [make_image(tmp_path / f"{name}.png", size=(320, 400),
-                                               seed=i + 1)])
+    add_references(studio, make_image, tmp_path, names, size=(320, 400))
 
 
 def test_gen4_image_with_tagged_uploads_end_to_end(

@@ -28,9 +28,10 @@ from pathlib import Path
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
 from PIL import Image
+from project_support import wavespeed_from_env
 
 from refstudio import Studio
-from refstudio.simulator import Simulator, SimulatorConfig
+from refstudio.simulator import Simulator
 
 KEY = "sk-storage-faults"
 ROOT = os.geteuid() == 0
@@ -163,10 +164,8 @@ def statuses(root: Path) -> dict[int, str]:
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.2, jitter=0.0, key=KEY, seed=11)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("REFSTUDIO_NO_PROGRESS", "1")
+    monkeypatch.setenv("REFSTUDIO_NO_PROGRESS", "1")
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.2, seed=11) as server:
         yield server
 
 

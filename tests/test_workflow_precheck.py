@@ -8,12 +8,11 @@ no Run or Generation row is written, and the simulator receives no request.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import ImageMaker, run_cli
+from project_support import generation_and_run_counts, write_workflow
 
 from refstudio import Studio
 from refstudio.errors import WorkflowError
@@ -39,23 +38,6 @@ def studio(project: Studio, make_image: ImageMaker, sim: Simulator) -> Studio:
     project.provider_options["wavespeed"] = {"api_key": "k", "base_url": sim.base_url}
     sim.reset_stats()
     return project
-
-
-def _write(studio: Studio, text: str) -> Path:
-    path = studio.root / "workflows" / "wf.toml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def _counts(root: Path) -> tuple[int, int]:
-    conn = sqlite3.connect(root / "library.db")
-    try:
-        gens = conn.execute("SELECT count(*) FROM generation").fetchone()[0]
-        runs = conn.execute("SELECT count(*) FROM run").fetchone()[0]
-    finally:
-        conn.close()
-    return gens, runs
 
 
 # A paid step first, so a mistake found only at run time would come after paying for it.
@@ -136,8 +118,8 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
 def test_refused_by_the_plan_before_anything_is_paid(
     studio: Studio, sim: Simulator, text: str, fragments: tuple[str, ...]
 ) -> None:
-    path = _write(studio, text)
-    before = _counts(studio.root)
+    path = write_workflow(studio, text)
+    before = generation_and_run_counts(studio.root)
     for dry_run in (True, False):
         with pytest.raises(WorkflowError) as caught:
             studio.run_workflow(path, provider="wavespeed", dry_run=dry_run)
@@ -145,7 +127,7 @@ def test_refused_by_the_plan_before_anything_is_paid(
         assert message.startswith("wf.toml: "), message
         for fragment in fragments:
             assert fragment in message, message
-    assert _counts(studio.root) == before == (0, 0)
+    assert generation_and_run_counts(studio.root) == before == (0, 0)
     assert sim.stats()["submits_received"] == 0
 
 
@@ -174,7 +156,7 @@ def test_refused_by_the_plan_before_anything_is_paid(
     ids=["refinement", "labels", "last-pick-and-refs", "keep-primary-new-name", "two-labels"],
 )
 def test_sound_workflows_still_plan(studio: Studio, text: str) -> None:
-    path = _write(studio, text)
+    path = write_workflow(studio, text)
     report = studio.run_workflow(path, provider="wavespeed", dry_run=True)
     assert report.status == "planned"
 
@@ -182,7 +164,7 @@ def test_sound_workflows_still_plan(studio: Studio, text: str) -> None:
 def test_a_rerun_may_promote_onto_the_label_it_gave(studio: Studio, sim: Simulator) -> None:
     text = step('prompt = "@mara in @tavern"\n'
                 'promote = { name = "mara", label = "tavern", keep_primary = true }', "view")
-    path = _write(studio, text)
+    path = write_workflow(studio, text)
     first = studio.run_workflow(path, provider="wavespeed")
     assert first.status == "completed", first
     assert any(i.label == "tavern" for i in studio.reference("mara").images)
@@ -208,7 +190,7 @@ def test_cli_run_and_dry_run_refuse_with_exit_12(
     studio: Studio, sim: Simulator, case: str
 ) -> None:
     text = next(c[1] for c in CASES if c[0] == case)
-    _write(studio, text)
+    write_workflow(studio, text)
     env = {"WAVESPEED_API_KEY": "k", "WAVESPEED_BASE_URL": sim.base_url}
     for extra in (["--dry-run"], []):
         done = run_cli("--project", str(studio.root), "run", "wf", "--provider", "wavespeed",
@@ -216,5 +198,5 @@ def test_cli_run_and_dry_run_refuse_with_exit_12(
         assert done.returncode == 12, done.stderr
         assert done.stderr.startswith("error: wf.toml: "), done.stderr
         assert "Traceback" not in done.stderr
-    assert _counts(studio.root) == (0, 0)
+    assert generation_and_run_counts(studio.root) == (0, 0)
     assert sim.stats()["submits_received"] == 0

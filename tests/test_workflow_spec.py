@@ -6,12 +6,11 @@ Generation) and nothing reaches the simulator (``submits_received`` stays 0).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import ImageMaker, run_cli
+from project_support import generation_and_run_counts, write_workflow
 
 from refstudio import Studio
 from refstudio.errors import BudgetExceededError, RefstudioError, WorkflowError
@@ -33,23 +32,6 @@ def studio(project: Studio, make_image: ImageMaker, sim: Simulator) -> Studio:
     project.provider_options["wavespeed"] = {"api_key": "k", "base_url": sim.base_url}
     sim.reset_stats()
     return project
-
-
-def _write(studio: Studio, text: str, name: str = "wf.toml") -> Path:
-    path = studio.root / "workflows" / name
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def _counts(root: Path) -> tuple[int, int]:
-    conn = sqlite3.connect(root / "library.db")
-    try:
-        gens = conn.execute("SELECT count(*) FROM generation").fetchone()[0]
-        runs = conn.execute("SELECT count(*) FROM run").fetchone()[0]
-    finally:
-        conn.close()
-    return gens, runs
 
 
 GOOD_STEP = '[[step]]\nid = "a"\nprompt = "@mara in @tavern"\n'
@@ -100,8 +82,8 @@ def test_a_bad_workflow_is_refused_before_anything_is_written_or_sent(
     studio: Studio, sim: Simulator, text: str, error: type[RefstudioError],
     fragments: tuple[str, ...],
 ) -> None:
-    path = _write(studio, text)
-    before = _counts(studio.root)
+    path = write_workflow(studio, text)
+    before = generation_and_run_counts(studio.root)
     with pytest.raises(error) as caught:
         studio.run_workflow(path, provider="wavespeed")
     message = str(caught.value.message)
@@ -109,14 +91,14 @@ def test_a_bad_workflow_is_refused_before_anything_is_written_or_sent(
         assert fragment in message, message
     with pytest.raises(error):
         studio.plan_workflow(path)
-    assert _counts(studio.root) == before
+    assert generation_and_run_counts(studio.root) == before
     assert sim.stats()["submits_received"] == 0
 
 
 def test_an_unprovided_mention_suggests_the_close_names(studio: Studio) -> None:
-    path = _write(studio, '[[step]]\nid = "a"\nprompt = "@mara_cot"\n'
-                          '[[step]]\nid = "b"\nprompt = "@mara"\n'
-                          'promote = { name = "mara_coat" }\n')
+    path = write_workflow(studio, '[[step]]\nid = "a"\nprompt = "@mara_cot"\n'
+                                  '[[step]]\nid = "b"\nprompt = "@mara"\n'
+                                  'promote = { name = "mara_coat" }\n')
     with pytest.raises(WorkflowError) as caught:
         studio.plan_workflow(path)
     assert caught.value.hint is not None
@@ -126,26 +108,27 @@ def test_an_unprovided_mention_suggests_the_close_names(studio: Studio) -> None:
 def test_over_max_cost_is_refused_before_anything_is_written(
     studio: Studio, sim: Simulator
 ) -> None:
-    path = _write(studio, GOOD_STEP + "variants = 4\n")  # 4 x $0.05 at 720p (default prices)
-    before = _counts(studio.root)
+    # 4 x $0.05 at 720p (default prices)
+    path = write_workflow(studio, GOOD_STEP + "variants = 4\n")
+    before = generation_and_run_counts(studio.root)
     with pytest.raises(BudgetExceededError) as caught:
         studio.run_workflow(path, provider="wavespeed", max_cost=0.01)
     assert "max-cost" in caught.value.message and "nothing was sent" in caught.value.message
-    assert _counts(studio.root) == before
+    assert generation_and_run_counts(studio.root) == before
     assert sim.stats()["submits_received"] == 0
     # The same plan within the budget is accepted (a dry run writes nothing either).
     report = studio.run_workflow(path, provider="wavespeed", max_cost=100, dry_run=True)
     assert report.status == "planned" and report.estimated_cost > 0.01
-    assert _counts(studio.root) == before
+    assert generation_and_run_counts(studio.root) == before
 
 
 def test_a_step_promoting_a_name_waits_for_the_steps_above_that_mention_it(
     studio: Studio,
 ) -> None:
-    path = _write(studio, '[[step]]\nid = "early"\nprompt = "@mara reading"\n'
-                          '[[step]]\nid = "refine"\nprompt = "@tavern"\n'
-                          'promote = { name = "mara" }\n'
-                          '[[step]]\nid = "late"\nprompt = "@mara dancing"\n')
+    path = write_workflow(studio, '[[step]]\nid = "early"\nprompt = "@mara reading"\n'
+                                  '[[step]]\nid = "refine"\nprompt = "@tavern"\n'
+                                  'promote = { name = "mara" }\n'
+                                  '[[step]]\nid = "late"\nprompt = "@mara dancing"\n')
     plan = studio.plan_workflow(path)
     assert plan.step("refine").depends_on == {"early"}
     assert plan.step("late").depends_on == {"refine"}
@@ -163,31 +146,31 @@ CLI_CASES = [
 def test_cli_exit_codes_for_bad_workflows(
     studio: Studio, sim: Simulator, text: str, code: int, fragment: str
 ) -> None:
-    _write(studio, text)
-    before = _counts(studio.root)
+    write_workflow(studio, text)
+    before = generation_and_run_counts(studio.root)
     done = run_cli("--project", str(studio.root), "run", "wf", "--provider", "wavespeed",
                    env={"WAVESPEED_API_KEY": "k", "WAVESPEED_BASE_URL": sim.base_url})
     assert done.returncode == code, done.stderr
     assert done.stderr.startswith("error:") and "wf.toml" in done.stderr
     assert fragment in done.stderr
     assert "Traceback" not in done.stderr
-    assert _counts(studio.root) == before
+    assert generation_and_run_counts(studio.root) == before
     assert sim.stats()["submits_received"] == 0
 
 
 def test_cli_over_max_cost_exits_8(studio: Studio, sim: Simulator) -> None:
-    _write(studio, GOOD_STEP + "variants = 2\n")
+    write_workflow(studio, GOOD_STEP + "variants = 2\n")
     done = run_cli("--project", str(studio.root), "run", "wf", "--provider", "wavespeed",
                    "--max-cost", "0.01",
                    env={"WAVESPEED_API_KEY": "k", "WAVESPEED_BASE_URL": sim.base_url})
     assert done.returncode == 8, done.stderr
     assert "max-cost" in done.stderr
-    assert _counts(studio.root) == (0, 0)
+    assert generation_and_run_counts(studio.root) == (0, 0)
     assert sim.stats()["submits_received"] == 0
 
 
 def test_an_unknown_workflow_name_lists_the_ones_there(studio: Studio) -> None:
-    _write(studio, GOOD_STEP, name="story.toml")
+    write_workflow(studio, GOOD_STEP, name="story.toml")
     with pytest.raises(WorkflowError) as caught:
         studio.run_workflow("stroy", dry_run=True)
     assert "stroy" in caught.value.message

@@ -80,6 +80,10 @@ def _delegate_async(
     return call
 
 
+def _library(studio: _StudioBase) -> Library:
+    return studio.library
+
+
 def _generations(studio: _StudioBase) -> Generations:
     return studio.generations
 
@@ -220,20 +224,10 @@ class _StudioBase:
 
     # -- references ---------------------------------------------------------------------------
 
-    def add_reference(
-        self,
-        name: str,
-        images: Sequence[Path | str],
-        *,
-        kind: str = "character",
-        description: str = "",
-        tags: Iterable[str] = (),
-        labels: Sequence[str | None] = (),
-    ) -> tuple[ReferenceInfo, list[AddedImage]]:
-        """Create a reference from image files. Returns it and per-image quality warnings."""
-        return self.library.add_reference(
-            name, images, kind=kind, description=description, tags=tags, labels=labels
-        )
+    add_reference = _delegate(_library, Library.add_reference)
+    add_images = _delegate(_library, Library.add_images)
+    remove_image = _delegate(_library, Library.remove_image)
+    set_primary = _delegate(_library, Library.set_primary)
 
     def add_references(
         self, references: Sequence[Mapping[str, Any]]
@@ -248,25 +242,6 @@ class _StudioBase:
         ...                         "kind": "location"}])
         """
         return self.library.add_references(references)
-
-    def add_images(
-        self,
-        name: str,
-        images: Sequence[Path | str],
-        *,
-        labels: Sequence[str | None] = (),
-        make_primary: bool = False,
-    ) -> tuple[ReferenceInfo, list[AddedImage]]:
-        """Add images to a reference; ``make_primary`` makes the first new one its primary."""
-        return self.library.add_images(name, images, labels=labels, make_primary=make_primary)
-
-    def remove_image(self, name: str, selector: str) -> ReferenceInfo:
-        """Remove an image of a reference, chosen by label or ``#id``."""
-        return self.library.remove_image(name, selector)
-
-    def set_primary(self, name: str, selector: str) -> ReferenceInfo:
-        """Choose the image (label or ``#id``) that a bare ``@name`` binds."""
-        return self.library.set_primary(name, selector)
 
     def reference(self, name: str) -> ReferenceInfo:
         """One reference by name (case-insensitive, ``@`` optional)."""

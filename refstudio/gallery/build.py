@@ -45,7 +45,7 @@ from markupsafe import Markup
 from ..storage.fsutil import atomic_write_bytes, check_output_dir
 from .compare import find_comparisons
 from .downloads import ensure_downloads
-from .text import format_duration, format_time, linkify_mentions
+from .text import format_duration, format_time, html_environment, linkify_mentions
 from .thumbs import ensure_thumbnails, thumb_name
 
 if TYPE_CHECKING:
@@ -556,16 +556,7 @@ class _Site:
 
 
 def _environment() -> jinja2.Environment:
-    # autoescape=True for every template: all user text (prompts, names, tags, descriptions,
-    # labels, file names, errors) is escaped unless it is already Markup built by text.py.
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("refstudio.gallery", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env
+    return html_environment("refstudio.gallery")
 
 
 def _stylesheet() -> bytes:

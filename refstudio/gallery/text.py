@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+import jinja2
 from markupsafe import Markup, escape
 
 # A stored prompt is the text as sent: ``@@`` already undone and ``:label`` suffixes dropped,
@@ -20,6 +21,20 @@ from markupsafe import Markup, escape
 # Escaping never produces a word character before ``@`` (entities end in ``;``), so matching on
 # the escaped text finds exactly the mentions of the original text.
 _MENTION = re.compile(r"(?<![\w])@([A-Za-z][A-Za-z0-9_]{2,15})(?![\w])")
+
+
+def html_environment(package: str) -> jinja2.Environment:
+    """The Jinja environment of ``package``'s ``templates/`` folder, as every HTML page of
+    refstudio renders: autoescape for every template, since all user text (prompts, names,
+    tags, descriptions, labels, file names, errors) is escaped unless it is already Markup built
+    here; an undefined name is an error, not an empty string."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def linkify_mentions(text: str, href_for: Callable[[str], str | None]) -> Markup:

@@ -291,7 +291,8 @@ class Library:
         tags: Iterable[str] = (),
         labels: Sequence[str | None] = (),
     ) -> tuple[ReferenceInfo, list[AddedImage]]:
-        """Create a reference from image files; the first becomes its primary image.
+        """Create a reference from image files; the first becomes its primary image. Returns
+        it and per-image quality warnings.
 
         ``labels`` name the images in order (fewer labels than images is fine).
         """
@@ -382,7 +383,8 @@ class Library:
         labels: Sequence[str | None] = (),
         make_primary: bool = False,
     ) -> tuple[ReferenceInfo, list[AddedImage]]:
-        """Add image files to an existing reference (the first becomes primary if asked)."""
+        """Add image files to an existing reference; ``make_primary`` makes the first new one
+        its primary."""
         ref = self.get(name)
         if not images:
             raise InputError("give at least one image")

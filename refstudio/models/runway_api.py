@@ -21,10 +21,11 @@ from ..errors import ImageError, ParameterError
 
 if TYPE_CHECKING:
     from .sizes import Size
-    from .spec import ModelOptions, ModelSpec
+    from .spec import ModelOptions, ModelSpec, Price, SeedRange
 
 __all__ = ["API_VERSION", "MODELS", "TAG_PATTERN", "RunwayModel", "RunwayRatio",
-           "check_reference_uri", "check_tags", "credits_for", "get", "runway_spec_body"]
+           "check_reference_uri", "check_tags", "credits_for", "get", "runway_spec",
+           "runway_spec_body"]
 
 #: The ``X-Runway-Version`` every request carries (the SDK's pinned version).
 API_VERSION = "2024-11-06"
@@ -217,3 +218,31 @@ def runway_spec_body(
     if threshold is not None:
         body["contentModeration"] = {"publicFigureThreshold": threshold}
     return body
+
+
+def runway_spec(
+    model: RunwayModel, *, alias: str, display_name: str, options: type[ModelOptions],
+    price: Price, notes: str, seed: SeedRange | None = None, size: RunwayRatio | None = None,
+) -> ModelSpec:
+    """The spec of one model of Runway's API: what they all share (the body, tagged
+    ``referenceImages`` in the model's range, the ratio sizes, 1000-unit prompts) filled in
+    from ``model``; each model's module gives the rest. ``size``: the model's own ratios at
+    1080p by default."""
+    from .spec import ModelSpec
+
+    return ModelSpec(
+        id=model.id,
+        alias=alias,
+        display_name=display_name,
+        options=options,
+        price=price,
+        reference_field="referenceImages",
+        min_references=model.min_references,
+        max_references=model.max_references,
+        binding="tag",
+        size=size or RunwayRatio(ratio_table(model)),
+        seed=seed,
+        prompt_max=1000,
+        body_builder=runway_spec_body,
+        notes=notes,
+    )

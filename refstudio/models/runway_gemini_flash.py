@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from . import runway_api
-from .spec import ModelOptions, ModelSpec, Price
+from .spec import ModelOptions, Price
 
 MODEL = runway_api.MODELS["gemini_2.5_flash"]
 
@@ -20,18 +20,13 @@ class RunwayGeminiOptions(ModelOptions):
                    "832:1248", "1248:832", "896:1152", "1152:896"] = "1344:768"
 
 
-SPEC = ModelSpec(
-    id=MODEL.id,
+SPEC = runway_api.runway_spec(
+    MODEL,
     alias="runway-gemini-flash",
     display_name="Gemini 2.5 Flash Image (Runway API)",
     options=RunwayGeminiOptions,
     price=Price(0.05),
-    reference_field="referenceImages",
-    min_references=MODEL.min_references,
-    max_references=MODEL.max_references,
-    binding="tag",
+    # One size class: the aspect ratio alone picks the ratio.
     size=runway_api.RunwayRatio(runway_api.ratio_table(MODEL), default_resolution=None),
-    prompt_max=1000,
-    body_builder=runway_api.runway_spec_body,
     notes="no seed (variants differ by chance); its own ratios at about 1 megapixel",
 )

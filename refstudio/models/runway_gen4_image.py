@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from . import runway_api
-from .spec import ModelOptions, ModelSpec, Price, SeedRange
+from .spec import ModelOptions, Price, SeedRange
 
 SEED = SeedRange(0, runway_api.SEED_MAX)
 MODEL = runway_api.MODELS["gen4_image"]
@@ -36,20 +36,13 @@ class RunwayGen4Options(ModelOptions):
     public_figure_threshold: Literal["auto", "low"] | None = None
 
 
-SPEC = ModelSpec(
-    id=MODEL.id,
+SPEC = runway_api.runway_spec(
+    MODEL,
     alias="runway-gen4",
     display_name="Runway Gen-4 Image (Runway API)",
     options=RunwayGen4Options,
     price=Price(0.08, ("ratio", {r: 0.05 for r in MODEL.ratios
                                  if runway_api.credits_for(MODEL, r) == 5})),
-    reference_field="referenceImages",
-    min_references=MODEL.min_references,
-    max_references=MODEL.max_references,
-    binding="tag",
-    size=runway_api.RunwayRatio(runway_api.ratio_table(MODEL)),
     seed=SEED,
-    prompt_max=1000,
-    body_builder=runway_api.runway_spec_body,
     notes="Runway's own API: tagged @references, runway:// uploads, credits and daily limits",
 )

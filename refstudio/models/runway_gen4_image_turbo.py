@@ -8,23 +8,16 @@ from __future__ import annotations
 
 from . import runway_api
 from .runway_gen4_image import SEED, RunwayGen4Options
-from .spec import ModelSpec, Price
+from .spec import Price
 
 MODEL = runway_api.MODELS["gen4_image_turbo"]
 
-SPEC = ModelSpec(
-    id=MODEL.id,
+SPEC = runway_api.runway_spec(
+    MODEL,
     alias="runway-gen4-turbo",
     display_name="Runway Gen-4 Image Turbo (Runway API)",
     options=RunwayGen4Options,
     price=Price(0.02),
-    reference_field="referenceImages",
-    min_references=MODEL.min_references,
-    max_references=MODEL.max_references,
-    binding="tag",
-    size=runway_api.RunwayRatio(runway_api.ratio_table(MODEL)),
     seed=SEED,
-    prompt_max=1000,
-    body_builder=runway_api.runway_spec_body,
     notes="needs at least one reference; a quarter of Gen-4's price",
 )

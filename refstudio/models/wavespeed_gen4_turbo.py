@@ -6,22 +6,18 @@ The body is Gen-4 Image's (same fields, same sizes, same tag binding). WaveSpeed
 
 from __future__ import annotations
 
-from .sizes import RatioResolution
-from .spec import ModelSpec, Price
-from .wavespeed_gen4 import PIXELS, SEED, Gen4Options
+import dataclasses
 
-SPEC = ModelSpec(
+from . import wavespeed_gen4
+from .spec import Price
+
+# Gen-4 Image's spec (options, references, sizes, seeds, prompt limit) under its own name
+# and price: the two models take one body.
+SPEC = dataclasses.replace(
+    wavespeed_gen4.SPEC,
     id="wavespeed:runwayml/gen4-image-turbo",
     alias="gen4-turbo",
     display_name="Runway Gen-4 Image Turbo",
-    options=Gen4Options,
     price=Price(0.03),  # the model page's price (Runway: 2 credits)
-    reference_field="reference_images",
-    min_references=0,
-    max_references=3,
-    binding="tag",
-    size=RatioResolution(PIXELS),
-    seed=SEED,
-    prompt_max=1000,
     notes="Gen-4 at a third of the price, faster, a little less faithful",
 )

@@ -25,6 +25,10 @@ import httpx
 from refstudio.providers.netloop import at_close
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
+    "DOWNLOAD_TIMEOUT",
+    "SUBMIT_TIMEOUT",
+    "UPLOAD_TIMEOUT",
     "Download",
     "Secret",
     "SendTrace",
@@ -35,8 +39,17 @@ __all__ = [
 ]
 
 DOWNLOAD_CHUNK = 64 * 1024
-#: Default client timeouts (each request may pass its own).
+#: Default client timeouts (each request may pass its own). Connect is short (a refused or
+#: unreachable host should fail fast and is safe to retry); read 30 s suits polls; the pool wait
+#: is generous because waiting for a free connection happens before anything is sent.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=60.0)
+#: Paid requests get a longer read: every read timeout on one is an *ambiguous* (maybe paid)
+#: task, so waiting a little longer for the answer is much cheaper than giving up early.
+SUBMIT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
+#: Uploads send up to several MB of image; give the write side room on slow uplinks.
+UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=180.0, pool=60.0)
+#: Downloads: each read waits at most this long for the next chunk, not for the whole file.
+DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=60.0)
 
 
 class Secret:

@@ -170,6 +170,20 @@ class SimHandler(BaseHTTPRequestHandler):
         expected = self.state.config.key
         return expected is None or token == expected
 
+    def _free_call_fault(self, counter: str) -> bool:
+        """Answer a free call (poll, history) with a configured fault instead, a 429 or a 5xx,
+        counted under ``counter``; True when one was sent."""
+        state, cfg = self.state, self.state.config
+        if state.chance(cfg.rate_429):
+            state.count(counter)
+            self._json(429, message="Too many requests", headers=self._retry_after(cfg.retry_after))
+            return True
+        if state.chance(cfg.rate_5xx):
+            state.count(counter)
+            self._json(state.choice((500, 502, 503)), message="Internal server error")
+            return True
+        return False
+
     def _retry_after(self, seconds: float) -> dict[str, str]:
         # Retry-After is integer seconds by RFC 9110; keep fractions (our clients parse floats)
         # but never send "0.0", which some clients read as "no limit".
@@ -411,13 +425,7 @@ class SimHandler(BaseHTTPRequestHandler):
         if not self._authorized():
             self._json(401, message="Unauthorized: invalid or missing API key")
             return
-        if state.chance(cfg.rate_429):
-            state.count("history_faulted")
-            self._json(429, message="Too many requests", headers=self._retry_after(cfg.retry_after))
-            return
-        if state.chance(cfg.rate_5xx):
-            state.count("history_faulted")
-            self._json(state.choice((500, 502, 503)), message="Internal server error")
+        if self._free_call_fault("history_faulted"):
             return
         try:
             query = parse_history_query(json.loads(body or b"null"))
@@ -449,13 +457,7 @@ class SimHandler(BaseHTTPRequestHandler):
         task = state.get_task(task_id)
         if task is not None:
             state.note_poll(task)
-        if state.chance(cfg.rate_429):
-            state.count("polls_faulted")
-            self._json(429, message="Too many requests", headers=self._retry_after(cfg.retry_after))
-            return
-        if state.chance(cfg.rate_5xx):
-            state.count("polls_faulted")
-            self._json(state.choice((500, 502, 503)), message="Internal server error")
+        if self._free_call_fault("polls_faulted"):
             return
         if state.chance(cfg.drop_rate):
             state.count("polls_faulted")

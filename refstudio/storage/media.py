@@ -305,9 +305,7 @@ class LocalMediaStore:
         try:
             return read_regular(path, limit=MAX_BLOB_BYTES)
         except UnreadableFileError as exc:
-            raise StorageError(f"media file {path} is missing or unreadable ({exc.reason})",
-                               hint=MISSING_HINT if exc.reason == "no such file" else None
-                               ) from exc
+            raise _unreadable(path, exc) from exc
 
     def read_verified(self, key: str, sha256: str) -> bytes:
         """The stored bytes, checked against the hash they were stored under.
@@ -359,9 +357,7 @@ class LocalMediaStore:
         try:
             return open_regular(path, limit=MAX_BLOB_BYTES)
         except UnreadableFileError as exc:
-            raise StorageError(f"media file {path} is missing or unreadable ({exc.reason})",
-                               hint=MISSING_HINT if exc.reason == "no such file" else None
-                               ) from exc
+            raise _unreadable(path, exc) from exc
 
     def delete(self, key: str) -> None:
         self.local_path(key).unlink(missing_ok=True)
@@ -383,6 +379,12 @@ class LocalMediaStore:
 
     def close(self) -> None:
         pass
+
+
+def _unreadable(path: Path, exc: UnreadableFileError) -> StorageError:
+    """The error of a media file that cannot be read; a missing one says where to get it."""
+    return StorageError(f"media file {path} is missing or unreadable ({exc.reason})",
+                        hint=MISSING_HINT if exc.reason == "no such file" else None)
 
 
 def media_files(root: Path) -> list[Path]:

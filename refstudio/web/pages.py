@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
@@ -29,6 +28,7 @@ from ..errors import (
     RefstudioError,
     WorkflowError,
 )
+from ..gallery.text import html_environment
 from .security import csrf_token
 
 if TYPE_CHECKING:
@@ -63,15 +63,9 @@ async def call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def make_templates() -> Jinja2Templates:
-    # autoescape everywhere: every name, prompt, tag, label and error is user text.
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("refstudio.web", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return Jinja2Templates(env=env)
+    # The gallery's environment: autoescape everywhere, since every name, prompt, tag, label
+    # and error is user text.
+    return Jinja2Templates(env=html_environment("refstudio.web"))
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

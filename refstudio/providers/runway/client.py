@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import base64
 import collections
-import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -46,22 +45,9 @@ from refstudio.errors import (
 from refstudio.models import runway_api
 from refstudio.models.runway_api import check_tags
 from refstudio.models.spec import ModelSpec
-from refstudio.providers.base import (
-    Provider,
-    SubmittedTask,
-    TaskStatus,
-    UploadedImage,
-)
-from refstudio.providers.http import (
-    DEFAULT_TIMEOUT,
-    DOWNLOAD_CHUNK,
-    Download,
-    Secret,
-    SendTrace,
-    SharedPool,
-    parse_retry_after,
-    same_origin,
-)
+from refstudio.providers.base import SubmittedTask, TaskStatus, UploadedImage
+from refstudio.providers.http import UPLOAD_TIMEOUT, SendTrace, parse_retry_after
+from refstudio.providers.http_provider import MAX_MESSAGE_CHARS, HttpProvider
 from refstudio.providers.netloop import run_here
 from refstudio.providers.runway import failures
 from refstudio.providers.runway.organization import Organization, parse_organization
@@ -77,18 +63,14 @@ TASK_PATH = "/v1/tasks/{task_id}"
 UPLOAD_PATH = "/v1/uploads"
 ORGANIZATION_PATH = "/v1/organization"
 
-SUBMIT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
-UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=180.0, pool=60.0)
-DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=60.0)
 #: Runway keeps an ephemeral upload about 24 hours; refstudio reuses one for 23 (a request
 #: may wait a while as THROTTLED before Runway reads its images).
 UPLOAD_LIFETIME = timedelta(hours=23)
-MAX_MESSAGE_CHARS = 300
 #: Seconds one organisation read answers the checks of a batch (tier, credits, usage).
 ORGANIZATION_TTL = 10.0
 
 
-class RunwayProvider(Provider):
+class RunwayProvider(HttpProvider):
     """Runway's image models over HTTP (``gen4_image``, ``gen4_image_turbo``,
     ``gemini_2.5_flash``); the model is the body's ``model`` field.
 
@@ -99,6 +81,10 @@ class RunwayProvider(Provider):
     """
 
     name: ClassVar[str] = "runway"
+    label: ClassVar[str] = "Runway"
+    env_api_key: ClassVar[str] = ENV_API_KEY
+    env_base_url: ClassVar[str] = ENV_BASE_URL
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
     #: The model a tier question names when the caller names none.
     DEFAULT_MODEL: ClassVar[str] = "runway:gen4_image"
     #: Runway has no list of past tasks: an ``unknown`` cannot be looked up.
@@ -120,16 +106,9 @@ class RunwayProvider(Provider):
         uploads: str = "runway",
         other_keys: Mapping[str, str | None] | None = None,
     ) -> None:
-        key = (api_key if api_key is not None else os.environ.get(ENV_API_KEY, "")).strip()
-        if not key:
-            raise AuthenticationError(
-                "no Runway API key",
-                hint=f"set {ENV_API_KEY} (export {ENV_API_KEY}=...), or run "
-                "`refstudio config set-key --provider runway`")
-        if any(c in key for c in "\r\n\0") or not key.isascii():
-            raise AuthenticationError(
-                "the Runway API key contains characters a key cannot have",
-                hint=f"check the value of {ENV_API_KEY}")
+        key = self._read_key(
+            api_key, missing_hint=f"set {ENV_API_KEY} (export {ENV_API_KEY}=...), or run "
+            "`refstudio config set-key --provider runway`")
         for provider, other in (other_keys or {}).items():
             if other and other.strip() == key:
                 # Sending it would only earn a 401 and show another service's key to Runway.
@@ -139,69 +118,12 @@ class RunwayProvider(Provider):
         if uploads not in ("runway", "data"):
             raise ConfigError(f"uploads must be 'runway' or 'data', not {uploads!r}")
         self._uploads = uploads
-        self._key = Secret(key)
-        raw_base = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
-        try:
-            base = httpx.URL(raw_base.rstrip("/"))
-        except httpx.InvalidURL as exc:
-            raise ConfigError(f"invalid Runway base URL {raw_base!r}: {exc}") from None
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ConfigError(f"invalid Runway base URL {raw_base!r}: expected "
-                              "http(s)://host[:port]", hint=f"check {ENV_BASE_URL}")
-        self._base_url = base
-        if simulated:
-            if base.host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
-                raise ConfigError(
-                    f"simulated=True needs the simulator's loopback address, not {raw_base!r}")
-            self.paid = False
-        self._timeout_override = timeout
         self._org: tuple[float, Organization] | None = None
-        self._pool = SharedPool.attach(
-            "runway", key, base, max_connections, transport,
-            headers={"X-Runway-Version": runway_api.API_VERSION})
-        self._closed = False
+        self._connect(key, base_url, timeout=timeout, max_connections=max_connections,
+                      transport=transport, simulated=simulated,
+                      headers={"X-Runway-Version": runway_api.API_VERSION})
 
     # ------------------------------------------------------------------ plumbing
-
-    @property
-    def base_url(self) -> str:
-        return str(self._base_url).rstrip("/")
-
-    @property
-    def account(self) -> str:
-        return self.base_url
-
-    @property
-    def account_key(self) -> str:
-        return self._pool.account_key
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key='****')"
-
-    async def __aenter__(self) -> RunwayProvider:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await run_here(self._pool.detach())
-
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key.reveal()}"}
-
-    def _timeout(self, default: httpx.Timeout) -> httpx.Timeout:
-        return self._timeout_override or default
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key.reveal(), "****")
-
-    def _describe(self, exc: BaseException) -> str:
-        words = str(exc).strip()
-        text = f"{type(exc).__name__}: {words}" if words else type(exc).__name__
-        return self._scrub(text)[:MAX_MESSAGE_CHARS]
 
     def _message(self, response: httpx.Response) -> str:
         """Runway's own words: ``{"error": ...}``, else the body's text."""
@@ -215,17 +137,6 @@ class RunwayProvider(Provider):
                     return self._scrub(payload[key].strip())[:MAX_MESSAGE_CHARS]
         text = response.text.strip()
         return self._scrub(text)[:MAX_MESSAGE_CHARS] or response.reason_phrase or "no message"
-
-    async def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        """A free API call (poll, cancel, upload ticket, organisation); transport failures are
-        TransientError, worth asking again."""
-        try:
-            async with self._pool.slots():
-                return await self._pool.client().request(
-                    method, path, headers=self._auth(),
-                    timeout=self._timeout(kwargs.pop("timeout", DEFAULT_TIMEOUT)), **kwargs)
-        except httpx.HTTPError as exc:
-            raise TransientError(f"Runway {what} failed: {self._describe(exc)}") from None
 
     def _free_call_error(self, response: httpx.Response, what: str) -> ProviderError:
         code = response.status_code
@@ -250,14 +161,7 @@ class RunwayProvider(Provider):
         return await run_here(self._submit(body))
 
     async def _submit(self, body: dict[str, Any]) -> SubmittedTask:
-        sent = SendTrace()
-        try:
-            async with self._pool.slots():
-                response = await self._pool.client().post(
-                    CREATE_PATH, json=body, headers=self._auth(),
-                    timeout=self._timeout(SUBMIT_TIMEOUT), extensions={"trace": sent})
-        except httpx.HTTPError as exc:
-            raise self._submit_failure(exc, sent) from None
+        response = await self._post_paid(CREATE_PATH, body)
         if not response.is_success:
             raise self._submit_error(response, str(body.get("model") or ""))
         try:
@@ -316,12 +220,7 @@ class RunwayProvider(Provider):
 
     async def _fetch_status(self, task_id: str) -> TaskStatus:
         what = f"poll of task {task_id}"
-        response = await self._call("GET", TASK_PATH.format(task_id=quote(task_id, safe="")),
-                                    what)
-        if response.status_code == 404:
-            raise RequestRejectedError(f"unknown Runway task {task_id} (404)", status_code=404)
-        if not response.is_success:
-            raise self._free_call_error(response, what)
+        response = await self._task_request("GET", task_id, what)
         try:
             data = response.json()
         except ValueError:
@@ -335,13 +234,18 @@ class RunwayProvider(Provider):
         await run_here(self._cancel(task_id))
 
     async def _cancel(self, task_id: str) -> None:
-        what = f"cancel of task {task_id}"
-        response = await self._call("DELETE", TASK_PATH.format(task_id=quote(task_id, safe="")),
-                                    what)
+        await self._task_request("DELETE", task_id, f"cancel of task {task_id}")
+
+    async def _task_request(self, method: str, task_id: str, what: str) -> httpx.Response:
+        """A free call on one task: an unknown task is RequestRejectedError, any other failing
+        answer the free-call error."""
+        response = await self._free_request(
+            method, TASK_PATH.format(task_id=quote(task_id, safe="")), what)
         if response.status_code == 404:
             raise RequestRejectedError(f"unknown Runway task {task_id} (404)", status_code=404)
         if not response.is_success:
             raise self._free_call_error(response, what)
+        return response
 
     # ------------------------------------------------------------------ account
 
@@ -350,7 +254,7 @@ class RunwayProvider(Provider):
         return await run_here(self._organization())
 
     async def _organization(self) -> Organization:
-        response = await self._call("GET", ORGANIZATION_PATH, "organization")
+        response = await self._free_request("GET", ORGANIZATION_PATH, "organization")
         if not response.is_success:
             raise self._free_call_error(response, "organization")
         try:
@@ -441,8 +345,8 @@ class RunwayProvider(Provider):
 
     async def _upload(self, data: bytes, filename: str, content_type: str) -> UploadedImage:
         started = datetime.now(timezone.utc)
-        response = await self._call("POST", UPLOAD_PATH, "upload",
-                                    json={"filename": filename, "type": "ephemeral"})
+        response = await self._free_request("POST", UPLOAD_PATH, "upload",
+                                            json={"filename": filename, "type": "ephemeral"})
         if not response.is_success:
             raise self._free_call_error(response, "upload")
         try:
@@ -459,51 +363,14 @@ class RunwayProvider(Provider):
             raise ProtocolError("Runway's upload URL is not a URL") from None
         # A presigned form: its own fields unchanged, the file last; no key (the signature in
         # the fields is the credential, and the host is a storage service, not Runway's API).
-        headers = self._auth() if same_origin(target, self._base_url) else {}
-        try:
-            async with self._pool.slots():
-                posted = await self._pool.client().post(
-                    target, data={str(k): str(v) for k, v in ticket["fields"].items()},
-                    files={"file": (filename, data, content_type)}, headers=headers,
-                    timeout=self._timeout(UPLOAD_TIMEOUT))
-        except httpx.HTTPError as exc:
-            raise TransientError(f"Runway upload failed: {self._describe(exc)}") from None
+        headers = self._auth() if self._same_origin(target) else {}
+        posted = await self._free_request(
+            "POST", target, "upload", headers=headers, timeout=UPLOAD_TIMEOUT,
+            data={str(k): str(v) for k, v in ticket["fields"].items()},
+            files={"file": (filename, data, content_type)})
         if not posted.is_success:
             raise self._free_call_error(posted, "upload form")
         return UploadedImage(url=ticket["runwayUri"], expires_at=started + UPLOAD_LIFETIME)
-
-    # ------------------------------------------------------------------ download
-
-    async def download(self, output: str) -> AsyncIterator[bytes]:
-        """Stream an output from its (expiring) URL; the key never goes to the output host."""
-        try:
-            url = httpx.URL(output)
-        except httpx.InvalidURL as exc:
-            raise ProtocolError(f"Runway output is not a valid URL: {exc}") from None
-        headers = self._auth() if same_origin(url, self._base_url) else {}
-        stream = Download(self._stream(url, headers))
-        try:
-            while batch := await run_here(stream.next_batch()):
-                yield batch
-        finally:
-            await run_here(stream.close())
-
-    async def _stream(self, url: httpx.URL, headers: dict[str, str]
-                      ) -> AsyncGenerator[bytes, None]:
-        where = f"download from {url.host}"
-        try:
-            async with self._pool.slots(), self._pool.client().stream(
-                "GET", url, headers=headers, timeout=self._timeout(DOWNLOAD_TIMEOUT),
-                follow_redirects=True,
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise TransientError(f"{where} answered {response.status_code}",
-                                         status_code=response.status_code)
-                async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
-                    yield chunk
-        except httpx.HTTPError as exc:
-            raise TransientError(f"{where} failed: {self._describe(exc)}") from None
 
 
 def _api_name(model: str) -> str:

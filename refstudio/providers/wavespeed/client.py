@@ -17,19 +17,18 @@ into exactly one of
 Polls, uploads and downloads are free and raise :class:`~refstudio.errors.TransientError` for
 anything worth retrying; the engine owns all retry loops and backoff.
 
-Secrets: the API key is held in a :class:`_Secret` whose ``repr``/``str`` are masked, is sent only
-to the API host (never to the CDN hosts outputs live on), and every message we build is scrubbed
-of it before it goes into an exception.
-"""
+Secrets: the API key is held in a :class:`~refstudio.providers.http.Secret` whose
+``repr``/``str`` are masked, is sent only to the API host (never to the CDN hosts outputs live
+on), and every message we build is scrubbed of it before it goes into an exception (the
+plumbing all HTTP providers share: :mod:`refstudio.providers.http_provider`)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -49,7 +48,6 @@ from refstudio.errors import (
 )
 from refstudio.models.spec import ModelSpec
 from refstudio.providers.base import (
-    Provider,
     SubmittedTask,
     TaskHistory,
     TaskRecord,
@@ -59,13 +57,11 @@ from refstudio.providers.base import (
 )
 from refstudio.providers.http import (
     DOWNLOAD_CHUNK,
-    Download,
+    UPLOAD_TIMEOUT,
     SendTrace,
-    SharedPool,
     parse_retry_after,
-    same_origin,
 )
-from refstudio.providers.http import Secret as _Secret
+from refstudio.providers.http_provider import MAX_MESSAGE_CHARS, HttpProvider
 from refstudio.providers.netloop import run_here
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
@@ -81,27 +77,12 @@ HISTORY_PATH = "/api/v3/predictions"
 HISTORY_PAGE_SIZE = 100
 HISTORY_MAX_PAGES = 50
 
-#: Default client timeouts. Connect is short (a refused/unreachable host should fail fast and is
-#: safe to retry); read 30 s suits polls; the pool wait is generous because waiting for a free
-#: connection happens before anything is sent.
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=60.0)
-#: Submits get a longer read: every read timeout on a submit is an *ambiguous* (maybe paid) task,
-#: so waiting a little longer for the answer is much cheaper than giving up early.
-SUBMIT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
-#: Uploads send up to several MB of image; give the write side room on slow uplinks.
-UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=180.0, pool=60.0)
-#: Downloads: each read waits at most this long for the next chunk, not for the whole file.
-DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=30.0, pool=60.0)
-
-#: Longest server text we quote in an error message (bodies can be whole HTML error pages).
-MAX_MESSAGE_CHARS = 300
-
 _FAILED_STATES = frozenset({"failed", "cancelled", "canceled", "timeout", "deleted", "error"})
 _CREATED_STATES = frozenset({"created", "pending", "queued", "waiting"})
 _PROCESSING_STATES = frozenset({"processing", "running", "starting", "in_progress"})
 
 
-class WaveSpeedProvider(Provider):
+class WaveSpeedProvider(HttpProvider):
     """WaveSpeedAI over HTTP: every ``wavespeed:`` model of the catalog (the model is the path
     of the submit URL; bodies come from each model's spec).
 
@@ -116,6 +97,10 @@ class WaveSpeedProvider(Provider):
     """
 
     name: ClassVar[str] = "wavespeed"
+    label: ClassVar[str] = "WaveSpeed"
+    env_api_key: ClassVar[str] = ENV_API_KEY
+    env_base_url: ClassVar[str] = ENV_BASE_URL
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
     @classmethod
     def key_configured(cls) -> bool:
@@ -133,104 +118,15 @@ class WaveSpeedProvider(Provider):
         transport: httpx.AsyncBaseTransport | None = None,
         simulated: bool = False,
     ) -> None:
-        key = (api_key if api_key is not None else os.environ.get(ENV_API_KEY, "")).strip()
-        if not key:
-            raise AuthenticationError(
-                "no WaveSpeed API key",
-                hint=f"set the {ENV_API_KEY} environment variable "
-                f"(export {ENV_API_KEY}=...), or run `refstudio config set-key`, or drop "
-                "--provider wavespeed to use the free offline previews",
-            )
-        if any(c in key for c in "\r\n\0") or not key.isascii():
-            # A key like that could never be a valid header value; say so without echoing it.
-            raise AuthenticationError(
-                "the WaveSpeed API key contains characters a key cannot have",
-                hint=f"check the value of {ENV_API_KEY}",
-            )
-        self._key = _Secret(key)
-
-        raw_base = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
-        try:
-            base = httpx.URL(raw_base.rstrip("/"))
-        except httpx.InvalidURL as exc:
-            raise ConfigError(f"invalid WaveSpeed base URL {raw_base!r}: {exc}") from None
-        if base.scheme not in ("http", "https") or not base.host:
-            raise ConfigError(
-                f"invalid WaveSpeed base URL {raw_base!r}: expected http(s)://host[:port]",
-                hint=f"check {ENV_BASE_URL}",
-            )
-        self._base_url = base
-        if simulated:
-            # Free work must never be assumed of the real service: only a loopback address can
-            # be the built-in simulator (refstudio.simulator), and only the caller who started
-            # it says so.
-            if base.host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
-                raise ConfigError(
-                    f"simulated=True needs the simulator's loopback address, not {raw_base!r}"
-                )
-            self.paid = False
-        # Explicit timeouts win everywhere; otherwise each operation picks its own defaults.
-        self._timeout_override = timeout
-        # One pool per account (key + base URL) per process, whoever opens it; a test transport
-        # gets a pool of its own.
-        self._pool = SharedPool.attach("wavespeed", key, base, max_connections, transport)
+        key = self._read_key(
+            api_key, missing_hint=f"set the {ENV_API_KEY} environment variable "
+            f"(export {ENV_API_KEY}=...), or run `refstudio config set-key`, or drop "
+            "--provider wavespeed to use the free offline previews")
+        self._connect(key, base_url, timeout=timeout, max_connections=max_connections,
+                      transport=transport, simulated=simulated)
         self._poll_targets: dict[tuple[str, str | None], str | httpx.URL] = {}
-        self._closed = False
 
     # ------------------------------------------------------------------ plumbing
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL in use (no trailing slash)."""
-        return str(self._base_url).rstrip("/")
-
-    @property
-    def account(self) -> str:
-        """The API base URL: a history read elsewhere says nothing about requests sent here.
-        (The key is not part of it: it is a secret, and a new key of one account sees the
-        same history.)"""
-        return self.base_url
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key='****')"
-
-    async def __aenter__(self) -> WaveSpeedProvider:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    @property
-    def account_key(self) -> str:
-        """Names the account (key + base URL) without showing the key: a hash of both."""
-        return self._pool.account_key
-
-    async def aclose(self) -> None:
-        """Let go of the account's shared pool (closed when its last user lets go). Safe twice."""
-        if not self._closed:
-            self._closed = True
-            await run_here(self._pool.detach())
-
-    def _auth(self) -> dict[str, str]:
-        """Per-request auth header. Not a client default, so it never rides along to CDN hosts."""
-        return {"Authorization": f"Bearer {self._key.reveal()}"}
-
-    def _timeout(self, default: httpx.Timeout) -> httpx.Timeout:
-        return self._timeout_override or default
-
-    def _scrub(self, text: str) -> str:
-        """Remove the key from text that may end up in an exception (servers sometimes echo it)."""
-        key = self._key.reveal()
-        return text.replace(key, "****") if key else text
-
-    def _same_origin(self, url: httpx.URL) -> bool:
-        return same_origin(url, self._base_url)
-
-    def _describe(self, exc: BaseException) -> str:
-        """A short scrubbed text for a transport exception (type plus its own words)."""
-        words = str(exc).strip()
-        text = f"{type(exc).__name__}: {words}" if words else type(exc).__name__
-        return self._scrub(text)[:MAX_MESSAGE_CHARS]
 
     def _server_message(self, response: httpx.Response, payload: Any = None) -> str:
         """The server's own words: the envelope's ``message`` (or ``data.error``), else its text."""
@@ -353,21 +249,7 @@ class WaveSpeedProvider(Provider):
         return await run_here(self._submit(body, SUBMIT_PATH.format(model=spec.model)))
 
     async def _submit(self, body: dict[str, Any], path: str) -> SubmittedTask:
-        sent = SendTrace()
-        try:
-            async with self._pool.slots():
-                response = await self._pool.client().post(
-                    path,
-                    json=body,
-                    headers=self._auth(),
-                    timeout=self._timeout(SUBMIT_TIMEOUT),
-                    extensions={"trace": sent},
-                )
-        except httpx.HTTPError as exc:
-            raise self._submit_failure(exc, sent) from None
-        # `from None` above on purpose: chained httpx exceptions hold the request, headers and
-        # all, and tracebacks/loggers that walk __cause__ should not find the key there.
-
+        response = await self._post_paid(path, body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         payload = self._json(response)
         if not response.is_success:
@@ -445,18 +327,8 @@ class WaveSpeedProvider(Provider):
         return await run_here(self._fetch_status(task_id, poll_url))
 
     async def _fetch_status(self, task_id: str, poll_url: str | None) -> TaskStatus:
-        try:
-            async with self._pool.slots():
-                response = await self._pool.client().get(
-                    self._poll_target(task_id, poll_url),
-                    headers=self._auth(),
-                    timeout=self._timeout(DEFAULT_TIMEOUT),
-                )
-        except httpx.HTTPError as exc:
-            raise TransientError(
-                f"WaveSpeed poll of task {task_id} failed: {self._describe(exc)}"
-            ) from None
-
+        response = await self._free_request(
+            "GET", self._poll_target(task_id, poll_url), f"poll of task {task_id}")
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         payload = self._json(response)
         if not response.is_success:
@@ -608,14 +480,7 @@ class WaveSpeedProvider(Provider):
         return await run_here(self._read_api(method, path, body))
 
     async def _read_api(self, method: str, path: str, body: Any) -> Any:
-        try:
-            async with self._pool.slots():
-                response = await self._pool.client().request(
-                    method, path, json=body, headers=self._auth(),
-                    timeout=self._timeout(DEFAULT_TIMEOUT),
-                )
-        except httpx.HTTPError as exc:
-            raise TransientError(f"WaveSpeed {path} failed: {self._describe(exc)}") from None
+        response = await self._free_request(method, path, path, json=body)
         payload = self._json(response)
         code = response.status_code if not response.is_success else self._envelope_code(payload)
         if code is not None:
@@ -636,14 +501,7 @@ class WaveSpeedProvider(Provider):
         """One page: its ``data``, and from its ``Date`` header (server time, local time,
         ± local uncertainty)."""
         sent = time.time()
-        try:
-            async with self._pool.slots():
-                response = await self._pool.client().post(
-                    HISTORY_PATH, json=query, headers=self._auth(),
-                    timeout=self._timeout(DEFAULT_TIMEOUT),
-                )
-        except httpx.HTTPError as exc:
-            raise TransientError(f"WaveSpeed history failed: {self._describe(exc)}") from None
+        response = await self._free_request("POST", HISTORY_PATH, "history", json=query)
         received = time.time()
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         payload = self._json(response)
@@ -700,18 +558,9 @@ class WaveSpeedProvider(Provider):
         return await run_here(self._upload(data, filename, content_type))
 
     async def _upload(self, data: bytes, filename: str, content_type: str) -> UploadedImage:
-        try:
-            async with self._pool.slots():
-                response = await self._pool.client().post(
-                    UPLOAD_PATH,
-                    files={"file": (filename, data, content_type)},
-                    headers=self._auth(),
-                    timeout=self._timeout(UPLOAD_TIMEOUT),
-                )
-        except httpx.HTTPError as exc:
-            # Uploads are free: whatever happened, trying again is harmless.
-            raise TransientError(f"WaveSpeed upload failed: {self._describe(exc)}") from None
-
+        # Uploads are free: whatever happened in transport, trying again is harmless.
+        response = await self._free_request("POST", UPLOAD_PATH, "upload", timeout=UPLOAD_TIMEOUT,
+                                            files={"file": (filename, data, content_type)})
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         payload = self._json(response)
         code = response.status_code if not response.is_success else self._envelope_code(payload)
@@ -738,53 +587,16 @@ class WaveSpeedProvider(Provider):
 
     # ------------------------------------------------------------------ download
 
-    async def download(self, output: str) -> AsyncIterator[bytes]:
-        """Yield an output's bytes in chunks: streamed from its URL, or decoded from base64."""
-        if not _is_url(output):
-            for chunk in _decode_base64_chunks(output):
-                yield chunk
-            return
+    def _inline_output(self, output: str) -> list[bytes] | None:
+        """A base64 output (anything but an http(s) URL), decoded in chunks."""
+        return None if _is_url(output) else _decode_base64_chunks(output)
 
-        try:
-            url = httpx.URL(output)
-        except httpx.InvalidURL as exc:
-            raise ProtocolError(f"WaveSpeed output is not a valid URL: {exc}") from None
-        # Outputs live on CDN hosts: our key goes only to the API's own origin. (On a redirect,
-        # httpx itself drops Authorization when the origin changes.)
-        headers = self._auth() if self._same_origin(url) else {}
-        # The stream lives on the network loop, with the pool; its chunks cross over in batches
-        # (one hop per ~0.5 MiB, not per 64 KiB chunk).
-        stream = Download(self._stream(url, headers))
-        try:
-            while batch := await run_here(stream.next_batch()):
-                yield batch
-        finally:
-            await run_here(stream.close())
-
-    async def _stream(
-        self, url: httpx.URL, headers: dict[str, str]
-    ) -> AsyncGenerator[bytes, None]:
-        where = f"download from {url.host}"
-        try:
-            async with self._pool.slots(), self._pool.client().stream(
-                "GET",
-                url,
-                headers=headers,
-                timeout=self._timeout(DOWNLOAD_TIMEOUT),
-                follow_redirects=True,  # CDNs redirect; a GET is safe to follow
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise TransientError(
-                        f"{where} answered {response.status_code}: "
-                        f"{self._server_message(response)}",
-                        status_code=response.status_code,
-                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                    )
-                async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
-                    yield chunk
-        except httpx.HTTPError as exc:
-            raise TransientError(f"{where} failed: {self._describe(exc)}") from None
+    def _download_refused(self, response: httpx.Response, where: str) -> TransientError:
+        return TransientError(
+            f"{where} answered {response.status_code}: {self._server_message(response)}",
+            status_code=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
 
 
 def _iso_ms(when: datetime, *, up: bool) -> str:
