@@ -136,6 +136,18 @@ def test_same_seed_same_image(client: httpx.Client) -> None:
     assert client.get(urls[0]).content == client.get(urls[1]).content
 
 
+def test_plain_outputs_are_flat_images_of_the_size_coloured_by_seed(make_sim: Any) -> None:
+    sim = make_sim(latency=0.0, plain_outputs=True)
+    with _client(sim) as c:
+        images = [c.get(_wait(c, _submit(c, seed=seed, aspect_ratio="4:3")["urls"]["get"])
+                        ["outputs"][0]).content for seed in (1, 2, 1)]
+    assert images[0] == images[2] != images[1]
+    for data in images:
+        assert _image_size(data) == gen4.output_size("4:3", "720p")
+        with Image.open(io.BytesIO(data)) as im:
+            assert len(im.convert("RGB").getcolors() or []) == 1
+
+
 # ---- uploads ------------------------------------------------------------------------------
 def _upload_binary(c: httpx.Client, data: bytes, name: str = "ref.png") -> str:
     r = c.post("/api/v3/media/upload/binary", files={"file": (name, data, "image/png")})

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from PIL import Image
+
 from refstudio.models import catalog
 from refstudio.providers.offline.previews import encode_png, following_size, render_preview
 from refstudio.simulator.prerender import PreRenderer
@@ -92,6 +94,11 @@ class SimulatorConfig:
     #: added, one removed, one range changed, one model gone, one new): what `models sync`
     #: must notice. Submits are still checked against the built-in schemas.
     catalog_drift: bool = False
+    #: Outputs are flat images of the task's size in a colour drawn from its seed (~2 ms each)
+    #: instead of previews drawn from the prompt and references (~45 ms of Pillow work per
+    #: 720p image). For benchmarks of the client (``benchmarks/bench_database.py``), where the
+    #: simulator's drawing would otherwise be what is measured.
+    plain_outputs: bool = False
 
     def __post_init__(self) -> None:
         # Fail at construction (e.g. a CLI flag typo), not with odd behaviour mid-run.
@@ -473,14 +480,18 @@ class SimState:
             if png is None:
                 refs = [blob for url in task.reference_images if (blob := self._own_upload(url))]
                 width, height = task.size or following_size(refs)
-                img = render_preview(
-                    width=width,
-                    height=height,
-                    prompt=task.prompt,
-                    references=refs,
-                    seed=task.seed,
-                    label="SIMULATED",
-                )
+                if self.config.plain_outputs:
+                    colour = random.Random(task.seed).getrandbits(24).to_bytes(3, "big")
+                    img = Image.new("RGB", (width, height), tuple(colour))
+                else:
+                    img = render_preview(
+                        width=width,
+                        height=height,
+                        prompt=task.prompt,
+                        references=refs,
+                        seed=task.seed,
+                        label="SIMULATED",
+                    )
                 png = encode_png(img)
             with self._lock:
                 if task.id not in self._pngs:
