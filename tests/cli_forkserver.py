@@ -141,6 +141,8 @@ def _serve(path: str) -> None:
     listener.listen(64)
     listener.settimeout(1.0)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # As in a fresh interpreter whatever this server inherited: Ctrl-C raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print("ready", flush=True)
     while os.getppid() == parent:
         with contextlib.suppress(ChildProcessError):
