@@ -9,30 +9,27 @@ from pathlib import Path
 
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
+from project_support import add_references, wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.errors import ParameterError
 from refstudio.models import catalog
 from refstudio.models.compose import options_per_model
-from refstudio.simulator import Simulator, SimulatorConfig
+from refstudio.simulator import Simulator
 
 KEY = "sim-key-compare-options-0123456789"
 
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key=KEY)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("REFSTUDIO_OFFLINE_DIR", str(tmp_path / "offline"))
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
+                            offline_dir=tmp_path / "offline") as server:
         yield server
 
 
 @pytest.fixture
 def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    for i, name in enumerate(("mara", "tavern")):
-        project.add_reference(name, [make_image(tmp_path / f"{name}.png", seed=i + 1)])
-    return project
+    return add_references(project, make_image, tmp_path, ("mara", "tavern"))
 
 
 def test_options_go_to_the_models_that_take_them() -> None:

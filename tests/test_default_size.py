@@ -10,29 +10,27 @@ from pathlib import Path
 
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
+from project_support import add_references, wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.models import catalog
 from refstudio.models.compose import compose
 from refstudio.models.sizes import Size
-from refstudio.simulator import Simulator, SimulatorConfig
+from refstudio.simulator import Simulator
 
 KEY = "sim-key-default-size-0123456789"
 
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key=KEY)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("REFSTUDIO_OFFLINE_DIR", str(tmp_path / "offline"))
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
+                            offline_dir=tmp_path / "offline") as server:
         yield server
 
 
 @pytest.fixture
 def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    project.add_reference("mara", [make_image(tmp_path / "mara.png", seed=1)])
-    return project
+    return add_references(project, make_image, tmp_path, ("mara",))
 
 
 def _set_defaults(root: Path, old: str, new: str) -> None:

@@ -10,27 +10,24 @@ from pathlib import Path
 
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
+from project_support import add_references, wavespeed_from_env
 
 from refstudio import Studio
-from refstudio.simulator import Simulator, SimulatorConfig
+from refstudio.simulator import Simulator
 
 KEY = "sim-key-retry-model-0123456789"
 
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(latency=0.05, jitter=0.0, key=KEY)) as server:
-        monkeypatch.setenv("WAVESPEED_API_KEY", KEY)
-        monkeypatch.setenv("WAVESPEED_BASE_URL", server.base_url)
-        monkeypatch.setenv("REFSTUDIO_OFFLINE_DIR", str(tmp_path / "offline"))
+    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
+                            offline_dir=tmp_path / "offline") as server:
         yield server
 
 
 @pytest.fixture
 def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    for i, name in enumerate(("mara", "tavern", "lamp", "cat")):
-        project.add_reference(name, [make_image(tmp_path / f"{name}.png", seed=i + 1)])
-    return project
+    return add_references(project, make_image, tmp_path, ("mara", "tavern", "lamp", "cat"))
 
 
 def _task_images(sim: Simulator, task_id: str | None) -> list[str]:
