@@ -135,3 +135,33 @@ def test_slots_exclude_each_other_within_a_process_too(tmp_path: Path) -> None:
     second.close()  # ... and a closed holder gives everything back
     assert first.try_acquire() == 0 and first.try_acquire() == 1
     first.close()
+
+
+def test_a_forked_child_keeps_none_of_its_parents_slots() -> None:
+    """A lock lasts while any descriptor of its open file does: a child that kept the inherited
+    ones would hold the parent's slot (and line) after the parent gave it back."""
+    parent = machine_slots("wavespeed:test-fork", 1)
+    other = machine_slots("wavespeed:test-fork", 1)
+    assert isinstance(parent, MachineSlots) and isinstance(other, MachineSlots)
+    assert parent.try_acquire() == 0
+    assert other.try_acquire() is None  # other is in line now; parent holds the slot
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: stays alive, holding whatever it did not close, until told
+        os.write(ready_w, b"x")
+        os.read(done_r, 1)
+        os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        parent.release(0)
+        assert other.try_acquire() == 0  # not kept by the child's copy of the descriptor
+        other.release(0)
+        assert parent.try_acquire() == 0  # nor is the line
+    finally:
+        os.write(done_w, b"x")
+        os.waitpid(pid, 0)
+        for fd in (ready_r, ready_w, done_r, done_w):
+            os.close(fd)
+        parent.close()
+        other.close()

@@ -56,13 +56,14 @@ from ..models.request import BoundImage
 from ..models.spec import ModelSpec
 from ..providers.base import Provider, TaskStatus
 from ..storage.database import Database
+from ..storage.fairslots import FairSlots
 from ..storage.media import MediaStore, out_of_space
 from ..storage.slots import SharedSlots
 from ..storage.tables import Generation
 from . import account, records
 from . import reconcile as reconcile_mod
 from .lease import DEFAULT_LEASE_S, Lease, lease_alive, machine_name
-from .machine_slots import MachineSlots, machine_slots
+from .machine_slots import machine_slots
 from .poller import PollLoop
 from .retry import Backoff, RateGate
 from .uploads import UploadCache
@@ -192,7 +193,7 @@ class Engine:
         #: every machine using that database (advisory locks); otherwise with every process of
         #: this machine (lock files; None where the OS has no flock: the process gate above is
         #: then all there is).
-        self._shared: SharedSlots | MachineSlots | None = None
+        self._shared: FairSlots | None = None
         if key is not None:
             self._shared = (SharedSlots(db, key, self.settings.concurrency)
                             if db.dialect == "postgresql"

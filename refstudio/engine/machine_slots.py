@@ -23,16 +23,15 @@ closes its copies so that it never keeps a parent's slot alive after the parent 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 import os
 import threading
-import time
 import weakref
-from collections.abc import AsyncIterator
 from pathlib import Path
+
+from ..storage.fairslots import LINE, FairSlots
 
 __all__ = ["MachineSlots", "accounts_folder", "machine_slots"]
 
@@ -58,93 +57,46 @@ def _account_folder(account: str) -> Path:
     return accounts_folder() / hashlib.sha256(account.encode()).hexdigest()[:16]
 
 
-class MachineSlots:
+class MachineSlots(FairSlots):
     """``limit`` slots of ``account`` across every process of this user on this machine.
 
-    Fairness: a process that frees a slot and at once wants another would win every race
-    against processes that poll, and a batch of 1,000 would shut every other process out until
-    it ends. So a process that finds every slot taken gets in line by holding the ``line.lock``
-    file, and nobody else takes a slot while it is held: the next free slot is the waiter's.
-
-    Cost: when many callers of one object wait together (a batch at concurrency 64), one look
-    at the files per poll interval serves them all; the others do not look again until then.
+    Slot ``n`` is the file ``<n>.lock`` in ``folder``; the line (see :class:`FairSlots`) is
+    ``line.lock``. A look is a few cheap system calls, made on the event loop.
     """
 
+    poll_s = POLL_S
+
     def __init__(self, folder: Path, limit: int) -> None:
+        super().__init__(limit)
         self.folder = folder
-        self.limit = max(1, limit)
-        self._lock = threading.Lock()
-        self._held: dict[int, int] = {}  # slot -> the descriptor whose flock holds it
-        self._line: int | None = None  # the descriptor holding line.lock while we wait
-        self._waiting = 0  # callers of slot() of this object waiting now
-        self._quiet_until = 0.0  # after a look that found nothing: no new look before this
+        self._fds: dict[int, int] = {}  # lock (slot or LINE) -> the descriptor whose flock holds it
         _live.add(self)
 
-    def try_acquire(self) -> int | None:
-        """Take a free slot and return its number, or None when all are taken (or another
-        process waits for the next free one)."""
-        with self._lock:
-            now = time.monotonic()
-            if self._waiting > 1 and now < self._quiet_until:
-                return None  # another caller of ours just looked and found nothing
-            self._quiet_until = now + POLL_S
-            if self._line is None:
-                self._line = _try_flock(self.folder / "line.lock")
-                if self._line is None:
-                    return None  # another process is first in line
-            for slot in range(self.limit):
-                if slot in self._held:
-                    continue
-                fd = _try_flock(self.folder / f"{slot}.lock")
-                if fd is not None:
-                    self._held[slot] = fd
-                    self._quiet_until = 0.0  # more may be free: the next caller looks too
-                    self._leave_line()  # whoever waits next goes first
-                    return slot
-            return None  # we stay in line: the next free slot is ours
+    def _try_lock(self, n: int) -> bool:
+        fd = _try_flock(self.folder / ("line.lock" if n == LINE else f"{n}.lock"))
+        if fd is None:
+            return False
+        self._fds[n] = fd
+        return True
 
-    def release(self, slot: int) -> None:
-        with self._lock:
-            fd = self._held.pop(slot, None)
-            self._quiet_until = 0.0  # one of ours may take it at once (if nobody is in line)
+    def _unlock(self, n: int) -> None:
+        fd = self._fds.pop(n, None)
         if fd is not None:
             os.close(fd)  # closing the only descriptor of the open file drops its lock
 
-    def _leave_line(self) -> None:
-        if self._line is not None:
-            os.close(self._line)
-            self._line = None
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[int]:
-        """Wait for a slot (polling; an attempt is a few cheap system calls), hold it for the
-        block."""
-        with self._lock:
-            self._waiting += 1
-        try:
-            while True:
-                taken = self.try_acquire()
-                if taken is not None:
-                    break
-                await asyncio.sleep(POLL_S)
-        finally:
-            with self._lock:
-                self._waiting -= 1
-                if not self._waiting:
-                    self._leave_line()  # a cancelled waiter must not keep others out
-        try:
-            yield taken
-        finally:
-            self.release(taken)
-
-    def close(self) -> None:
-        """Give every slot back."""
-        with self._lock:
-            held, self._held = list(self._held.values()), {}
-            self._leave_line()
-        for fd in held:
+    def _unlock_all(self) -> None:
+        fds, self._fds = list(self._fds.values()), {}
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _drop_inherited(self) -> None:
+        """In a forked child: forget the parent's locks and close this process's copies of
+        their descriptors (the locks stay the parent's: a lock lasts while any descriptor of
+        its open file does)."""
+        self._lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self._held, self._in_line = set(), False
+        self._unlock_all()
 
 
 def _try_flock(path: Path) -> int | None:
@@ -180,17 +132,9 @@ _live: weakref.WeakSet[MachineSlots] = weakref.WeakSet()
 
 
 def _drop_inherited_locks() -> None:
-    """In a forked child: close the inherited descriptors (the parent's locks stay the parent's:
-    a lock lasts while any descriptor of its open file does)."""
+    """In a forked child: no slot of the parent's is kept alive by the child."""
     for slots in list(_live):
-        slots._lock = threading.Lock()
-        held, slots._held = list(slots._held.values()), {}
-        if slots._line is not None:
-            held.append(slots._line)
-            slots._line = None
-        for fd in held:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        slots._drop_inherited()
 
 
 if hasattr(os, "register_at_fork"):
