@@ -1,0 +1,175 @@
+"""The database server drops every connection of a PostgreSQL library in the middle of a
+``refstudio gen`` (issue 14, "Bad input and faults"): the command ends with one clear line and a
+documented exit code, or recovers by itself; nothing is submitted (paid) twice; and every paid
+output is stored, hash-verified, by the time ``refstudio resume`` has run, even one that was
+downloaded while the database could not record it.
+
+Real parts only: a real ``refstudio gen`` process, the project's simulator over HTTP, and the
+test server's own ``pg_terminate_backend`` / ``ALLOW_CONNECTIONS`` to cut the library off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from conftest import _pg_admin, db_rows, run_cli
+
+from refstudio import DatabaseUnavailableError
+
+KEY = "sim-key-blip-0123456789abcdef"
+#: Shown to nobody: the server trusts local logins, so libpq never even sends it.
+PGPASSWORD = "pg-SENTINEL-never-shown"
+SIM_DEFAULTS = {"key": KEY, "account_concurrency": 2, "seed": 14}
+N = 2
+
+
+def _project(tmp_path: Path, database: str, sim_url: str) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "studio"
+    assert run_cli("init", str(root)).returncode == 0
+    (root / "library.db").unlink()
+    toml = root / "refstudio.toml"
+    toml.write_text(f'database_url = "{database}"\n' + toml.read_text())
+    env = {**os.environ, "REFSTUDIO_MACHINE": "blip", "WAVESPEED_API_KEY": KEY,
+           "WAVESPEED_BASE_URL": sim_url, "REFSTUDIO_NO_PROGRESS": "1", "COLUMNS": "200",
+           "PGPASSWORD": PGPASSWORD}
+    assert run_cli("-p", str(root), "ref", "list", env=env).returncode == 0  # schema made
+    return root, env
+
+
+def _start_gen(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "refstudio", "-p", str(root), "gen", "a lighthouse at dusk",
+         "-n", str(N), "--provider", "wavespeed", "--resolution", "720p"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_submitted(root: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while db_rows(root, "SELECT count(*) FROM generation WHERE status = 'submitted'") != [(N,)]:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+
+
+def _terminate_all(database: str) -> int:
+    """Every server connection to ``database`` killed, from an admin connection elsewhere."""
+    engine = _pg_admin()
+    try:
+        with engine.connect() as conn:
+            killed = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).scalar()
+            return int(killed or 0)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _outage(database: str) -> Iterator[None]:
+    """The server refuses ``database`` for the block, and drops whoever is connected to it."""
+    engine = _pg_admin()
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        _terminate_all(database)
+        yield
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        engine.dispose()
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:  # a hang is a failure, not a stuck suite
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"refstudio gen hung after the drop:\n{out}\n{err}") from None
+    return proc.returncode, out, err
+
+
+def _assert_clean_end(code: int, out: str, err: str) -> None:
+    """0 (it recovered by itself), or one `error:` line with the database's exit code."""
+    assert "Traceback" not in err, err
+    assert KEY not in out + err and PGPASSWORD not in out + err
+    if code == 0:
+        return
+    assert code == DatabaseUnavailableError.exit_code, (code, out, err)
+    lines = err.splitlines()
+    assert sum(line.startswith("error:") for line in lines) == 1, err
+
+
+def _assert_all_stored(root: Path) -> None:
+    """Every generation completed, each with its output whose media file matches its hash."""
+    assert db_rows(root, "SELECT status, count(*) FROM generation GROUP BY status") == [
+        ("completed", N)]
+    rows = db_rows(root, "SELECT o.generation_id, a.sha256, a.path FROM output o "
+                         "JOIN asset a ON a.id = o.asset_id ORDER BY o.generation_id")
+    assert len(rows) == N and len({gen for gen, _, _ in rows}) == N
+    for _, sha, rel in rows:
+        media = root / "media" / rel
+        assert media.is_file(), rel
+        assert hashlib.sha256(media.read_bytes()).hexdigest() == sha
+
+
+def _resume(root: Path, env: dict[str, str], sim: Any) -> None:
+    result = run_cli("-p", str(root), "resume", env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert sim.stats()["submits_received"] == N  # collected, never sent again
+
+
+def test_every_connection_dropped_while_tasks_are_in_flight(
+    tmp_path: Path, pg_database: str, make_sim: Any
+) -> None:
+    """A blip: every connection killed, again and again for half a second, reconnects too,
+    while both tasks are at the provider."""
+    sim = make_sim(latency=1.5)
+    root, env = _project(tmp_path, pg_database, sim.base_url)
+    database = pg_database.rsplit("/", 1)[1]
+    proc = _start_gen(root, env)
+    _wait_submitted(root, proc)
+    killed = 0
+    for _ in range(5):
+        killed += _terminate_all(database)
+        time.sleep(0.1)
+    assert killed >= 1  # the engine really was connected (its slots, at least)
+    assert sim.stats()["downloads"] == 0, "the tasks ended before the drop: raise the latency"
+    code, out, err = _finish(proc)
+    _assert_clean_end(code, out, err)
+    assert sim.stats()["submits_received"] == N
+    _resume(root, env, sim)
+    _assert_all_stored(root)
+
+
+def test_outputs_downloaded_during_an_outage_are_recorded_by_resume(
+    tmp_path: Path, pg_database: str, make_sim: Any
+) -> None:
+    """The server is unreachable from while the tasks run until after their outputs were
+    downloaded: the paid images cannot be recorded then, and must not be lost."""
+    sim = make_sim(latency=1.5)
+    root, env = _project(tmp_path, pg_database, sim.base_url)
+    database = pg_database.rsplit("/", 1)[1]
+    proc = _start_gen(root, env)
+    _wait_submitted(root, proc)
+    with _outage(database):
+        deadline = time.monotonic() + 60
+        while sim.stats()["downloads"] < N and proc.poll() is None:
+            assert time.monotonic() < deadline, "the outputs were never downloaded"
+            time.sleep(0.05)
+        downloaded = sim.stats()["downloads"]
+        time.sleep(1.0)  # the engine tries to record them while the server still refuses
+    assert downloaded >= 1, "nothing was downloaded during the outage: it proves nothing"
+    code, out, err = _finish(proc)
+    _assert_clean_end(code, out, err)
+    assert sim.stats()["submits_received"] == N
+    _resume(root, env, sim)
+    _assert_all_stored(root)
