@@ -105,6 +105,9 @@ def _assert_clean_end(code: int, out: str, err: str) -> None:
     assert code == DatabaseUnavailableError.exit_code, (code, out, err)
     lines = err.splitlines()
     assert sum(line.startswith("error:") for line in lines) == 1, err
+    assert "cannot reach the database server" in lines[0]
+    assert "run `refstudio resume`" in err  # the way back, not "nothing was changed"
+    assert "nothing was changed" not in err
 
 
 def _assert_all_stored(root: Path) -> None:
@@ -118,6 +121,16 @@ def _assert_all_stored(root: Path) -> None:
         media = root / "media" / rel
         assert media.is_file(), rel
         assert hashlib.sha256(media.read_bytes()).hexdigest() == sha
+
+
+def _assert_nothing_half_written(root: Path) -> None:
+    """Between the failed run and the resume: every row is one the resume can finish, and a
+    `completed` row has its outputs (it is never marked done without them)."""
+    states = dict(db_rows(root, "SELECT status, count(*) FROM generation GROUP BY status"))
+    assert set(states) <= {"submitted", "completed"} and sum(states.values()) == N, states
+    bare = db_rows(root, "SELECT count(*) FROM generation g WHERE g.status = 'completed' "
+                         "AND NOT EXISTS (SELECT 1 FROM output o WHERE o.generation_id = g.id)")
+    assert bare == [(0,)]
 
 
 def _resume(root: Path, env: dict[str, str], sim: Any) -> None:
@@ -146,6 +159,7 @@ def test_every_connection_dropped_while_tasks_are_in_flight(
     code, out, err = _finish(proc)
     _assert_clean_end(code, out, err)
     assert sim.stats()["submits_received"] == N
+    _assert_nothing_half_written(root)
     _resume(root, env, sim)
     _assert_all_stored(root)
 
@@ -171,5 +185,6 @@ def test_outputs_downloaded_during_an_outage_are_recorded_by_resume(
     code, out, err = _finish(proc)
     _assert_clean_end(code, out, err)
     assert sim.stats()["submits_received"] == N
+    _assert_nothing_half_written(root)
     _resume(root, env, sim)
     _assert_all_stored(root)

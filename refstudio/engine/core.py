@@ -31,7 +31,7 @@ import itertools
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,6 +40,7 @@ from typing import Any
 from ..errors import (
     AmbiguousSubmitError,
     AuthenticationError,
+    DatabaseUnavailableError,
     GenerationError,
     LimitReachedError,
     NotAcceptedError,
@@ -299,7 +300,8 @@ class Engine:
                 outcomes[index] = await self._drive(gen_id)
 
         workers = min(len(ids), max(1, self.settings.concurrency))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        with _resumable_if_the_database_goes():
+            await asyncio.gather(*(worker() for _ in range(workers)))
         done = [o for o in outcomes if o is not None]
         _raise_unstored(done)
         return done
@@ -342,7 +344,8 @@ class Engine:
                            "`refstudio resume --no-send` only collects")
                 if records.release(self.db, gen.id, gen.owner, message):
                     outcomes.append(Outcome(gen.id, "pending", message))
-        outcomes.extend(await asyncio.gather(*waits))
+        with _resumable_if_the_database_goes():
+            outcomes.extend(await asyncio.gather(*waits))
         if reconcile and self.provider.supports_history:
             settled = await self.reconcile()
             by_id = {o.generation_id: i for i, o in enumerate(outcomes)}
@@ -748,6 +751,23 @@ def _image_size(path: os.PathLike[str] | str) -> tuple[int, int]:
         return size
     except Exception as exc:  # any Pillow complaint means the bytes we got are unusable
         raise TransientError(f"a downloaded output is not a valid image ({exc})") from exc
+
+
+#: What to do when the database server goes away while work is in flight. Every state change
+#: is committed before the next step, so the rows say what was sent; an output downloaded but
+#: not yet recorded is downloaded again (free) by the resume, never submitted again.
+DATABASE_LOST_HINT = ("once the database answers again, run `refstudio resume`: work already "
+                      "sent is collected (a paid image is safe at the provider), never sent again")
+
+
+@contextlib.contextmanager
+def _resumable_if_the_database_goes() -> Iterator[None]:
+    """Around driving work: the database's "cannot reach" error, with the way back (its own
+    hint says nothing was changed, which is no longer so once a request has left)."""
+    try:
+        yield
+    except DatabaseUnavailableError as exc:
+        raise DatabaseUnavailableError(exc.message, hint=DATABASE_LOST_HINT) from exc
 
 
 def _raise_unstored(outcomes: Sequence[Outcome]) -> None:
