@@ -357,7 +357,8 @@ REQUIRE_PG = os.environ.get("REFSTUDIO_REQUIRE_PG") == "1"
 _PG_STATE: dict[str, str | None] = {}
 
 
-def _pg_admin() -> Any:
+def pg_admin() -> Any:
+    """An engine on the test server's ``postgres`` database, as its superuser (AUTOCOMMIT)."""
     from sqlalchemy import create_engine
 
     url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
@@ -369,7 +370,7 @@ def pg_unavailable() -> str | None:
     """Why PostgreSQL cannot be used for tests here, or None when it can (checked once)."""
     if "reason" not in _PG_STATE:
         try:
-            engine = _pg_admin()
+            engine = pg_admin()
             with engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             engine.dispose()
@@ -390,7 +391,7 @@ def require_pg() -> None:
 
 
 def drop_pg_databases(prefix: str) -> None:
-    engine = _pg_admin()
+    engine = pg_admin()
     try:
         with engine.connect() as conn:
             names = [r[0] for r in conn.exec_driver_sql(
@@ -422,7 +423,7 @@ def pg_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (its URL), dropped after the test."""
     with pg_prefix() as prefix:
         name = prefix + "db"
-        engine = _pg_admin()
+        engine = pg_admin()
         try:
             with engine.connect() as conn:
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}"')

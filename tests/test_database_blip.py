@@ -20,9 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import _pg_admin, db_rows, run_cli
+import pytest
+from conftest import db_rows, pg_admin, run_cli
 
 from refstudio import DatabaseUnavailableError
+from refstudio.storage.database import Database
+from refstudio.storage.dburl import parse_database_url
+from refstudio.storage.slots import SharedSlots
 
 KEY = "sim-key-blip-0123456789abcdef"
 #: Shown to nobody: the server trusts local logins, so libpq never even sends it.
@@ -59,12 +63,13 @@ def _wait_submitted(root: Path, proc: subprocess.Popen[str]) -> None:
 
 
 def _terminate_all(database: str) -> int:
-    """Every server connection to ``database`` killed, from an admin connection elsewhere."""
-    engine = _pg_admin()
+    """Every server connection to ``database`` killed, from an admin connection elsewhere;
+    returns once the killed backends have exited (and so freed their locks)."""
+    engine = pg_admin()
     try:
         with engine.connect() as conn:
             killed = conn.exec_driver_sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).scalar()
             return int(killed or 0)
     finally:
@@ -74,7 +79,7 @@ def _terminate_all(database: str) -> int:
 @contextlib.contextmanager
 def _outage(database: str) -> Iterator[None]:
     """The server refuses ``database`` for the block, and drops whoever is connected to it."""
-    engine = _pg_admin()
+    engine = pg_admin()
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
@@ -188,3 +193,48 @@ def test_outputs_downloaded_during_an_outage_are_recorded_by_resume(
     _assert_nothing_half_written(root)
     _resume(root, env, sim)
     _assert_all_stored(root)
+
+
+def test_slots_held_through_a_dropped_connection_are_taken_back(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """An account slot is a lock on a connection: when the server drops it, giving back one
+    slot is no error, and the slots still in use are taken again on the new connection, so
+    another machine cannot take them meanwhile (2 at once stays 2)."""
+    db = Database(parse_database_url(pg_database, root=tmp_path, source="test",
+                                     allow_password=False))
+    mine, other = SharedSlots(db, "wavespeed:blip", 2), SharedSlots(db, "wavespeed:blip", 2)
+    try:
+        assert [mine.try_acquire(), mine.try_acquire()] == [0, 1]
+        assert _terminate_all(pg_database.rsplit("/", 1)[1]) == 1
+        mine.release(1)  # its lock went with the connection: done, not an error
+        assert other.try_acquire() == 1
+        assert other.try_acquire() is None  # slot 0 is still mine: taken back
+        mine.release(0)  # on the new connection, which holds it
+        assert other.try_acquire() == 0
+    finally:
+        mine.close()
+        other.close()
+        db.dispose()
+
+
+def test_a_look_for_a_slot_reconnects_once_then_says_the_database_is_gone(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Waiting for a slot over a dropped connection costs a reconnect; over a server that
+    refuses the library, it is the database's one error (exit 14), not a driver traceback."""
+    database = pg_database.rsplit("/", 1)[1]
+    db = Database(parse_database_url(pg_database, root=tmp_path, source="test",
+                                     allow_password=False))
+    slots = SharedSlots(db, "wavespeed:blip", 2)
+    try:
+        assert slots.try_acquire() == 0
+        assert _terminate_all(database) == 1
+        assert slots.try_acquire() == 1  # a new connection, slot 0 taken back on it
+        with _outage(database):
+            slots.release(1)  # over a lost connection: given back with it, no error
+            with pytest.raises(DatabaseUnavailableError, match="cannot reach the database"):
+                slots.try_acquire()  # a look that cannot reconnect is the database's error
+    finally:
+        slots.close()
+        db.dispose()
