@@ -135,7 +135,9 @@ def test_a_waiting_machine_gets_the_next_free_slot(pg_database: str, tmp_path: P
         deadline = time.monotonic() + 10
         while (got := first.try_acquire()) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert got == 0 and first.try_acquire() == 1
+        # Either slot may come first: a look tries 0 then 1, and the server may free the
+        # closed holder's locks between the two tries.
+        assert got is not None and {got, first.try_acquire()} == {0, 1}
     finally:
         first.close()
         second.close()
