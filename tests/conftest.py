@@ -517,3 +517,30 @@ def db_rows(root: Path, sql: str, params: dict[str, Any] | None = None) -> list[
             return [tuple(r) for r in result.all()] if result.returns_rows else []
     finally:
         db.dispose()
+
+
+# -- a simulator named as WaveSpeed in the environment, and a first library -----------------
+
+@pytest.fixture
+def sim(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> Iterator[Simulator]:
+    """A simulator taking the test module's ``KEY`` (latency 0.05 s, no jitter), named as
+    WaveSpeed the way a user does it (``WAVESPEED_API_KEY``/``WAVESPEED_BASE_URL``); offline
+    previews go to ``tmp_path / "offline"``. Modules with a ``sim`` of their own use theirs."""
+    from project_support import wavespeed_from_env
+
+    with wavespeed_from_env(monkeypatch, request.module.KEY, latency=0.05,
+                            offline_dir=tmp_path / "offline") as server:
+        yield server
+
+
+@pytest.fixture
+def library(request: pytest.FixtureRequest, project: Studio, make_image: ImageMaker,
+            tmp_path: Path) -> Studio:
+    """``project`` with one reference per name in the module's ``REFERENCES``, each one image
+    (of ``REFERENCE_SIZE`` when the module sets it)."""
+    from project_support import add_references
+
+    size = getattr(request.module, "REFERENCE_SIZE", None)
+    return add_references(project, make_image, tmp_path, request.module.REFERENCES,
+                          **({"size": size} if size else {}))

@@ -4,12 +4,8 @@ value out of one model's range, or a model not compared: one error line, nothing
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from conftest import ImageMaker, run_cli, snapshot_project
-from project_support import add_references, wavespeed_from_env
+from conftest import run_cli, snapshot_project
 
 from refstudio import Studio
 from refstudio.errors import ParameterError
@@ -18,18 +14,8 @@ from refstudio.models.compose import options_per_model
 from refstudio.simulator import Simulator
 
 KEY = "sim-key-compare-options-0123456789"
-
-
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
-                            offline_dir=tmp_path / "offline") as server:
-        yield server
-
-
-@pytest.fixture
-def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    return add_references(project, make_image, tmp_path, ("mara", "tavern"))
+#: The ``library`` fixture\'s references (tests/conftest.py).
+REFERENCES = ("mara", "tavern")
 
 
 def test_options_go_to_the_models_that_take_them() -> None:

@@ -5,12 +5,10 @@ size the model cannot make stays an error (exit 4, nothing sent or stored)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ImageMaker, run_cli, snapshot_project
-from project_support import add_references, wavespeed_from_env
+from conftest import run_cli, snapshot_project
 
 from refstudio import Studio
 from refstudio.models import catalog
@@ -19,18 +17,8 @@ from refstudio.models.sizes import Size
 from refstudio.simulator import Simulator
 
 KEY = "sim-key-default-size-0123456789"
-
-
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
-                            offline_dir=tmp_path / "offline") as server:
-        yield server
-
-
-@pytest.fixture
-def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    return add_references(project, make_image, tmp_path, ("mara",))
+#: The ``library`` fixture\'s references (tests/conftest.py).
+REFERENCES = ("mara",)
 
 
 def _set_defaults(root: Path, old: str, new: str) -> None:

@@ -4,29 +4,17 @@ input refused with one error line, its exit code, nothing sent and nothing store
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ImageMaker, run_cli, snapshot_project
-from project_support import add_references, wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.simulator import Simulator
 
 KEY = "sim-key-models-cli-0123456789"
-
-
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
-                            offline_dir=tmp_path / "offline") as server:
-        yield server
-
-
-@pytest.fixture
-def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    return add_references(project, make_image, tmp_path, ("mara", "tavern"))
+#: The ``library`` fixture\'s references (tests/conftest.py).
+REFERENCES = ("mara", "tavern")
 
 
 def test_models_lists_every_model_with_its_facts(sim: Simulator, library: Studio) -> None:

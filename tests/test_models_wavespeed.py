@@ -4,13 +4,10 @@ reference and with its most, the body each receives compared with the documented
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ImageMaker
-from project_support import add_references, wavespeed_from_env
 
 from refstudio import Studio
 from refstudio.models import catalog
@@ -19,18 +16,9 @@ from refstudio.simulator import Simulator
 KEY = "sim-key-models-0123456789"
 #: Reference names: ten distinct ones, the most any built-in model takes.
 NAMES = [f"ref{i:02d}" for i in range(1, 11)]
-
-
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
-                            offline_dir=tmp_path / "offline") as server:
-        yield server
-
-
-@pytest.fixture
-def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    return add_references(project, make_image, tmp_path, NAMES, size=(640, 800))
+#: The ``library`` fixture's references (tests/conftest.py), drawn at this size.
+REFERENCES = NAMES
+REFERENCE_SIZE = (640, 800)
 
 
 def _expected(alias: str, prompt_tag: str, prompt_order: str, seed: int | None) -> dict[str, Any]:

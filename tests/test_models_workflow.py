@@ -4,18 +4,18 @@ another model, and libraries written before the model layer."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ImageMaker, run_cli, snapshot_project
-from project_support import add_references, wavespeed_from_env
+from conftest import run_cli, snapshot_project
 
 from refstudio import Studio
 from refstudio.errors import WorkflowError
 from refstudio.simulator import Simulator
 
 KEY = "sim-key-models-wf-0123456789"
+#: The ``library`` fixture\'s references (tests/conftest.py).
+REFERENCES = ("mara", "tavern")
 
 WORKFLOW = """
 [[step]]
@@ -31,18 +31,6 @@ id = "after"
 prompt = "@mara_read by the fire"
 model = "seedream-v4"
 """
-
-
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Simulator]:
-    with wavespeed_from_env(monkeypatch, KEY, latency=0.05,
-                            offline_dir=tmp_path / "offline") as server:
-        yield server
-
-
-@pytest.fixture
-def library(project: Studio, make_image: ImageMaker, tmp_path: Path) -> Studio:
-    return add_references(project, make_image, tmp_path, ("mara", "tavern"))
 
 
 def test_a_step_with_several_models_makes_one_generation_per_model_and_variant(
