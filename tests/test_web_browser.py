@@ -116,6 +116,17 @@ def _images_loaded(page: Any, selector: str) -> int:
               .filter(img => img.complete && img.naturalWidth > 0).length""", selector))
 
 
+def _loaded_images(page: Any, selector: str, timeout: float = 20.0) -> int:
+    """How many of ``selector``'s images loaded, once none is still loading: thumbnails are
+    made on first request, which on a busy machine can outlast the page's own load event."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(
+            "(sel) => [...document.querySelectorAll(sel)].every(img => img.complete)", selector):
+        assert time.monotonic() < deadline, f"images of {selector} still loading"
+        time.sleep(0.05)
+    return _images_loaded(page, selector)
+
+
 def _until(page: Any, predicate: str, timeout: float = 20.0) -> None:
     """Poll a JavaScript predicate (``page.wait_for_function`` evaluates a string, which the
     studio's CSP rightly forbids; ``evaluate`` runs through DevTools instead)."""
@@ -147,7 +158,7 @@ def test_the_loop_in_a_browser_on_the_offline_provider(browser: Any, project_roo
         _upload(page, server, tmp_path, "tavern", "location", (1200, 800), seed=2)
         page.goto(server.url + "/")
         assert page.locator(".grid .card").count() == 2
-        assert _images_loaded(page, ".grid img") == 2
+        assert _loaded_images(page, ".grid img") == 2
 
         # Compose: @ completion as you type, the bound thumbnails and the estimate follow.
         page.goto(server.url + "/compose")
@@ -161,7 +172,7 @@ def test_the_loop_in_a_browser_on_the_offline_provider(browser: Any, project_roo
         _until(page, """() => document.querySelectorAll('#bound img').length === 2 &&
                            document.querySelector('#estimate').textContent.startsWith('2 ×')""")
         assert "estimated $0.00" in page.locator("#estimate").inner_text()
-        assert _images_loaded(page, "#bound img") == 2
+        assert _loaded_images(page, "#bound img") == 2
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web-compose.png"))
 
@@ -184,7 +195,7 @@ def test_the_loop_in_a_browser_on_the_offline_provider(browser: Any, project_roo
         # The chain: output 2:0 ← its inputs @mara and @tavern ← their uploaded files.
         assert lineage.locator(".input > a").all_inner_texts() == ["@mara", "@tavern"]
         assert "file mara.png" in lineage.inner_text()
-        assert _images_loaded(page, ".lineage img") == 3  # the output, and both inputs
+        assert _loaded_images(page, ".lineage img") == 3  # the output, and both inputs
         page.screenshot(path=str(ARTIFACTS / "web-lineage.png"), full_page=True)
 
         # The new reference is in the library and completes in Compose.
