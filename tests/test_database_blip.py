@@ -145,6 +145,18 @@ def _resume(root: Path, env: dict[str, str], sim: Any) -> None:
     assert sim.stats()["submits_received"] == N  # collected, never sent again
 
 
+def _ends_cleanly_then_resume_stores_all(proc: subprocess.Popen[str], root: Path,
+                                         env: dict[str, str], sim: Any) -> None:
+    """What any drop must come to: the run ends cleanly having paid each generation once,
+    leaves nothing half-written, and a resume stores every output."""
+    code, out, err = _finish(proc)
+    _assert_clean_end(code, out, err)
+    assert sim.stats()["submits_received"] == N
+    _assert_nothing_half_written(root)
+    _resume(root, env, sim)
+    _assert_all_stored(root)
+
+
 def test_every_connection_dropped_while_tasks_are_in_flight(
     tmp_path: Path, pg_database: str, make_sim: Any
 ) -> None:
@@ -161,12 +173,7 @@ def test_every_connection_dropped_while_tasks_are_in_flight(
         time.sleep(0.1)
     assert killed >= 1  # the engine really was connected (its slots, at least)
     assert sim.stats()["downloads"] == 0, "the tasks ended before the drop: raise the latency"
-    code, out, err = _finish(proc)
-    _assert_clean_end(code, out, err)
-    assert sim.stats()["submits_received"] == N
-    _assert_nothing_half_written(root)
-    _resume(root, env, sim)
-    _assert_all_stored(root)
+    _ends_cleanly_then_resume_stores_all(proc, root, env, sim)
 
 
 def test_outputs_downloaded_during_an_outage_are_recorded_by_resume(
@@ -187,12 +194,7 @@ def test_outputs_downloaded_during_an_outage_are_recorded_by_resume(
         downloaded = sim.stats()["downloads"]
         time.sleep(1.0)  # the engine tries to record them while the server still refuses
     assert downloaded >= 1, "nothing was downloaded during the outage: it proves nothing"
-    code, out, err = _finish(proc)
-    _assert_clean_end(code, out, err)
-    assert sim.stats()["submits_received"] == N
-    _assert_nothing_half_written(root)
-    _resume(root, env, sim)
-    _assert_all_stored(root)
+    _ends_cleanly_then_resume_stores_all(proc, root, env, sim)
 
 
 def test_slots_held_through_a_dropped_connection_are_taken_back(

@@ -34,6 +34,15 @@ def _machine(tmp_path: Path, name: str, database: str, sim_url: str) -> tuple[Pa
     return root, env
 
 
+def _two_machines(tmp_path: Path, database: str,
+                  sim_url: str) -> list[tuple[Path, dict[str, str]]]:
+    """Machines A and B on one library, made once (by A) before either starts work."""
+    machines = [_machine(tmp_path, name, database, sim_url)
+                for name in ("machine_a", "machine_b")]
+    run_cli("-p", str(machines[0][0]), "ref", "list")
+    return machines
+
+
 def _now(root: Path) -> datetime:
     """The database server's clock (what leases are compared with here is UTC)."""
     return datetime.now(timezone.utc)
@@ -48,9 +57,7 @@ def test_two_machines_share_the_account_and_never_submit_twice(
     tmp_path: Path, pg_database: str, make_sim: object
 ) -> None:
     sim = make_sim(latency=0.6)  # type: ignore[operator]
-    a, env_a = _machine(tmp_path, "machine_a", pg_database, sim.base_url)
-    b, env_b = _machine(tmp_path, "machine_b", pg_database, sim.base_url)
-    run_cli("-p", str(a), "ref", "list")  # the library is made once, before the race
+    (a, env_a), (b, env_b) = _two_machines(tmp_path, pg_database, sim.base_url)
     procs = [_start(root, env, "gen", f"a picture from {root.name}", "-n", "5",
                     "--seed", str(seed), "--provider", "wavespeed", "--resolution", "720p",
                     "--json")
@@ -80,9 +87,7 @@ def test_a_killed_machines_work_waits_for_its_lease(
     tmp_path: Path, pg_database: str, make_sim: object
 ) -> None:
     sim = make_sim(latency=2.5)  # type: ignore[operator]
-    a, env_a = _machine(tmp_path, "machine_a", pg_database, sim.base_url)
-    b, env_b = _machine(tmp_path, "machine_b", pg_database, sim.base_url)
-    run_cli("-p", str(a), "ref", "list")
+    (a, env_a), (b, env_b) = _two_machines(tmp_path, pg_database, sim.base_url)
     proc = _start(a, env_a, "gen", "a long one", "-n", "3", "--provider", "wavespeed",
                   "--resolution", "720p")
     deadline = time.monotonic() + 60
